@@ -1,0 +1,3 @@
+"""Sfumato: a local diffusion server behind the tools artists already use."""
+
+__version__ = "0.1.0"

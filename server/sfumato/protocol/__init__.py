@@ -1,0 +1,31 @@
+"""Sfumato's wire protocol, sans I/O: bytes ↔ typed messages (docs/protocol.md).
+
+Standard library and msgpack only (numpy optional, imported lazily); copied as-is into the
+Krita plugin and bundled into the Blender extension, so it must stay free of I/O and of any
+host or ML import.
+"""
+
+from .arrays import Array, DType
+from .codec import (
+    ClientMessage,
+    Message,
+    ServerMessage,
+    decode_client_message,
+    decode_server_message,
+    encode,
+    encode_bytes,
+)
+from .errors import ErrorCode, ProtocolError, SfumatoError
+from .events import Accepted, Cancelled, Error, ModelInfo, Models, Progress, Result, Welcome
+from .limits import Limits
+from .messages import Cancel, Fetch, Hello, Job, JobParams, ListModels, Task
+from .session import ServerSession, State
+from .version import PROTOCOL_VERSION
+
+__all__ = [
+    "PROTOCOL_VERSION", "Accepted", "Array", "Cancel", "Cancelled", "ClientMessage", "DType",
+    "Error", "ErrorCode", "Fetch", "Hello", "Job", "JobParams", "Limits", "ListModels",
+    "Message", "ModelInfo", "Models", "Progress", "ProtocolError", "Result", "ServerMessage",
+    "ServerSession", "SfumatoError", "State", "Task", "Welcome", "decode_client_message",
+    "decode_server_message", "encode", "encode_bytes",
+]  # fmt: skip

@@ -1,0 +1,180 @@
+"""Typed reading of decoded msgpack maps, with errors that name the field and the fix."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any, TypeVar
+
+from .arrays import Array, DType, check_shape
+from .errors import ErrorCode, ProtocolError
+
+E = TypeVar("E", bound=Enum)
+_MISSING: Any = object()
+
+
+def _type_name(value: Any) -> str:
+    return "nil" if value is None else type(value).__name__
+
+
+class Reader:
+    """Reads one msgpack map. ``finish()`` rejects keys nobody asked for (they are typos or
+    features this peer lacks, and silently ignoring either hides a mistake)."""
+
+    def __init__(self, data: Any, path: str, blobs: memoryview | None = None) -> None:
+        if not isinstance(data, dict):
+            raise ProtocolError(
+                ErrorCode.BAD_FIELD,
+                f"{path or 'message'} must be a map, got {_type_name(data)}",
+                field=path or None,
+            )
+        self._data = data
+        self._path = path
+        self._seen: set[str] = set()
+        self._blobs = blobs
+
+    def keys(self) -> list[str]:
+        return [str(k) for k in self._data]
+
+    def _name(self, key: str) -> str:
+        return f"{self._path}.{key}" if self._path else key
+
+    def _get(self, key: str, default: Any) -> Any:
+        self._seen.add(key)
+        if key in self._data and self._data[key] is not None:
+            return self._data[key]
+        if default is _MISSING:
+            raise ProtocolError(
+                ErrorCode.BAD_FIELD, f"{self._name(key)} is required", field=self._name(key)
+            )
+        return default
+
+    def _bad(self, key: str, want: str, value: Any) -> ProtocolError:
+        return ProtocolError(
+            ErrorCode.BAD_FIELD,
+            f"{self._name(key)} must be {want}, got {value!r}"[:300],
+            field=self._name(key),
+        )
+
+    def text(self, key: str, default: Any = _MISSING, *, max_len: int | None = None) -> Any:
+        value = self._get(key, default)
+        if value is default and default is not _MISSING:
+            return value
+        if not isinstance(value, str):
+            raise self._bad(key, "a string", value)
+        if max_len is not None and len(value) > max_len:
+            raise ProtocolError(
+                ErrorCode.BAD_FIELD,
+                f"{self._name(key)} is {len(value)} characters; the limit is {max_len}, shorten it",
+                field=self._name(key),
+            )
+        return value
+
+    def integer(self, key: str, default: Any = _MISSING, *, lo: int, hi: int) -> Any:
+        value = self._get(key, default)
+        if value is default and default is not _MISSING:
+            return value
+        if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+            raise self._bad(key, f"an integer from {lo} to {hi}", value)
+        return value
+
+    def number(self, key: str, default: Any = _MISSING, *, lo: float, hi: float) -> Any:
+        value = self._get(key, default)
+        if value is default and default is not _MISSING:
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+            raise self._bad(key, f"a number from {lo} to {hi}", value)
+        return float(value)
+
+    def choice(self, key: str, kind: type[E], default: Any = _MISSING) -> Any:
+        value = self._get(key, default)
+        if value is default and default is not _MISSING:
+            return value
+        try:
+            return kind(value)
+        except ValueError:
+            choices = ", ".join(str(m.value) for m in kind)
+            raise self._bad(key, f"one of {choices}", value) from None
+
+    def items(self, key: str, default: Any = _MISSING) -> Any:
+        value = self._get(key, default)
+        if value is default and default is not _MISSING:
+            return value
+        if not isinstance(value, list):
+            raise self._bad(key, "a list", value)
+        return value
+
+    def submap(self, key: str, default: Any = _MISSING) -> Any:
+        value = self._get(key, default)
+        if value is default and default is not _MISSING:
+            return value
+        return Reader(value, self._name(key), self._blobs)
+
+    def arrays(self, key: str) -> tuple[Array, ...]:
+        values = self.items(key)
+        return tuple(
+            read_array(v, f"{self._name(key)}[{i}]", self._blobs) for i, v in enumerate(values)
+        )
+
+    def integers(self, key: str, *, lo: int, hi: int) -> tuple[int, ...]:
+        values = self.items(key)
+        if not all(
+            isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi for v in values
+        ):
+            raise self._bad(key, f"a list of integers from {lo} to {hi}", values)
+        return tuple(values)
+
+    def raw(self, key: str, default: Any = _MISSING) -> Any:
+        return self._get(key, default)
+
+    def array(self, key: str, default: Any = _MISSING) -> Any:
+        value = self._get(key, default)
+        if value is default and default is not _MISSING:
+            return value
+        return read_array(value, self._name(key), self._blobs)
+
+    def finish(self) -> None:
+        extra = sorted(str(k) for k in self._data if k not in self._seen)
+        if extra:
+            where = self._path or "the message"
+            raise ProtocolError(
+                ErrorCode.BAD_FIELD,
+                f"unknown field {self._name(extra[0])} in {where}; check the spelling or the "
+                "server's capabilities",
+                field=self._name(extra[0]),
+            )
+
+
+def read_array(ref: Any, name: str, blobs: memoryview | None) -> Array:
+    """Resolve an array reference ``{dtype, shape, offset}`` into the message's blob region."""
+    r = Reader(ref, name)
+    dtype = r.choice("dtype", DType)
+    shape = check_shape(r.raw("shape"), field=name)
+    offset = r.integer("offset", lo=0, hi=2**63 - 1)
+    r.finish()
+    h, w, c = shape
+    nbytes = h * w * c * dtype.itemsize
+    available = 0 if blobs is None else blobs.nbytes
+    if offset + nbytes > available:
+        raise ProtocolError(
+            ErrorCode.BAD_ARRAY,
+            f"{name}: {dtype.value} {list(shape)} needs bytes {offset}..{offset + nbytes} of the "
+            f"payload, but the message carries only {available}",
+            field=name,
+        )
+    assert blobs is not None
+    return Array(dtype, shape, blobs[offset : offset + nbytes])
+
+
+class BlobWriter:
+    """Collects array payloads while a header is built; each array becomes a reference."""
+
+    def __init__(self) -> None:
+        self.chunks: list[memoryview] = []
+        self._offset = 0
+
+    def ref(self, array: Array) -> dict[str, Any]:
+        ref = {"dtype": array.dtype.value, "shape": list(array.shape), "offset": self._offset}
+        view = memoryview(array.data).cast("B")
+        self.chunks.append(view)
+        self._offset += view.nbytes
+        return ref

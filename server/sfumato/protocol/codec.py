@@ -1,0 +1,119 @@
+"""Bytes ↔ messages. No I/O: callers hand in the bytes of one websocket message and send the
+chunks they get back (as one message, fragmented or not; see docs/protocol.md, "Framing").
+
+A message is a msgpack map (the header) followed directly by the raw bytes of the arrays
+it references. Packing pixels inside the msgpack map would copy them twice on each side;
+appending them lets the sender pass its buffers through and the receiver view them in place.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Union
+
+import msgpack
+
+from ._fields import BlobWriter, Reader
+from .errors import ErrorCode, ProtocolError
+from .events import Accepted, Cancelled, Error, Models, Progress, Result, Welcome
+from .limits import Limits
+from .messages import Cancel, Fetch, Hello, Job, ListModels
+from .version import PROTOCOL_VERSION
+
+ClientMessage = Union[Hello, Job, Cancel, Fetch, ListModels]
+ServerMessage = Union[Welcome, Models, Accepted, Progress, Result, Error, Cancelled]
+Message = Union[ClientMessage, ServerMessage]
+
+CLIENT_TYPES: dict[str, Any] = {m.TYPE: m for m in (Hello, Job, Cancel, Fetch, ListModels)}
+SERVER_TYPES: dict[str, Any] = {
+    m.TYPE: m for m in (Welcome, Models, Accepted, Progress, Result, Error, Cancelled)
+}
+MAX_HEADER_BYTES = 1024 * 1024
+
+
+def encode(message: Message) -> list[memoryview]:
+    """The chunks of one wire message: the header, then each array's bytes (not copied)."""
+    blobs = BlobWriter()
+    header = {"v": PROTOCOL_VERSION, "type": message.TYPE, **message._write(blobs)}
+    return [memoryview(msgpack.packb(header, use_bin_type=True)), *blobs.chunks]
+
+
+def encode_bytes(message: Message) -> bytes:
+    """One contiguous ``bytes`` (copies the arrays; fine for small messages and tests)."""
+    return b"".join(encode(message))
+
+
+def decode_client_message(
+    data: bytes | bytearray | memoryview, limits: Limits | None = None
+) -> ClientMessage:
+    """Parse what a client sent. Strict: unknown fields are errors (they are typos)."""
+    return _decode(data, CLIENT_TYPES, limits or Limits(), strict=True)  # type: ignore[no-any-return]
+
+
+def decode_server_message(
+    data: bytes | bytearray | memoryview, limits: Limits | None = None
+) -> ServerMessage:
+    """Parse what a server sent. Lenient: newer servers may add fields."""
+    return _decode(data, SERVER_TYPES, limits or Limits(), strict=False)  # type: ignore[no-any-return]
+
+
+def _decode(
+    data: bytes | bytearray | memoryview, types: dict[str, Any], limits: Limits, *, strict: bool
+) -> Message:
+    view = memoryview(data).cast("B")
+    if view.nbytes > limits.max_message_bytes:
+        raise ProtocolError(
+            ErrorCode.FRAME_TOO_LARGE,
+            f"message of {view.nbytes} bytes exceeds max_message_bytes {limits.max_message_bytes}; "
+            "send smaller images",
+        )
+    header, end = _unpack_header(view)
+    version = header.get("v")
+    if version != PROTOCOL_VERSION:
+        raise ProtocolError(
+            ErrorCode.BAD_VERSION,
+            f"protocol version {version!r} is not supported; this peer speaks v{PROTOCOL_VERSION}. "
+            "Update the plugin or the server so both match",
+            field="v",
+        )
+    kind = header.get("type")
+    cls = types.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        known = ", ".join(sorted(types))
+        raise ProtocolError(
+            ErrorCode.UNKNOWN_TYPE,
+            f"unknown message type {kind!r}; expected one of {known}",
+            field="type",
+        )
+    reader = Reader({k: v for k, v in header.items() if k not in ("v", "type")}, "", view[end:])
+    message = cls._read(reader, limits)
+    if strict:
+        reader.finish()
+    return message  # type: ignore[no-any-return]
+
+
+def _unpack_header(view: memoryview) -> tuple[dict[Any, Any], int]:
+    # Feed only what a header may span: feeding the whole message would copy every pixel.
+    head = view[: MAX_HEADER_BYTES + 16]
+    unpacker = msgpack.Unpacker(
+        raw=False, max_buffer_size=max(head.nbytes, 1), max_bin_len=MAX_HEADER_BYTES,
+        max_str_len=MAX_HEADER_BYTES, max_array_len=100_000, max_map_len=100_000,
+        strict_map_key=True,
+    )  # fmt: skip
+    unpacker.feed(head)
+    try:
+        header = unpacker.unpack()
+    except msgpack.OutOfData:
+        raise ProtocolError(
+            ErrorCode.BAD_FRAME,
+            "truncated message: the msgpack header is incomplete (or over 1 MiB)",
+        ) from None
+    except (msgpack.UnpackException, ValueError, TypeError) as exc:
+        raise ProtocolError(
+            ErrorCode.BAD_FRAME, f"not a msgpack message ({type(exc).__name__})"
+        ) from None
+    if not isinstance(header, dict):
+        raise ProtocolError(
+            ErrorCode.BAD_FRAME,
+            f"a message must start with a msgpack map, got {type(header).__name__}",
+        )
+    return header, unpacker.tell()

@@ -1,0 +1,52 @@
+"""The one exception hierarchy of the protocol, and the stable error codes.
+
+Error codes are part of the wire format (docs/protocol.md, "Errors"): clients switch on them,
+so a code is never renamed; new ones may be added.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class ErrorCode(str, Enum):
+    """Stable codes carried by ``error`` messages."""
+
+    BAD_FRAME = "bad_frame"  # not a msgpack map, truncated, or blobs out of range
+    BAD_VERSION = "bad_version"  # the frame's `v` is not a version this peer speaks
+    UNKNOWN_TYPE = "unknown_type"  # a `type` this peer does not know
+    BAD_FIELD = "bad_field"  # a field is missing, of the wrong type or out of range
+    BAD_ARRAY = "bad_array"  # wrong dtype, shape or byte length of an array
+    FRAME_TOO_LARGE = "frame_too_large"
+    IMAGE_TOO_LARGE = "image_too_large"
+    QUEUE_FULL = "queue_full"
+    DUPLICATE_ID = "duplicate_id"  # a job id that this client already has queued or running
+    HELLO_REQUIRED = "hello_required"  # a message other than `hello` came first
+    UNAUTHORIZED = "unauthorized"  # missing or wrong token
+    UNKNOWN_MODEL = "unknown_model"
+    MODEL_UNAVAILABLE = "model_unavailable"  # registered, but its weights are missing
+    UNSUPPORTED = "unsupported"  # a task or option this model or server cannot do
+    NOT_FOUND = "not_found"  # fetch/cancel of a job id this client does not own
+    JOB_FAILED = "job_failed"  # the engine failed while running the job
+    INTERNAL = "internal"  # a bug in the server; the message says where to report it
+
+
+class SfumatoError(Exception):
+    """Base of every error Sfumato raises on purpose."""
+
+
+class ProtocolError(SfumatoError, ValueError):
+    """A frame or message that breaks the protocol. Carries what goes into an ``error`` message.
+
+    ``field`` names the offending field with a dotted path (``params.width``,
+    ``inputs.mask``) so that a client can point at the widget that produced it.
+    """
+
+    def __init__(self, code: ErrorCode, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+
+    def __repr__(self) -> str:
+        return f"ProtocolError({self.code.value!r}, {self.message!r}, field={self.field!r})"

@@ -1,0 +1,232 @@
+"""Server → client messages of protocol v1 (docs/protocol.md, "Server messages")."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from ._fields import BlobWriter, Reader
+from .arrays import Array
+from .errors import ErrorCode
+from .limits import Limits
+from .messages import SEED_MAX, Task, _job_id
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a client may know of a registry entry: never its path on the server."""
+
+    name: str
+    family: str  # sd15, sdxl, tiny-sd, …
+    kind: str  # base, controlnet, lora, preview
+    license: str = ""
+    approved: bool = True
+    tiny: bool = False  # random weights: images are noise
+    description: str = ""
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "family": self.family, "kind": self.kind, "license": self.license,
+            "approved": self.approved, "tiny": self.tiny, "description": self.description,
+        }  # fmt: skip
+
+    @classmethod
+    def from_wire(cls, r: Reader) -> ModelInfo:
+        info = cls(
+            name=r.text("name"),
+            family=r.text("family"),
+            kind=r.text("kind"),
+            license=r.text("license", ""),
+            approved=bool(r.raw("approved", True)),
+            tiny=bool(r.raw("tiny", False)),
+            description=r.text("description", ""),
+        )
+        return info
+
+
+def _read_models(r: Reader) -> tuple[ModelInfo, ...]:
+    out = []
+    for i, item in enumerate(r.items("models", [])):
+        m = Reader(item, f"models[{i}]")
+        out.append(ModelInfo.from_wire(m))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class Welcome:
+    TYPE: ClassVar[str] = "welcome"
+    server: str  # server version
+    protocol: int
+    capabilities: tuple[str, ...] = ()  # tasks and optional features this server offers
+    models: tuple[ModelInfo, ...] = ()
+    default_model: str = ""
+    limits: Limits = field(default_factory=Limits)
+    client_id: str = ""  # the identity results are filed under; reuse it to fetch after reconnect
+    notice: str = ""  # something the user should read (e.g. "tiny model: images are noise")
+
+    def _write(self, w: BlobWriter) -> dict[str, Any]:
+        return {
+            "server": self.server, "protocol": self.protocol,
+            "capabilities": list(self.capabilities), "models": [m.to_wire() for m in self.models],
+            "default_model": self.default_model, "limits": self.limits.to_wire(),
+            "client_id": self.client_id, "notice": self.notice,
+        }  # fmt: skip
+
+    @classmethod
+    def _read(cls, r: Reader, limits: Limits) -> Welcome:
+        return cls(
+            server=r.text("server"),
+            protocol=r.integer("protocol", lo=0, hi=2**31),
+            capabilities=tuple(str(c) for c in r.items("capabilities", [])),
+            models=_read_models(r),
+            default_model=r.text("default_model", ""),
+            limits=Limits.from_wire(r.raw("limits", {})),
+            client_id=r.text("client_id", ""),
+            notice=r.text("notice", ""),
+        )
+
+
+@dataclass(frozen=True)
+class Models:
+    TYPE: ClassVar[str] = "models"
+    models: tuple[ModelInfo, ...]
+    default_model: str = ""
+
+    def _write(self, w: BlobWriter) -> dict[str, Any]:
+        return {"models": [m.to_wire() for m in self.models], "default_model": self.default_model}
+
+    @classmethod
+    def _read(cls, r: Reader, limits: Limits) -> Models:
+        return cls(_read_models(r), r.text("default_model", ""))
+
+
+@dataclass(frozen=True)
+class Accepted:
+    TYPE: ClassVar[str] = "accepted"
+    id: str
+    position: int  # jobs ahead of this one in the server's queue (0: next to run)
+
+    def _write(self, w: BlobWriter) -> dict[str, Any]:
+        return {"id": self.id, "position": self.position}
+
+    @classmethod
+    def _read(cls, r: Reader, limits: Limits) -> Accepted:
+        return cls(_job_id(r), r.integer("position", lo=0, hi=2**31))
+
+
+@dataclass(frozen=True)
+class Progress:
+    TYPE: ClassVar[str] = "progress"
+    id: str
+    step: int
+    total: int
+    stage: str = "denoise"  # loading (model weights), denoise
+    preview: Array | None = None  # small uint8 RGB image of the current latents
+
+    def _write(self, w: BlobWriter) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id,
+            "step": self.step,
+            "total": self.total,
+            "stage": self.stage,
+        }
+        if self.preview is not None:
+            out["preview"] = w.ref(self.preview)
+        return out
+
+    @classmethod
+    def _read(cls, r: Reader, limits: Limits) -> Progress:
+        return cls(
+            _job_id(r),
+            r.integer("step", lo=0, hi=2**31),
+            r.integer("total", lo=0, hi=2**31),
+            r.text("stage", "denoise"),
+            r.array("preview", None),
+        )
+
+
+@dataclass(frozen=True)
+class Result:
+    """A finished job: one uint8 RGB image per variant, and the facts needed to reproduce it."""
+
+    TYPE: ClassVar[str] = "result"
+    id: str
+    task: Task
+    images: tuple[Array, ...]
+    seeds: tuple[int, ...]
+    model: str
+    tiny: bool = False
+    prompt: str = ""
+    timings: dict[str, float] = field(default_factory=dict)  # seconds: queued, load, run, total
+
+    def _write(self, w: BlobWriter) -> dict[str, Any]:
+        return {
+            "id": self.id, "task": self.task.value, "images": [w.ref(a) for a in self.images],
+            "seeds": list(self.seeds), "model": self.model, "tiny": self.tiny,
+            "prompt": self.prompt, "timings": dict(self.timings),
+        }  # fmt: skip
+
+    @classmethod
+    def _read(cls, r: Reader, limits: Limits) -> Result:
+        timings = r.submap("timings", None)
+        return cls(
+            id=_job_id(r),
+            task=r.choice("task", Task),
+            images=r.arrays("images"),
+            seeds=r.integers("seeds", lo=0, hi=SEED_MAX),
+            model=r.text("model"),
+            tiny=bool(r.raw("tiny", False)),
+            prompt=r.text("prompt", ""),
+            timings={} if timings is None else _timings(timings),
+        )
+
+
+def _timings(r: Reader) -> dict[str, float]:
+    return {str(k): r.number(str(k), lo=0.0, hi=1e9) for k in r.keys()}
+
+
+@dataclass(frozen=True)
+class Error:
+    TYPE: ClassVar[str] = "error"
+    code: ErrorCode
+    message: str
+    id: str | None = None  # the job it concerns, if any
+    field: str | None = None  # dotted path of the offending field, if any
+
+    def _write(self, w: BlobWriter) -> dict[str, Any]:
+        out: dict[str, Any] = {"code": self.code.value, "message": self.message}
+        if self.id is not None:
+            out["id"] = self.id
+        if self.field is not None:
+            out["field"] = self.field
+        return out
+
+    @classmethod
+    def _read(cls, r: Reader, limits: Limits) -> Error:
+        return cls(
+            code=_error_code(r.text("code", ErrorCode.INTERNAL.value)),
+            message=r.text("message", ""),
+            id=r.text("id", None),
+            field=r.text("field", None),
+        )
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    TYPE: ClassVar[str] = "cancelled"
+    id: str
+
+    def _write(self, w: BlobWriter) -> dict[str, Any]:
+        return {"id": self.id}
+
+    @classmethod
+    def _read(cls, r: Reader, limits: Limits) -> Cancelled:
+        return cls(_job_id(r))
+
+
+def _error_code(value: str) -> ErrorCode:
+    """Codes may be added in later servers; an unknown one reads as INTERNAL, keeping the text."""
+    try:
+        return ErrorCode(value)
+    except ValueError:
+        return ErrorCode.INTERNAL

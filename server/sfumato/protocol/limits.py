@@ -1,0 +1,28 @@
+"""Limits are part of the protocol: the server announces them in ``welcome`` and the codec
+enforces them, so that every transport rejects the same input with the same error."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_message_bytes: int = 256 * MIB
+    max_image_side: int = 4096
+    max_queued_jobs: int = 8  # per client, queued plus running
+    max_variants: int = 16
+    max_steps: int = 150
+    max_prompt_chars: int = 4000
+
+    def to_wire(self) -> dict[str, int]:
+        return asdict(self)
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> Limits:
+        """Read limits announced by a server; unknown keys are ignored (newer servers)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: int(v) for k, v in data.items() if k in known})

@@ -1,0 +1,257 @@
+"""Typed messages of protocol v1 (docs/protocol.md is the normative text).
+
+Each message is a frozen dataclass with ``TYPE`` (its wire ``type``), ``_write`` (fields →
+header map, arrays → blob references) and ``_read`` (the reverse, validating every field and
+the limits). The codec adds ``v`` and ``type`` and handles framing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, ClassVar
+
+from ._fields import BlobWriter, Reader
+from .arrays import Array, DType
+from .errors import ErrorCode, ProtocolError
+from .limits import Limits
+
+JOB_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+SEED_MAX = 2**32 - 1
+
+
+class Task(str, Enum):
+    GENERATE = "generate"  # txt2img
+    REFINE = "refine"  # img2img with strength
+    INPAINT = "inpaint"  # image + mask, 255 = regenerate
+
+
+def _job_id(r: Reader, key: str = "id") -> str:
+    value: str = r.text(key)
+    if not JOB_ID.match(value):
+        raise ProtocolError(
+            ErrorCode.BAD_FIELD,
+            f"{key} {value[:80]!r} must be 1–64 characters of A–Z a–z 0–9 _ . -",
+            field=key,
+        )
+    return value
+
+
+# --------------------------------------------------------------------------- client → server
+
+
+@dataclass(frozen=True)
+class Hello:
+    TYPE: ClassVar[str] = "hello"
+    client: str
+    version: str = ""
+    token: str | None = None
+    client_id: str | None = None  # stable identity for fetch after reconnect; see protocol.md
+
+    def _write(self, w: BlobWriter) -> dict[str, Any]:
+        out: dict[str, Any] = {"client": self.client, "version": self.version}
+        if self.token is not None:
+            out["token"] = self.token
+        if self.client_id is not None:
+            out["client_id"] = self.client_id
+        return out
+
+    @classmethod
+    def _read(cls, r: Reader, limits: Limits) -> Hello:
+        return cls(
+            client=r.text("client", max_len=200),
+            version=r.text("version", "", max_len=200),
+            token=r.text("token", None, max_len=1000),
+            client_id=r.text("client_id", None, max_len=200),
+        )
+
+
+@dataclass(frozen=True)
+class JobParams:
+    prompt: str = ""
+    negative: str = ""
+    width: int = 512
+    height: int = 512
+    steps: int = 20
+    guidance: float = 7.0
+    seed: int | None = None  # None: the server picks one and reports it
+    strength: float = 0.75  # refine/inpaint: 0 keeps the image, 1 replaces it
+    variants: int = 1  # images with seeds seed, seed+1, …
+    model: str | None = None  # registry name; None: the server's default
+
+    def _write(self) -> dict[str, Any]:
+        out = {
+            "prompt": self.prompt, "negative": self.negative, "width": self.width,
+            "height": self.height, "steps": self.steps, "guidance": self.guidance,
+            "strength": self.strength, "variants": self.variants,
+        }  # fmt: skip
+        if self.seed is not None:
+            out["seed"] = self.seed
+        if self.model is not None:
+            out["model"] = self.model
+        return out
+
+    @classmethod
+    def _read(cls, r: Reader, limits: Limits) -> JobParams:
+        side = limits.max_image_side
+        params = cls(
+            prompt=r.text("prompt", "", max_len=limits.max_prompt_chars),
+            negative=r.text("negative", "", max_len=limits.max_prompt_chars),
+            width=r.integer("width", 512, lo=8, hi=2**31),
+            height=r.integer("height", 512, lo=8, hi=2**31),
+            steps=r.integer("steps", 20, lo=1, hi=limits.max_steps),
+            guidance=r.number("guidance", 7.0, lo=0.0, hi=50.0),
+            seed=r.integer("seed", None, lo=0, hi=SEED_MAX),
+            strength=r.number("strength", 0.75, lo=0.0, hi=1.0),
+            variants=r.integer("variants", 1, lo=1, hi=limits.max_variants),
+            model=r.text("model", None, max_len=200),
+        )
+        for name in ("width", "height"):
+            value = getattr(params, name)
+            if value > side:
+                raise ProtocolError(
+                    ErrorCode.IMAGE_TOO_LARGE,
+                    f"params.{name} {value} exceeds this server's max_image_side {side}; "
+                    "generate smaller and upscale",
+                    field=f"params.{name}",
+                )
+            if value % 8 or value < 64:
+                raise ProtocolError(
+                    ErrorCode.BAD_FIELD,
+                    f"params.{name} {value} must be a multiple of 8 and at least 64 "
+                    f"(try {max(64, round(value / 8) * 8)})",
+                    field=f"params.{name}",
+                )
+        return params
+
+
+@dataclass(frozen=True)
+class Job:
+    """Submit work. Inputs: ``image`` (uint8 sRGB, 3 or 4 channels) for refine and inpaint;
+    ``mask`` (uint8, 1 channel, 255 = regenerate, same size as image) for inpaint."""
+
+    TYPE: ClassVar[str] = "job"
+    id: str
+    task: Task
+    params: JobParams = field(default_factory=JobParams)
+    image: Array | None = None
+    mask: Array | None = None
+
+    def _write(self, w: BlobWriter) -> dict[str, Any]:
+        inputs = {name: w.ref(a) for name, a in (("image", self.image), ("mask", self.mask)) if a}
+        out: dict[str, Any] = {
+            "id": self.id,
+            "task": self.task.value,
+            "params": self.params._write(),
+        }
+        if inputs:
+            out["inputs"] = inputs
+        return out
+
+    @classmethod
+    def _read(cls, r: Reader, limits: Limits) -> Job:
+        job_id = _job_id(r)
+        task = r.choice("task", Task)
+        p = r.submap("params", None)
+        params = JobParams() if p is None else JobParams._read(p, limits)
+        if p is not None:
+            p.finish()
+        i = r.submap("inputs", None)
+        image = mask = None
+        if i is not None:
+            image, mask = i.array("image", None), i.array("mask", None)
+            i.finish()
+        job = cls(job_id, task, params, image, mask)
+        job.check(limits)
+        return job
+
+    def check(self, limits: Limits) -> None:
+        """Inputs fit the task and the limits; errors name the input and the fix."""
+        t = self.task.value
+        if self.task is Task.GENERATE:
+            for name in ("image", "mask"):
+                if getattr(self, name) is not None:
+                    raise ProtocolError(
+                        ErrorCode.BAD_FIELD,
+                        f"task generate takes no inputs.{name}; use task refine or inpaint",
+                        field=f"inputs.{name}",
+                    )
+            return
+        if self.image is None:
+            raise ProtocolError(
+                ErrorCode.BAD_FIELD, f"task {t} needs inputs.image", field="inputs.image"
+            )
+        _check_image(self.image, "inputs.image", limits, channels=(3, 4))
+        if self.task is Task.INPAINT and self.mask is None:
+            raise ProtocolError(
+                ErrorCode.BAD_FIELD, "task inpaint needs inputs.mask", field="inputs.mask"
+            )
+        if self.mask is not None:
+            _check_image(self.mask, "inputs.mask", limits, channels=(1,))
+            if self.mask.shape[:2] != self.image.shape[:2]:
+                raise ProtocolError(
+                    ErrorCode.BAD_ARRAY,
+                    f"inputs.mask is {self.mask.width}×{self.mask.height} but inputs.image is "
+                    f"{self.image.width}×{self.image.height}; send a mask of the image's size",
+                    field="inputs.mask",
+                )
+
+
+def _check_image(a: Array, name: str, limits: Limits, *, channels: tuple[int, ...]) -> None:
+    if a.dtype is not DType.UINT8 or a.channels not in channels:
+        want = " or ".join(str(c) for c in channels)
+        raise ProtocolError(
+            ErrorCode.BAD_ARRAY,
+            f"{name} must be uint8 with {want} channel(s), got {a.dtype.value} {list(a.shape)}",
+            field=name,
+        )
+    if max(a.height, a.width) > limits.max_image_side:
+        raise ProtocolError(
+            ErrorCode.IMAGE_TOO_LARGE,
+            f"{name} is {a.width}×{a.height}; this server accepts at most "
+            f"{limits.max_image_side} pixels a side, scale it down",
+            field=name,
+        )
+
+
+@dataclass(frozen=True)
+class Cancel:
+    TYPE: ClassVar[str] = "cancel"
+    id: str
+
+    def _write(self, w: BlobWriter) -> dict[str, Any]:
+        return {"id": self.id}
+
+    @classmethod
+    def _read(cls, r: Reader, limits: Limits) -> Cancel:
+        return cls(_job_id(r))
+
+
+@dataclass(frozen=True)
+class Fetch:
+    """Ask again for a finished job's result (after a reconnect)."""
+
+    TYPE: ClassVar[str] = "fetch"
+    id: str
+
+    def _write(self, w: BlobWriter) -> dict[str, Any]:
+        return {"id": self.id}
+
+    @classmethod
+    def _read(cls, r: Reader, limits: Limits) -> Fetch:
+        return cls(_job_id(r))
+
+
+@dataclass(frozen=True)
+class ListModels:
+    """Client asks for the registry; the server answers with :class:`Models`."""
+
+    TYPE: ClassVar[str] = "models"
+
+    def _write(self, w: BlobWriter) -> dict[str, Any]:
+        return {}
+
+    @classmethod
+    def _read(cls, r: Reader, limits: Limits) -> ListModels:
+        return cls()
