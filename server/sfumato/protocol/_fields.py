@@ -32,7 +32,7 @@ class Reader:
         self._seen: set[str] = set()
         self._blobs = blobs
 
-    def keys(self) -> list[str]:
+    def names(self) -> list[str]:
         return [str(k) for k in self._data]
 
     def _name(self, key: str) -> str:

@@ -8,7 +8,7 @@ appending them lets the sender pass its buffers through and the receiver view th
 
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Any
 
 import msgpack
 
@@ -19,9 +19,9 @@ from .limits import Limits
 from .messages import Cancel, Fetch, Hello, Job, ListModels
 from .version import PROTOCOL_VERSION
 
-ClientMessage = Union[Hello, Job, Cancel, Fetch, ListModels]
-ServerMessage = Union[Welcome, Models, Accepted, Progress, Result, Error, Cancelled]
-Message = Union[ClientMessage, ServerMessage]
+ClientMessage = Hello | Job | Cancel | Fetch | ListModels
+ServerMessage = Welcome | Models | Accepted | Progress | Result | Error | Cancelled
+Message = ClientMessage | ServerMessage
 
 CLIENT_TYPES: dict[str, Any] = {m.TYPE: m for m in (Hello, Job, Cancel, Fetch, ListModels)}
 SERVER_TYPES: dict[str, Any] = {

@@ -182,7 +182,7 @@ class Result:
 
 
 def _timings(r: Reader) -> dict[str, float]:
-    return {str(k): r.number(str(k), lo=0.0, hi=1e9) for k in r.keys()}
+    return {str(k): r.number(str(k), lo=0.0, hi=1e9) for k in r.names()}
 
 
 @dataclass(frozen=True)
