@@ -85,6 +85,14 @@ class Reader:
             raise self._bad(key, f"a number from {lo} to {hi}", value)
         return float(value)
 
+    def boolean(self, key: str, default: Any = _MISSING) -> Any:
+        value = self._get(key, default)
+        if value is default and default is not _MISSING:
+            return value
+        if not isinstance(value, bool):
+            raise self._bad(key, "true or false", value)
+        return value
+
     def choice(self, key: str, kind: type[E], default: Any = _MISSING) -> Any:
         value = self._get(key, default)
         if value is default and default is not _MISSING:
@@ -146,11 +154,14 @@ class Reader:
 
 def read_array(ref: Any, name: str, blobs: memoryview | None) -> Array:
     """Resolve an array reference ``{dtype, shape, offset}`` into the message's blob region."""
-    r = Reader(ref, name)
-    dtype = r.choice("dtype", DType)
-    shape = check_shape(r.raw("shape"), field=name)
-    offset = r.integer("offset", lo=0, hi=2**63 - 1)
-    r.finish()
+    try:  # every fault of a reference is an array error (errors.py), wherever it lies
+        r = Reader(ref, name)
+        dtype = r.choice("dtype", DType)
+        shape = check_shape(r.raw("shape"), field=name)
+        offset = r.integer("offset", lo=0, hi=2**63 - 1)
+        r.finish()
+    except ProtocolError as exc:
+        raise ProtocolError(ErrorCode.BAD_ARRAY, exc.message, field=exc.field) from None
     h, w, c = shape
     nbytes = h * w * c * dtype.itemsize
     available = 0 if blobs is None else blobs.nbytes

@@ -68,7 +68,8 @@ def _decode(
         )
     header, end = _unpack_header(view)
     version = header.get("v")
-    if version != PROTOCOL_VERSION:
+    # `type` too: msgpack's true and 1.0 compare equal to 1 in Python, yet are not version 1.
+    if type(version) is not int or version != PROTOCOL_VERSION:
         raise ProtocolError(
             ErrorCode.BAD_VERSION,
             f"protocol version {version!r} is not supported; this peer speaks v{PROTOCOL_VERSION}. "

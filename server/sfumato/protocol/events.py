@@ -37,8 +37,8 @@ class ModelInfo:
             family=r.text("family"),
             kind=r.text("kind"),
             license=r.text("license", ""),
-            approved=bool(r.raw("approved", True)),
-            tiny=bool(r.raw("tiny", False)),
+            approved=r.boolean("approved", True),
+            tiny=r.boolean("tiny", False),
             description=r.text("description", ""),
         )
         return info
@@ -175,7 +175,7 @@ class Result:
             images=r.arrays("images"),
             seeds=r.integers("seeds", lo=0, hi=SEED_MAX),
             model=r.text("model"),
-            tiny=bool(r.raw("tiny", False)),
+            tiny=r.boolean("tiny", False),
             prompt=r.text("prompt", ""),
             timings={} if timings is None else _timings(timings),
         )

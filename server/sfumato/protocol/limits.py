@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from .errors import ErrorCode, ProtocolError
+
 MIB = 1024 * 1024
 
 
@@ -22,7 +24,25 @@ class Limits:
         return asdict(self)
 
     @classmethod
-    def from_wire(cls, data: dict[str, Any]) -> Limits:
-        """Read limits announced by a server; unknown keys are ignored (newer servers)."""
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: int(v) for k, v in data.items() if k in known})
+    def from_wire(cls, data: Any) -> Limits:
+        """Read limits announced by a server; unknown keys are ignored (newer servers), known
+        ones must be non-negative integers."""
+        if not isinstance(data, dict):
+            raise ProtocolError(
+                ErrorCode.BAD_FIELD,
+                f"limits must be a map, got {type(data).__name__}",
+                field="limits",
+            )
+        values: dict[str, int] = {}
+        for f in fields(cls):
+            value = data.get(f.name)
+            if value is None:
+                continue
+            if type(value) is not int or value < 0:
+                raise ProtocolError(
+                    ErrorCode.BAD_FIELD,
+                    f"limits.{f.name} must be a non-negative integer, got {value!r}"[:300],
+                    field=f"limits.{f.name}",
+                )
+            values[f.name] = value
+        return cls(**values)

@@ -17,7 +17,9 @@ from .arrays import Array, DType
 from .errors import ErrorCode, ProtocolError
 from .limits import Limits
 
-JOB_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# ``\Z``, not ``$`` (which accepts a trailing newline); the first character is not "." or "-",
+# so an id is never ".", ".." or an option, wherever a server files it.
+JOB_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\Z")
 SEED_MAX = 2**32 - 1
 
 
@@ -29,10 +31,11 @@ class Task(str, Enum):
 
 def _job_id(r: Reader, key: str = "id") -> str:
     value: str = r.text(key)
-    if not JOB_ID.match(value):
+    if not JOB_ID.fullmatch(value):
         raise ProtocolError(
             ErrorCode.BAD_FIELD,
-            f"{key} {value[:80]!r} must be 1–64 characters of A–Z a–z 0–9 _ . -",
+            f"{key} {value[:80]!r} must be 1–64 characters of A–Z a–z 0–9 _ . - "
+            "that does not start with . or -",
             field=key,
         )
     return value
