@@ -14,6 +14,7 @@ from .codec import (
     decode_server_message,
     encode,
     encode_bytes,
+    fragments,
 )
 from .errors import ErrorCode, ProtocolError, SfumatoError
 from .events import Accepted, Cancelled, Error, ModelInfo, Models, Progress, Result, Welcome
@@ -27,5 +28,5 @@ __all__ = [
     "Error", "ErrorCode", "Fetch", "Hello", "Job", "JobParams", "Limits", "ListModels",
     "Message", "ModelInfo", "Models", "Progress", "ProtocolError", "Result", "ServerMessage",
     "ServerSession", "SfumatoError", "State", "Task", "Welcome", "decode_client_message",
-    "decode_server_message", "encode", "encode_bytes",
+    "decode_server_message", "encode", "encode_bytes", "fragments",
 ]  # fmt: skip

@@ -42,11 +42,14 @@ class ProtocolError(SfumatoError, ValueError):
     ``inputs.mask``) so that a client can point at the widget that produced it.
     """
 
-    def __init__(self, code: ErrorCode, message: str, *, field: str | None = None) -> None:
+    def __init__(
+        self, code: ErrorCode, message: str, *, field: str | None = None, id: str | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.field = field
+        self.id = id  # the job id, when the broken message named one
 
     def __repr__(self) -> str:
         return f"ProtocolError({self.code.value!r}, {self.message!r}, field={self.field!r})"

@@ -35,6 +35,12 @@ class ServerSession:
             raise ProtocolError(ErrorCode.UNAUTHORIZED, "this connection is closed; reconnect")
         message = decode_client_message(data, self.limits)
         if isinstance(message, Hello):
+            if self.state is State.READY:
+                raise ProtocolError(
+                    ErrorCode.BAD_FIELD,
+                    "hello was already received on this connection",
+                    field="type",
+                )
             self._accept_hello(message)
         elif self.state is State.AWAITING_HELLO:
             raise ProtocolError(

@@ -1,0 +1,303 @@
+"""The client both hosts and the CLI use: a websocket on a background thread, events out
+through a thread-safe queue.
+
+A host (Blender, Krita) never blocks on the network: it calls :meth:`Client.submit` and
+drains :meth:`Client.events` from its own UI timer on its main thread. Scripts and the CLI
+use the blocking helpers :meth:`Client.connect` and :meth:`Client.wait`. No asyncio and no
+torch here: only the protocol, msgpack and websockets' threading client.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.sync.client import ClientConnection, connect
+
+from . import __version__
+from .protocol import (
+    Cancel,
+    Cancelled,
+    Error,
+    ErrorCode,
+    Fetch,
+    Hello,
+    Job,
+    JobParams,
+    ListModels,
+    Message,
+    Models,
+    ProtocolError,
+    Result,
+    ServerMessage,
+    SfumatoError,
+    Task,
+    Welcome,
+    decode_server_message,
+    encode,
+    fragments,
+)
+from .protocol.arrays import Array
+
+DEFAULT_URL = "ws://127.0.0.1:8746"
+
+
+def default_url() -> str:
+    return os.environ.get("SFUMATO_URL") or DEFAULT_URL
+
+
+class ConnectionFailed(SfumatoError, ConnectionError):
+    """No server answered, or it refused us; the message says how to fix it."""
+
+
+class JobFailed(SfumatoError):
+    def __init__(self, error: Error) -> None:
+        super().__init__(f"{error.code.value}: {error.message}")
+        self.error = error
+
+
+class JobWasCancelled(SfumatoError):
+    pass
+
+
+@dataclass(frozen=True)
+class Connected:
+    welcome: Welcome
+
+
+@dataclass(frozen=True)
+class Disconnected:
+    reason: str
+
+
+ClientEvent = Connected | Disconnected | ServerMessage
+
+
+class ConnectionState(Enum):
+    DISCONNECTED = "disconnected"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+
+
+def make_job(
+    task: Task | str,
+    image: Any = None,
+    mask: Any = None,
+    *,
+    id: str | None = None,
+    **params: Any,
+) -> Job:
+    """A job with a fresh id; ``image``/``mask`` may be numpy arrays or protocol Arrays."""
+
+    def wrap(a: Any) -> Array | None:
+        return a if a is None or isinstance(a, Array) else Array.from_numpy(a)
+
+    return Job(id or uuid.uuid4().hex, Task(task), JobParams(**params), wrap(image), wrap(mask))
+
+
+@dataclass
+class Client:
+    url: str = field(default_factory=default_url)
+    token: str | None = None
+    client_id: str | None = None  # kept from the server's welcome, reused on reconnect
+    name: str = "sfumato-client"
+    welcome: Welcome | None = None
+    state: ConnectionState = ConnectionState.DISCONNECTED
+
+    def __post_init__(self) -> None:
+        self._events: queue.Queue[ClientEvent] = queue.Queue()
+        self._held: list[ClientEvent] = []  # events set aside by wait() for other jobs
+        self._ws: ClientConnection | None = None
+        self._reader: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ connection
+
+    def connect(self, timeout: float = 10.0) -> Welcome:
+        """Open the websocket, say hello, and wait for the welcome. Blocking."""
+        self.close()
+        self.state = ConnectionState.CONNECTING
+        try:
+            ws = connect(
+                self.url, compression=None, max_size=None, open_timeout=timeout,
+                ping_interval=20, ping_timeout=60, user_agent_header=f"sfumato-client/{__version__}",
+            )  # fmt: skip
+        except InvalidStatus as exc:
+            self.state = ConnectionState.DISCONNECTED
+            raise ConnectionFailed(
+                f"{self.url} refused the connection (HTTP {exc.response.status_code}); "
+                "is it a Sfumato server, and is this origin allowed?"
+            ) from None
+        except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
+            self.state = ConnectionState.DISCONNECTED
+            raise ConnectionFailed(
+                f"no Sfumato server answers at {self.url} ({exc}); start one with `sfumato serve` "
+                "or check the URL"
+            ) from None
+        self._ws = ws
+        self._send(Hello(self.name, __version__, self.token, self.client_id))
+        try:
+            first = decode_server_message(ws.recv(timeout=timeout))
+        except (ConnectionClosed, TimeoutError, ProtocolError) as exc:
+            self.close()
+            raise ConnectionFailed(f"{self.url} did not welcome us: {exc}") from None
+        if isinstance(first, Error):
+            self.close()
+            raise ConnectionFailed(f"{self.url} refused us: {first.message}")
+        if not isinstance(first, Welcome):
+            self.close()
+            raise ConnectionFailed(f"{self.url} answered hello with {first.TYPE}, not welcome")
+        self.welcome = first
+        self.client_id = first.client_id
+        self.state = ConnectionState.CONNECTED
+        self._events.put(Connected(first))
+        self._reader = threading.Thread(
+            target=self._read, args=(ws,), name="sfumato-client", daemon=True
+        )
+        self._reader.start()
+        return first
+
+    def close(self) -> None:
+        ws, self._ws = self._ws, None
+        if ws is not None:
+            ws.close()
+        if self._reader is not None and self._reader is not threading.current_thread():
+            self._reader.join(timeout=5)
+        self._reader = None
+        self.state = ConnectionState.DISCONNECTED
+
+    def __enter__(self) -> Client:
+        self.connect()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ requests (never block)
+
+    def submit(self, job: Job) -> str:
+        self._send(job)
+        return job.id
+
+    def cancel(self, job_id: str) -> None:
+        self._send(Cancel(job_id))
+
+    def fetch(self, job_id: str) -> None:
+        self._send(Fetch(job_id))
+
+    def request_models(self) -> None:
+        self._send(ListModels())
+
+    # ------------------------------------------------------------------ events
+
+    def events(self) -> list[ClientEvent]:
+        """Everything that arrived since the last call; for the host's UI timer."""
+        out, self._held = self._held, []
+        while True:
+            try:
+                out.append(self._events.get_nowait())
+            except queue.Empty:
+                return out
+
+    def next_event(self, timeout: float | None = None) -> ClientEvent | None:
+        if self._held:
+            return self._held.pop(0)
+        try:
+            return self._events.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def wait(
+        self,
+        job_id: str,
+        timeout: float | None = None,
+        on_event: Callable[[ClientEvent], None] | None = None,
+    ) -> Result:
+        """Block until the job's result; raises JobFailed, JobWasCancelled, ConnectionFailed
+        or TimeoutError. Events of other jobs are kept for :meth:`events`."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        kept: list[ClientEvent] = []
+        try:
+            while True:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                try:
+                    event = self._events.get(timeout=left)
+                except queue.Empty:
+                    raise TimeoutError(f"job {job_id} did not finish within {timeout} s") from None
+                if isinstance(event, Disconnected):
+                    raise ConnectionFailed(
+                        f"lost the server while waiting for job {job_id}: {event.reason}"
+                    )
+                if getattr(event, "id", None) != job_id:
+                    kept.append(event)
+                    continue
+                if on_event is not None:
+                    on_event(event)
+                if isinstance(event, Result):
+                    return event
+                if isinstance(event, Error):
+                    raise JobFailed(event)
+                if isinstance(event, Cancelled):
+                    raise JobWasCancelled(f"job {job_id} was cancelled")
+        finally:
+            self._held.extend(kept)
+
+    def run(
+        self,
+        job: Job,
+        timeout: float | None = None,
+        on_event: Callable[[ClientEvent], None] | None = None,
+    ) -> Result:
+        """Submit and wait (scripts, the CLI, Blender's ``wait`` option)."""
+        return self.wait(self.submit(job), timeout, on_event)
+
+    def models(self, timeout: float = 10.0) -> Models:
+        self.request_models()
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            event = self.next_event(left)
+            if isinstance(event, Models):
+                return event
+            if event is not None:
+                self._held.append(event)
+        raise TimeoutError("the server did not list its models")
+
+    # ------------------------------------------------------------------ internals
+
+    def _send(self, message: Message) -> None:
+        if self._ws is None:
+            raise ConnectionFailed(f"not connected to {self.url}; connect first")
+        chunks = encode(message)
+        try:
+            self._ws.send(chunks[0] if len(chunks) == 1 else fragments(chunks))
+        except ConnectionClosed as exc:
+            raise ConnectionFailed(
+                f"the server at {self.url} closed the connection: {exc}"
+            ) from None
+
+    def _read(self, ws: ClientConnection) -> None:
+        reason = "closed"
+        try:
+            for data in ws:
+                if isinstance(data, str):
+                    continue
+                try:
+                    self._events.put(decode_server_message(data))
+                except ProtocolError as exc:  # a newer or broken server: report, keep reading
+                    self._events.put(
+                        Error(ErrorCode.BAD_FRAME, f"unreadable message from the server: {exc}")
+                    )
+        except ConnectionClosed as exc:
+            reason = str(exc)
+        except OSError as exc:
+            reason = str(exc)
+        if self._ws is ws:
+            self.state = ConnectionState.DISCONNECTED
+        self._events.put(Disconnected(reason))

@@ -1,0 +1,36 @@
+"""The server process: websocket transport, sessions, job queue, worker and result store.
+
+Imports no torch: the worker imports :mod:`sfumato.engine` on its own thread when the first
+model loads, so ``sfumato serve`` accepts connections at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from .config import ConfigError, ServerConfig
+from .server import SfumatoServer
+
+__all__ = ["ConfigError", "ServerConfig", "SfumatoServer", "run"]
+
+log = logging.getLogger("sfumato.server")
+
+
+def run(config: ServerConfig) -> None:
+    """Serve until SIGINT/SIGTERM. Prints the URL once listening (tests and scripts wait on it)."""
+
+    async def main() -> None:
+        server = SfumatoServer(config)
+        await server.start()
+        print(f"Sfumato listening on ws://{config.host}:{server.port}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("shutting down")
+        await server.close()
+
+    asyncio.run(main())

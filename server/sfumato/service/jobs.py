@@ -1,0 +1,87 @@
+"""Jobs waiting and running, and the fair order in which the one worker takes them.
+
+Fairness is round-robin across connections: a client that queues eight jobs does not make a
+client that queues one wait for all eight. Pure data structure; no asyncio.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+
+from ..protocol import Job
+
+
+@dataclass(eq=False)
+class JobEntry:
+    job: Job
+    owner: str  # identity results are filed under (store.owner_key)
+    connection: int  # the connection that submitted it: the unit of fairness and limits
+    model: str  # resolved registry name
+    submitted: float = field(default_factory=time.monotonic)
+    started: float | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.owner, self.job.id)
+
+
+class FairQueue:
+    def __init__(self) -> None:
+        self._lanes: OrderedDict[int, deque[JobEntry]] = OrderedDict()
+        self.running: JobEntry | None = None
+
+    def __len__(self) -> int:
+        return sum(len(lane) for lane in self._lanes.values())
+
+    def push(self, entry: JobEntry) -> int:
+        """Queue a job; returns how many jobs will run before it (the running one included)."""
+        self._lanes.setdefault(entry.connection, deque()).append(entry)
+        return self.order().index(entry) + (self.running is not None)
+
+    def pop(self) -> JobEntry | None:
+        """The next job in round-robin order; its lane moves to the back."""
+        if not self._lanes:
+            return None
+        connection, lane = next(iter(self._lanes.items()))
+        entry = lane.popleft()
+        del self._lanes[connection]
+        if lane:
+            self._lanes[connection] = lane
+        return entry
+
+    def order(self) -> list[JobEntry]:
+        """Queued jobs in the order they will run."""
+        lanes = [list(lane) for lane in self._lanes.values()]
+        out: list[JobEntry] = []
+        for depth in range(max((len(lane) for lane in lanes), default=0)):
+            out.extend(lane[depth] for lane in lanes if depth < len(lane))
+        return out
+
+    def find(self, owner: str, job_id: str) -> JobEntry | None:
+        """A queued or running job of this owner."""
+        if self.running is not None and self.running.key == (owner, job_id):
+            return self.running
+        for lane in self._lanes.values():
+            for entry in lane:
+                if entry.key == (owner, job_id):
+                    return entry
+        return None
+
+    def remove(self, entry: JobEntry) -> bool:
+        """Take a queued job out (cancel). False if it is not queued (running or gone)."""
+        lane = self._lanes.get(entry.connection)
+        if lane is None or entry not in lane:
+            return False
+        lane.remove(entry)
+        if not lane:
+            del self._lanes[entry.connection]
+        return True
+
+    def load(self, connection: int) -> int:
+        """Jobs of one connection, queued plus running (for the per-client limit)."""
+        running = self.running is not None and self.running.connection == connection
+        return len(self._lanes.get(connection, ())) + running
