@@ -9,6 +9,7 @@ torch here: only the protocol, msgpack and websockets' threading client.
 
 from __future__ import annotations
 
+import inspect
 import os
 import queue
 import threading
@@ -48,6 +49,8 @@ from .protocol import (
 from .protocol.arrays import Array
 
 DEFAULT_URL = "ws://127.0.0.1:8746"
+# websockets ≥ 17 warns unless a directly held connection says so; older ones lack the flag.
+DIRECT = {"legacy": True} if "legacy" in inspect.signature(connect).parameters else {}
 
 
 def default_url() -> str:
@@ -127,7 +130,7 @@ class Client:
         try:
             ws = connect(
                 self.url, compression=None, max_size=None, open_timeout=timeout,
-                ping_interval=20, ping_timeout=60, user_agent_header=f"sfumato-client/{__version__}",
+                ping_interval=20, ping_timeout=60, user_agent_header=f"sfumato-client/{__version__}", **DIRECT,
             )  # fmt: skip
         except InvalidStatus as exc:
             self.state = ConnectionState.DISCONNECTED
