@@ -1,0 +1,186 @@
+"""Hypothesis strategies for protocol v1: every message type, valid by construction.
+
+Valid means "what a correct peer may send": decoding the encoded form must give the same
+message back. Sizes stay small so that each property runs in well under a second.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+
+from sfumato.protocol import (
+    Accepted,
+    Array,
+    Cancel,
+    Cancelled,
+    DType,
+    Error,
+    ErrorCode,
+    Fetch,
+    Hello,
+    Job,
+    JobParams,
+    Limits,
+    ListModels,
+    ModelInfo,
+    Models,
+    Progress,
+    Result,
+    Task,
+    Welcome,
+)
+from sfumato.protocol.messages import SEED_MAX
+
+# Properties run many times in a suite that must stay fast; no deadline, as the first example
+# pays for imports and a loaded CI box is not a failure.
+FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+LIMITS = Limits()
+INT31 = 2**31
+
+job_ids = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}", fullmatch=True)
+# Prompts are where users type: any Unicode text (hypothesis never generates lone surrogates,
+# which msgpack could not encode as UTF-8 anyway).
+texts = st.text(max_size=40)
+names = st.text(max_size=200)
+
+
+def shapes(
+    channels: tuple[int, ...] = (1, 2, 3, 4), side: int = 6
+) -> st.SearchStrategy[tuple[int, int, int]]:
+    return st.tuples(st.integers(1, side), st.integers(1, side), st.sampled_from(channels))
+
+
+@st.composite
+def arrays(
+    draw: st.DrawFn,
+    dtypes: tuple[DType, ...] = tuple(DType),
+    channels: tuple[int, ...] = (1, 2, 3, 4),
+    shape: tuple[int, int, int] | None = None,
+) -> Array:
+    dtype = draw(st.sampled_from(dtypes))
+    if shape is None:
+        shape = draw(shapes(channels))
+    h, w, c = shape
+    data = draw(st.binary(min_size=h * w * c * dtype.itemsize, max_size=h * w * c * dtype.itemsize))
+    return Array(dtype, shape, data)
+
+
+sizes = st.integers(8, LIMITS.max_image_side // 8).map(lambda n: n * 8)  # 64 … 4096
+unit = st.floats(0.0, 1.0, allow_nan=False)
+
+job_params = st.builds(
+    JobParams,
+    prompt=texts,
+    negative=texts,
+    width=sizes,
+    height=sizes,
+    steps=st.integers(1, LIMITS.max_steps),
+    guidance=st.floats(0.0, 50.0, allow_nan=False),
+    seed=st.none() | st.integers(0, SEED_MAX),
+    strength=unit,
+    variants=st.integers(1, LIMITS.max_variants),
+    model=st.none() | names,
+)
+
+
+@st.composite
+def jobs(draw: st.DrawFn) -> Job:
+    task = draw(st.sampled_from(Task))
+    image = mask = None
+    if task is not Task.GENERATE:
+        image = draw(arrays(dtypes=(DType.UINT8,), channels=(3, 4)))
+        if task is Task.INPAINT or draw(st.booleans()):
+            mask = draw(arrays(dtypes=(DType.UINT8,), shape=(image.height, image.width, 1)))
+    return Job(draw(job_ids), task, draw(job_params), image, mask)
+
+
+hellos = st.builds(
+    Hello,
+    client=names,
+    version=names,
+    token=st.none() | st.text(max_size=100),
+    client_id=st.none() | names,
+)
+
+client_messages = st.one_of(
+    hellos,
+    jobs(),
+    st.builds(Cancel, job_ids),
+    st.builds(Fetch, job_ids),
+    st.just(ListModels()),
+)
+
+model_infos = st.builds(
+    ModelInfo,
+    name=names,
+    family=names,
+    kind=st.sampled_from(["base", "controlnet", "lora", "preview"]),
+    license=names,
+    approved=st.booleans(),
+    tiny=st.booleans(),
+    description=texts,
+)
+limits = st.builds(Limits, **{name: st.integers(1, 2**40) for name in Limits().to_wire()})
+
+server_messages = st.one_of(
+    st.builds(
+        Welcome,
+        server=names,
+        protocol=st.integers(0, INT31),
+        capabilities=st.lists(names, max_size=4).map(tuple),
+        models=st.lists(model_infos, max_size=3).map(tuple),
+        default_model=names,
+        limits=limits,
+        client_id=names,
+        notice=texts,
+    ),
+    st.builds(Models, st.lists(model_infos, max_size=3).map(tuple), names),
+    st.builds(Accepted, job_ids, st.integers(0, INT31)),
+    st.builds(
+        Progress,
+        job_ids,
+        st.integers(0, INT31),
+        st.integers(0, INT31),
+        st.sampled_from(["loading", "denoise"]),
+        st.none() | arrays(),
+    ),
+    st.builds(
+        Result,
+        id=job_ids,
+        task=st.sampled_from(Task),
+        images=st.lists(arrays(), max_size=3).map(tuple),
+        seeds=st.lists(st.integers(0, SEED_MAX), max_size=3).map(tuple),
+        model=names,
+        tiny=st.booleans(),
+        prompt=texts,
+        timings=st.dictionaries(
+            st.sampled_from(["queued", "load", "run", "total"]), st.floats(0.0, 1e9)
+        ),
+    ),
+    st.builds(
+        Error,
+        code=st.sampled_from(ErrorCode),
+        message=texts,
+        id=st.none() | job_ids,
+        field=st.none() | st.sampled_from(["params.width", "inputs.mask", "token", "type"]),
+    ),
+    st.builds(Cancelled, job_ids),
+)
+
+# What msgpack can carry in a header, for maps of the wrong shape.
+wire_values: st.SearchStrategy[Any] = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats()
+    | st.text(max_size=10)
+    | st.binary(max_size=10),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=10,
+)
