@@ -1,0 +1,27 @@
+"""Errors the engine raises on purpose. Anything else (a diffusers bug, out of memory)
+propagates unchanged and the service reports it as ``job_failed``."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from ..protocol.errors import ErrorCode, SfumatoError
+
+
+class ModelUnavailable(SfumatoError):
+    """A registered model whose weights cannot be found; the message says how to get them."""
+
+    code: ClassVar[ErrorCode] = ErrorCode.MODEL_UNAVAILABLE
+
+    def __init__(self, model: str, message: str) -> None:
+        super().__init__(message)
+        self.model = model
+
+
+class JobCancelled(SfumatoError):
+    """``is_cancelled()`` turned true while the job ran; the partial images are discarded."""
+
+    def __init__(self, job_id: str, step: int) -> None:
+        super().__init__(f"job {job_id} cancelled after step {step}")
+        self.job_id = job_id
+        self.step = step

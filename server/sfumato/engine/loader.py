@@ -1,0 +1,237 @@
+"""Loading a registry entry's weights into a base pipeline, and deriving the task pipelines.
+
+Every source ends in a diffusers loader: tiny models are built into the cache and loaded with
+``from_pretrained(folder)``, like a ``dir:`` source; hub ids go through ``from_pretrained`` and the
+local Hugging Face cache (offline when ``HF_HUB_OFFLINE=1``); ``file:`` checkpoints go through
+``from_single_file``. One base pipeline is held at a time, because a GPU rarely fits two SDXLs;
+img2img and inpaint pipelines are derived from it with ``from_pipe``, which shares its modules,
+so the weights load once per model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeAlias
+
+import torch
+from diffusers import (
+    StableDiffusionImg2ImgPipeline,
+    StableDiffusionInpaintPipeline,
+    StableDiffusionPipeline,
+    StableDiffusionXLImg2ImgPipeline,
+    StableDiffusionXLInpaintPipeline,
+    StableDiffusionXLPipeline,
+)
+from diffusers.utils import deprecation_utils
+from diffusers.utils import logging as diffusers_logging
+
+from ..protocol.messages import Task
+from ..registry import ModelEntry
+from .devices import choose_dtype
+from .errors import ModelUnavailable
+from .tiny import ensure_tiny, is_built, tiny_dir
+
+StatusFn = Callable[[str], None]
+# diffusers' pipeline classes are assembled at runtime (lazy modules, dynamic components), so
+# a type checker sees little of them; this alias marks where a pipeline object travels.
+Pipeline: TypeAlias = Any
+
+# diffusers renamed the loaders' `torch_dtype` to `dtype` (the old name warns); older releases,
+# which pyproject still allows, know only `torch_dtype`.
+DTYPE_KWARG = "dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype"
+
+# The pipeline class per family and task. Inpaint runs on the base model's 4-channel UNet:
+# diffusers' inpaint pipelines then denoise the whole latent and, after every step, put back the
+# noised latents of the original image outside the mask ("legacy" inpainting). A dedicated
+# 9-channel inpaint UNet blends better but is another model to register and download.
+PIPELINES: dict[str, dict[Task, Any]] = {
+    "sd15": {
+        Task.GENERATE: StableDiffusionPipeline,
+        Task.REFINE: StableDiffusionImg2ImgPipeline,
+        Task.INPAINT: StableDiffusionInpaintPipeline,
+    },
+    "sdxl": {
+        Task.GENERATE: StableDiffusionXLPipeline,
+        Task.REFINE: StableDiffusionXLImg2ImgPipeline,
+        Task.INPAINT: StableDiffusionXLInpaintPipeline,
+    },
+}
+
+
+@dataclass
+class LoadedModel:
+    """A base pipeline on its device, and the task pipelines derived from it so far."""
+
+    entry: ModelEntry
+    base: Pipeline
+    device: str
+    dtype: torch.dtype
+    derived: dict[Task, Pipeline] = field(default_factory=dict)
+
+    def pipeline(self, task: Task) -> Pipeline:
+        """The pipeline for ``task``, sharing the base pipeline's modules (no copy of weights)."""
+        if task is Task.GENERATE:
+            return self.base
+        if task not in self.derived:
+            cls = PIPELINES[self.entry.family][task]
+            # from_pipe casts the shared modules to its dtype (default fp32!), which
+            # would silently upcast the base pipeline too: always pass the loaded dtype.
+            with _quiet("diffusers.models.modeling_utils"):
+                pipe = cls.from_pipe(self.base, **{DTYPE_KWARG: self.dtype})
+            pipe.set_progress_bar_config(disable=True)
+            self.derived[task] = pipe
+        return self.derived[task]
+
+
+class Loader:
+    """Holds at most one loaded model; loading another unloads it first."""
+
+    def __init__(self, cache_dir: Path, device: str) -> None:
+        self.cache_dir = Path(cache_dir)
+        self.device = device
+        self.current: LoadedModel | None = None
+
+    def load(self, entry: ModelEntry, on_status: StatusFn | None = None) -> LoadedModel:
+        """The loaded model for ``entry``; a no-op when it is already the current one."""
+        if self.current is not None and self.current.entry == entry:
+            return self.current
+        status = on_status or (lambda _message: None)
+        if entry.kind != "base":
+            raise ValueError(
+                f"params.model {entry.name!r} is a {entry.kind}, not a base model; "
+                "pick a base model (see `sfumato models`)"
+            )
+        self.unload()
+        dtype = choose_dtype(self.device, tiny=entry.tiny)
+        cls = PIPELINES[entry.family][Task.GENERATE]
+        with _quiet_progress():
+            pipe = _from_source(entry, cls, dtype, self.cache_dir, status)
+        status(f"moving {entry.name} to {self.device}")
+        pipe.to(self.device)
+        pipe.set_progress_bar_config(disable=True)
+        self.current = LoadedModel(entry, pipe, self.device, dtype)
+        return self.current
+
+    def unload(self) -> None:
+        """Drop the current model and give its memory back before the next one loads."""
+        if self.current is None:
+            return
+        self.current = None
+        gc.collect()
+        if self.device.startswith("cuda"):
+            torch.cuda.empty_cache()
+        elif self.device == "mps":
+            torch.mps.empty_cache()
+
+
+def _from_source(
+    entry: ModelEntry,
+    cls: Any,
+    dtype: torch.dtype,
+    cache_dir: Path,
+    status: StatusFn,
+) -> Pipeline:
+    kwargs: dict[str, Any] = {DTYPE_KWARG: dtype}
+    if entry.family == "sd15":
+        # No safety checker: Sfumato runs on the artist's own machine behind their own tools;
+        # the studio registry (approved models) is where policy lives. It would also cost a
+        # second model download and VRAM.
+        kwargs.update(safety_checker=None, requires_safety_checker=False)
+    scheme, location = entry.scheme, entry.location
+    if scheme == "tiny":
+        if not is_built(tiny_dir(cache_dir, location)):
+            status(f"building the tiny {location} model (random weights, first use only)")
+        folder = ensure_tiny(cache_dir, location)
+        status(f"loading tiny {location} model from {folder}")
+        return cls.from_pretrained(folder, **kwargs)
+    if scheme == "dir":
+        folder = Path(location)
+        if not (folder / "model_index.json").is_file():
+            what = "has no model_index.json" if folder.is_dir() else "does not exist"
+            raise ModelUnavailable(
+                entry.name,
+                f'model {entry.name!r}: folder {folder} {what}; point source = "dir:..." '
+                "at a diffusers folder (one written by save_pretrained or downloaded with "
+                "`hf download <repo> --local-dir <folder>`)",
+            )
+        status(f"loading {entry.name} from {folder}")
+        return _guarded(entry, lambda: cls.from_pretrained(folder, **kwargs), _dir_hint(folder))
+    if scheme == "file":
+        path = Path(location)
+        if not path.is_file():
+            raise ModelUnavailable(
+                entry.name,
+                f"model {entry.name!r}: checkpoint {path} does not exist; fix source = "
+                '"file:..." in the registry or copy the checkpoint there',
+            )
+        status(f"loading {entry.name} from {path.name}")
+        hint = (
+            "loading a single-file checkpoint also needs its family's configuration files "
+            "from the Hugging Face cache; run it once on a connected machine, or convert the "
+            'checkpoint to a diffusers folder and use source = "dir:..."'
+        )
+        return _guarded(entry, lambda: cls.from_single_file(str(path), **kwargs), hint)
+    # hub
+    status(f"loading {entry.name} ({location}) from the Hugging Face cache")
+    hint = (
+        f"its weights are not in this machine's Hugging Face cache. On a connected machine run "
+        f"`huggingface-cli download {location}` (and copy the cache here), or download it to a "
+        f'folder and set source = "dir:/path/to/folder" for {entry.name!r} in the registry'
+    )
+    return _guarded(entry, lambda: cls.from_pretrained(location, **kwargs), hint)
+
+
+def _guarded(entry: ModelEntry, load: Callable[[], Pipeline], hint: str) -> Pipeline:
+    """Missing files (offline cache misses, absent shards) become :class:`ModelUnavailable`.
+
+    huggingface_hub's offline and not-found errors all derive from OSError, and diffusers
+    re-raises cache misses as OSError; other errors (a corrupt file, a bug) propagate as is.
+    """
+    try:
+        return load()
+    except OSError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelUnavailable(
+            entry.name,
+            f"model {entry.name!r} ({entry.source}) cannot be loaded: {hint}. "
+            f"(diffusers said: {first[:200]})",
+        ) from exc
+
+
+def _dir_hint(folder: Path) -> str:
+    return f"a file under {folder} is missing or unreadable; download the model into it again"
+
+
+@contextlib.contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    """Silence one logger below ERROR: from_pipe's dtype cast warns on every derivation,
+    even when the dtype is unchanged, which would fill the server log with noise."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def _quiet_progress() -> Iterator[None]:
+    """No tqdm bars while loading: the server reports loading through ``on_status``."""
+    import transformers
+
+    both = (diffusers_logging, transformers.utils.logging)
+    were_enabled = [m.is_progress_bar_enabled() for m in both]
+    for module in both:
+        module.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for module, enabled in zip(both, were_enabled, strict=True):
+            if enabled:
+                module.enable_progress_bar()

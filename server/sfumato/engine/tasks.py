@@ -1,0 +1,181 @@
+"""The three task families: generate (txt2img), refine (img2img) and inpaint.
+
+Each reads like a diffusers pipeline call, top to bottom: check inputs → prepare (images to
+the pipeline's size, one generator per variant) → call the pipeline once per variant with
+``callback_on_step_end`` → collect uint8 images at the output size. Progress and cancellation
+live in :class:`Steps`, the one callback every task passes to its pipeline.
+
+Variants run one after another rather than as one batch: variant *i* with seed *s + i* is then
+the very image a single run with seed *s + i* gives (a batched UNet call is not bit-identical
+to a single one), memory stays that of one image, and a cancel lands within one step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..protocol.messages import Job, JobParams, Task
+from . import images
+from .errors import JobCancelled
+from .loader import Pipeline
+
+StepFn = Callable[[int, int], None]
+CancelFn = Callable[[], bool]
+
+
+@dataclass
+class Steps:
+    """Counts denoising steps across all variants of a job and carries the cancel request.
+
+    The per-image total is read from the pipeline (``num_timesteps``, set before its loop):
+    that is the number of steps it will really run, ``int(steps * strength)`` for refine and
+    inpaint, whatever the scheduler, so the client's progress bar ends at 100 %.
+    """
+
+    job_id: str
+    variants: int
+    on_step: StepFn
+    is_cancelled: CancelFn
+    done: int = 0
+    cancelled: bool = False
+
+    def callback(
+        self, pipe: Pipeline, step: int, timestep: Any, kwargs: dict[str, Any]
+    ) -> dict[str, Any]:
+        self.done += 1
+        self.on_step(self.done, int(pipe.num_timesteps) * self.variants)
+        if self.is_cancelled():
+            # The pipeline checks this flag at the top of each step and skips the rest; it
+            # still decodes the latents it has, which run() then throws away.
+            pipe._interrupt = True
+            self.cancelled = True
+        return kwargs
+
+    def check(self) -> None:
+        """Raise :class:`JobCancelled` if a cancel was seen (or arrives between variants)."""
+        if self.cancelled or self.is_cancelled():
+            raise JobCancelled(self.job_id, self.done)
+
+
+def run_task(
+    pipe: Pipeline, job: Job, seeds: Sequence[int], steps: Steps
+) -> tuple[np.ndarray, ...]:
+    """Dispatch to the task family's function."""
+    if job.task is Task.GENERATE:
+        return generate(pipe, job.params, seeds, steps)
+    if job.image is None:  # Job.check guarantees it; this keeps the types honest
+        raise ValueError(f"task {job.task.value} needs inputs.image")
+    image = job.image.to_numpy()
+    if job.task is Task.REFINE:
+        return refine(pipe, job.params, image, seeds, steps)
+    if job.mask is None:
+        raise ValueError("task inpaint needs inputs.mask")
+    return inpaint(pipe, job.params, image, job.mask.to_numpy(), seeds, steps)
+
+
+def generate(
+    pipe: Pipeline, params: JobParams, seeds: Sequence[int], steps: Steps
+) -> tuple[np.ndarray, ...]:
+    """txt2img at params.width × params.height (the protocol checked both are multiples of 8)."""
+    size = (params.width, params.height)
+    out = []
+    for seed in seeds:
+        steps.check()
+        result = pipe(
+            **_common(params, seed, steps),
+            width=params.width,
+            height=params.height,
+        )
+        steps.check()
+        out.append(images.from_pipeline(result.images[0], size))
+    return tuple(out)
+
+
+def refine(
+    pipe: Pipeline,
+    params: JobParams,
+    image: np.ndarray,
+    seeds: Sequence[int],
+    steps: Steps,
+) -> tuple[np.ndarray, ...]:
+    """img2img: noise the image to ``params.strength`` and denoise; output has the input's size."""
+    _check_strength(params)
+    rgb = images.to_rgb(image)
+    size = (rgb.shape[1], rgb.shape[0])
+    init = images.to_pil(rgb, images.work_size(*size))
+    out = []
+    for seed in seeds:
+        steps.check()
+        result = pipe(**_common(params, seed, steps), image=init, strength=params.strength)
+        steps.check()
+        out.append(images.from_pipeline(result.images[0], size))
+    return tuple(out)
+
+
+def inpaint(
+    pipe: Pipeline,
+    params: JobParams,
+    image: np.ndarray,
+    mask: np.ndarray,
+    seeds: Sequence[int],
+    steps: Steps,
+) -> tuple[np.ndarray, ...]:
+    """Regenerate where the mask is 255; where it is 0 the input's pixels come back exactly."""
+    _check_strength(params)
+    rgb = images.to_rgb(image)
+    plain_mask = images.to_mask(mask)
+    if plain_mask.shape != rgb.shape[:2]:
+        raise ValueError(
+            f"inputs.mask is {plain_mask.shape[1]}×{plain_mask.shape[0]} but inputs.image is "
+            f"{rgb.shape[1]}×{rgb.shape[0]}; send a mask of the image's size"
+        )
+    size = (rgb.shape[1], rgb.shape[0])
+    work = images.work_size(*size)
+    init = images.to_pil(rgb, work)
+    mask_image = images.to_pil(plain_mask, work, mask=True)
+    out = []
+    for seed in seeds:
+        steps.check()
+        result = pipe(
+            **_common(params, seed, steps),
+            image=init,
+            mask_image=mask_image,
+            width=work[0],
+            height=work[1],
+            strength=params.strength,
+        )
+        steps.check()
+        generated = images.from_pipeline(result.images[0], size)
+        out.append(images.paste_back(rgb, generated, plain_mask))
+    return tuple(out)
+
+
+def _common(params: JobParams, seed: int, steps: Steps) -> dict[str, Any]:
+    """Arguments every task passes. The generator lives on the CPU so that a seed gives the
+    same starting noise on every device (diffusers moves the noise to the pipeline's device)."""
+    return {
+        "prompt": params.prompt,
+        # None, not "": SDXL then uses zero embeddings for an empty negative, as it was trained.
+        "negative_prompt": params.negative or None,
+        "num_inference_steps": params.steps,
+        "guidance_scale": params.guidance,
+        "generator": torch.Generator(device="cpu").manual_seed(seed),
+        "output_type": "np",
+        "callback_on_step_end": steps.callback,
+    }
+
+
+def _check_strength(params: JobParams) -> None:
+    """diffusers runs int(steps × strength) steps and fails on zero; say what to change."""
+    if int(params.steps * params.strength) < 1:
+        need = 1.0 / params.steps
+        raise ValueError(
+            f"params.strength {params.strength} with params.steps {params.steps} leaves no "
+            f"denoising step (steps × strength < 1); raise params.strength to at least "
+            f"{need:.2f} or raise params.steps"
+        )
