@@ -21,7 +21,8 @@ class ModelUnavailable(SfumatoError):
 class JobCancelled(SfumatoError):
     """``is_cancelled()`` turned true while the job ran; the partial images are discarded."""
 
-    def __init__(self, job_id: str, step: int) -> None:
-        super().__init__(f"job {job_id} cancelled after step {step}")
+    def __init__(self, job_id: str, step: int = 0) -> None:
+        after = f" after step {step}" if step else " before it started"
+        super().__init__(f"job {job_id} cancelled{after}")
         self.job_id = job_id
         self.step = step
