@@ -93,7 +93,7 @@ def jobs(draw: st.DrawFn) -> Job:
     image = mask = None
     if task is not Task.GENERATE:
         image = draw(arrays(dtypes=(DType.UINT8,), channels=(3, 4)))
-        if task is Task.INPAINT or draw(st.booleans()):
+        if task is Task.INPAINT:
             mask = draw(arrays(dtypes=(DType.UINT8,), shape=(image.height, image.width, 1)))
     return Job(draw(job_ids), task, draw(job_params), image, mask)
 

@@ -203,9 +203,11 @@ def test_inpaint_decodes() -> None:
     )
 
 
-def test_refine_may_carry_a_mask() -> None:
-    decoded = decode_client_message(job("refine", inputs={"image": IMAGE, "mask": MASK}))
-    assert isinstance(decoded, Job) and decoded.mask is not None
+def test_refine_refuses_a_mask_it_would_ignore() -> None:
+    with pytest.raises(ProtocolError) as err:
+        decode_client_message(job("refine", inputs={"image": IMAGE, "mask": MASK}))
+    assert err.value.code is ErrorCode.BAD_FIELD and err.value.field == "inputs.mask"
+    assert "inpaint" in err.value.message
 
 
 def ref(**changes: Any) -> dict[str, Any]:

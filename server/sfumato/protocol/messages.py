@@ -97,7 +97,6 @@ class JobParams:
 
     @classmethod
     def _read(cls, r: Reader, limits: Limits) -> JobParams:
-        side = limits.max_image_side
         params = cls(
             prompt=r.text("prompt", "", max_len=limits.max_prompt_chars),
             negative=r.text("negative", "", max_len=limits.max_prompt_chars),
@@ -110,8 +109,13 @@ class JobParams:
             variants=r.integer("variants", 1, lo=1, hi=limits.max_variants),
             model=r.text("model", None, max_len=200),
         )
+        return params
+
+    def check_size(self, limits: Limits) -> None:
+        """The requested output size (generate only: other tasks keep their image's size)."""
+        side = limits.max_image_side
         for name in ("width", "height"):
-            value = getattr(params, name)
+            value = getattr(self, name)
             if value > side:
                 raise ProtocolError(
                     ErrorCode.IMAGE_TOO_LARGE,
@@ -126,7 +130,6 @@ class JobParams:
                     f"(try {max(64, round(value / 8) * 8)})",
                     field=f"params.{name}",
                 )
-        return params
 
 
 @dataclass(frozen=True)
@@ -180,6 +183,7 @@ class Job:
                         f"task generate takes no inputs.{name}; use task refine or inpaint",
                         field=f"inputs.{name}",
                     )
+            self.params.check_size(limits)
             return
         if self.image is None:
             raise ProtocolError(
@@ -189,6 +193,12 @@ class Job:
         if self.task is Task.INPAINT and self.mask is None:
             raise ProtocolError(
                 ErrorCode.BAD_FIELD, "task inpaint needs inputs.mask", field="inputs.mask"
+            )
+        if self.task is not Task.INPAINT and self.mask is not None:
+            raise ProtocolError(
+                ErrorCode.BAD_FIELD,
+                f"task {t} takes no inputs.mask; use task inpaint to regenerate a masked region",
+                field="inputs.mask",
             )
         if self.mask is not None:
             _check_image(self.mask, "inputs.mask", limits, channels=(1,))

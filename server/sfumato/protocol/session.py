@@ -24,7 +24,7 @@ class State(Enum):
 class ServerSession:
     def __init__(self, limits: Limits, token: str | None = None) -> None:
         self.limits = limits
-        self._token = token
+        self._token = token or None  # an empty token would let everyone in: treat as none
         self.state = State.AWAITING_HELLO
         self.hello: Hello | None = None
 

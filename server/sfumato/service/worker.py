@@ -70,6 +70,7 @@ class Worker:
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(self._executor, self._load, model, None)
+            log.info("ready: %s", self._get_engine().describe())
         except Exception as exc:  # the first job that needs it reports the error to its client
             log.warning("preloading %s failed: %s", model, exc)
 
@@ -137,9 +138,7 @@ class Worker:
         return self._engine
 
     def _load(self, model: str, on_status: Callable[[str], None] | None) -> None:
-        engine = self._get_engine()
-        engine.load(model, on_status=on_status)
-        log.info("ready: %s", engine.describe())
+        self._get_engine().load(model, on_status=on_status)
 
     def _execute(self, entry: JobEntry, report: Callable[[ServerMessage], None]) -> Result:
         job_id = entry.job.id
