@@ -8,8 +8,11 @@ from pathlib import Path
 import huggingface_hub.constants
 import numpy as np
 import pytest
+import torch
+from diffusers import StableDiffusionPipeline
 
 from sfumato.engine import Engine, ModelUnavailable, UnknownModel, ensure_tiny
+from sfumato.engine.loader import DTYPE_KWARG, LoadedModel
 from sfumato.protocol import Task
 from sfumato.registry import Registry
 
@@ -121,3 +124,13 @@ def test_sdxl_tasks_run(tiny_cache: Path) -> None:
     assert [o.images[0].shape for o in (gen, ref, inp)] == [(64, 80, 3)] * 3
     keep = mask[:, :, 0] == 0
     assert np.array_equal(inp.images[0][keep], image[keep])
+
+
+def test_deriving_keeps_a_half_precision_base_in_half(tiny_cache: Path) -> None:
+    # from_pipe casts shared modules to float32 unless told the dtype; on a GPU that would
+    # silently double the memory of the loaded model. Weights in fp16 on the CPU show it.
+    folder = ensure_tiny(tiny_cache, "sd15")
+    base = StableDiffusionPipeline.from_pretrained(folder, **{DTYPE_KWARG: torch.float16})
+    loaded = LoadedModel(Registry.load(None).get("tiny-sd"), base, "cpu", torch.float16)
+    derived = loaded.pipeline(Task.INPAINT)
+    assert base.unet.dtype == torch.float16 and derived.unet.dtype == torch.float16

@@ -74,7 +74,8 @@ def paste_back(original: np.ndarray, generated: np.ndarray, mask: np.ndarray) ->
 
     Latent inpainting re-encodes the whole image, so even unmasked pixels drift through the
     VAE; artists expect untouched pixels to stay untouched. A soft mask (a feathered Krita
-    selection) blends proportionally instead of cutting a hard edge.
+    selection) blends proportionally instead of cutting a hard edge. (The pipeline itself
+    binarises the mask at 128: it regenerates where mask ≥ 128, and this blend then feathers.)
     """
     weight = (mask.astype(np.float32) / 255.0)[:, :, None]
     blended = original.astype(np.float32) * (1.0 - weight) + generated.astype(np.float32) * weight
