@@ -6,6 +6,7 @@ message back. Sizes stay small so that each property runs in well under a second
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from hypothesis import HealthCheck, settings
@@ -16,6 +17,8 @@ from sfumato.protocol import (
     Array,
     Cancel,
     Cancelled,
+    Control,
+    ControlKind,
     DType,
     Error,
     ErrorCode,
@@ -25,11 +28,13 @@ from sfumato.protocol import (
     JobParams,
     Limits,
     ListModels,
+    LoraRef,
     ModelInfo,
     Models,
     Progress,
     Result,
     Task,
+    Tile,
     Welcome,
 )
 from sfumato.protocol.messages import SEED_MAX
@@ -84,7 +89,34 @@ job_params = st.builds(
     strength=unit,
     variants=st.integers(1, LIMITS.max_variants),
     model=st.none() | names,
+    loras=st.lists(
+        st.builds(LoraRef, name=names, weight=st.floats(-4.0, 4.0, allow_nan=False)),
+        max_size=3,
+        unique_by=lambda lora: lora.name,
+    ).map(tuple),
+    tile=st.sampled_from(Tile),
+    preview_every=st.integers(0, 10),
+    expand=st.tuples(*[st.integers(0, 64)] * 4),
+    scale=st.integers(2, 4),
 )
+
+
+@st.composite
+def controls(draw: st.DrawFn) -> Control:
+    kind = draw(st.sampled_from(ControlKind))
+    raw = kind in (ControlKind.DEPTH, ControlKind.NORMAL) and draw(st.booleans())
+    if raw:
+        channels = (1,) if kind is ControlKind.DEPTH else (3,)
+        image = draw(arrays(dtypes=(DType.FLOAT32, DType.FLOAT16), channels=channels))
+    else:
+        image = draw(arrays(dtypes=(DType.UINT8,), channels=(1, 3, 4)))
+    mask = None
+    if raw and kind is ControlKind.DEPTH and draw(st.booleans()):
+        mask = draw(arrays(dtypes=(DType.UINT8,), shape=(image.height, image.width, 1)))
+    start = draw(st.floats(0.0, 0.5, allow_nan=False))
+    end = draw(st.floats(0.6, 1.0, allow_nan=False))
+    strength = draw(st.floats(0.0, 2.0, allow_nan=False))
+    return Control(kind, image, mask, strength, start, end, preprocess=not raw and draw(st.booleans()))
 
 
 @st.composite
@@ -95,7 +127,10 @@ def jobs(draw: st.DrawFn) -> Job:
         image = draw(arrays(dtypes=(DType.UINT8,), channels=(3, 4)))
         if task is Task.INPAINT:
             mask = draw(arrays(dtypes=(DType.UINT8,), shape=(image.height, image.width, 1)))
-    return Job(draw(job_ids), task, draw(job_params), image, mask)
+    params = draw(job_params)
+    if task is Task.OUTPAINT and not any(params.expand):
+        params = replace(params, expand=(8, 0, 8, 0))
+    return Job(draw(job_ids), task, params, image, mask, tuple(draw(st.lists(controls(), max_size=2))))
 
 
 hellos = st.builds(

@@ -139,7 +139,7 @@ def test_good_job_id(job_id: str) -> None:
 @pytest.mark.parametrize(
     ("fields", "code", "field"),
     [
-        ({"task": "upscale"}, ErrorCode.BAD_FIELD, "task"),
+        ({"task": "sharpen"}, ErrorCode.BAD_FIELD, "task"),
         ({"task": None}, ErrorCode.BAD_FIELD, "task"),
         ({"params": [1, 2]}, ErrorCode.BAD_FIELD, "params"),
         ({"params": {"width": 4}}, ErrorCode.BAD_FIELD, "params.width"),

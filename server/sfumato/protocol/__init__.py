@@ -16,6 +16,7 @@ from .codec import (
     encode_bytes,
     fragments,
 )
+from .conditioning import Control, ControlKind, LoraRef, Tile
 from .errors import ErrorCode, ProtocolError, SfumatoError
 from .events import Accepted, Cancelled, Error, ModelInfo, Models, Progress, Result, Welcome
 from .limits import Limits
@@ -24,9 +25,40 @@ from .session import ServerSession, State
 from .version import PROTOCOL_VERSION
 
 __all__ = [
-    "PROTOCOL_VERSION", "Accepted", "Array", "Cancel", "Cancelled", "ClientMessage", "DType",
-    "Error", "ErrorCode", "Fetch", "Hello", "Job", "JobParams", "Limits", "ListModels",
-    "Message", "ModelInfo", "Models", "Progress", "ProtocolError", "Result", "ServerMessage",
-    "ServerSession", "SfumatoError", "State", "Task", "Welcome", "decode_client_message",
-    "decode_server_message", "encode", "encode_bytes", "fragments",
+    "PROTOCOL_VERSION",
+    "Accepted",
+    "Array",
+    "Cancel",
+    "Cancelled",
+    "ClientMessage",
+    "Control",
+    "ControlKind",
+    "DType",
+    "Error",
+    "ErrorCode",
+    "Fetch",
+    "Hello",
+    "Job",
+    "JobParams",
+    "Limits",
+    "ListModels",
+    "LoraRef",
+    "Message",
+    "ModelInfo",
+    "Models",
+    "Progress",
+    "ProtocolError",
+    "Result",
+    "ServerMessage",
+    "ServerSession",
+    "SfumatoError",
+    "State",
+    "Task",
+    "Tile",
+    "Welcome",
+    "decode_client_message",
+    "decode_server_message",
+    "encode",
+    "encode_bytes",
+    "fragments",
 ]  # fmt: skip

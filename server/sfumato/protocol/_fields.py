@@ -111,6 +111,10 @@ class Reader:
             raise self._bad(key, "a list", value)
         return value
 
+    def element(self, key: str, index: int) -> Reader:
+        """A reader for item ``index`` of the list ``key`` (read it with :meth:`items` first)."""
+        return Reader(self._data[key][index], f"{self._name(key)}[{index}]", self._blobs)
+
     def submap(self, key: str, default: Any = _MISSING) -> Any:
         value = self._get(key, default)
         if value is default and default is not _MISSING:

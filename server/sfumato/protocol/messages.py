@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from ._fields import BlobWriter, Reader
 from .arrays import Array, DType
+from .conditioning import Control, LoraRef, Tile, read_controls, read_loras
 from .errors import ErrorCode, ProtocolError
 from .limits import Limits
 
@@ -27,6 +28,19 @@ class Task(str, Enum):
     GENERATE = "generate"  # txt2img
     REFINE = "refine"  # img2img with strength
     INPAINT = "inpaint"  # image + mask, 255 = regenerate
+    OUTPAINT = "outpaint"  # image grown by params.expand; the new margins are generated
+    UPSCALE = "upscale"  # image × params.scale, by tiled img2img with blended overlaps
+
+
+def _expand(r: Reader) -> tuple[int, int, int, int]:
+    values = r.integers("expand", lo=0, hi=2**16) if "expand" in r.names() else (0, 0, 0, 0)
+    if len(values) != 4:
+        raise ProtocolError(
+            ErrorCode.BAD_FIELD,
+            f"params.expand must be [left, top, right, bottom] pixels, got {len(values)} numbers",
+            field="params.expand",
+        )
+    return (values[0], values[1], values[2], values[3])
 
 
 def _job_id(r: Reader, key: str = "id") -> str:
@@ -82,6 +96,11 @@ class JobParams:
     strength: float = 0.75  # refine/inpaint: 0 keeps the image, 1 replaces it
     variants: int = 1  # images with seeds seed, seed+1, …
     model: str | None = None  # registry name; None: the server's default
+    loras: tuple[LoraRef, ...] = ()
+    tile: Tile = Tile.NONE
+    preview_every: int = 0  # a preview image every N steps; 0: none
+    expand: tuple[int, int, int, int] = (0, 0, 0, 0)  # outpaint margins: left, top, right, bottom
+    scale: int = 2  # upscale factor
 
     def _write(self) -> dict[str, Any]:
         out = {
@@ -93,6 +112,16 @@ class JobParams:
             out["seed"] = self.seed
         if self.model is not None:
             out["model"] = self.model
+        if self.loras:
+            out["loras"] = [lora._write() for lora in self.loras]
+        if self.tile is not Tile.NONE:
+            out["tile"] = self.tile.value
+        if self.preview_every:
+            out["preview_every"] = self.preview_every
+        if any(self.expand):
+            out["expand"] = list(self.expand)
+        if self.scale != 2:
+            out["scale"] = self.scale
         return out
 
     @classmethod
@@ -108,6 +137,11 @@ class JobParams:
             strength=r.number("strength", 0.75, lo=0.0, hi=1.0),
             variants=r.integer("variants", 1, lo=1, hi=limits.max_variants),
             model=r.text("model", None, max_len=200),
+            loras=read_loras(r),
+            tile=r.choice("tile", Tile, Tile.NONE),
+            preview_every=r.integer("preview_every", 0, lo=0, hi=limits.max_steps),
+            expand=_expand(r),
+            scale=r.integer("scale", 2, lo=2, hi=4),
         )
         return params
 
@@ -134,8 +168,9 @@ class JobParams:
 
 @dataclass(frozen=True)
 class Job:
-    """Submit work. Inputs: ``image`` (uint8 sRGB, 3 or 4 channels) for refine and inpaint;
-    ``mask`` (uint8, 1 channel, 255 = regenerate, same size as image) for inpaint."""
+    """Submit work. Inputs: ``image`` (uint8 sRGB, 3 or 4 channels) for every task but
+    generate; ``mask`` (uint8, 1 channel, 255 = regenerate, same size as image) for inpaint;
+    ``controls`` for any task (conditioning.py)."""
 
     TYPE: ClassVar[str] = "job"
     id: str
@@ -143,9 +178,14 @@ class Job:
     params: JobParams = field(default_factory=JobParams)
     image: Array | None = None
     mask: Array | None = None
+    controls: tuple[Control, ...] = ()
 
     def _write(self, w: BlobWriter) -> dict[str, Any]:
-        inputs = {name: w.ref(a) for name, a in (("image", self.image), ("mask", self.mask)) if a}
+        inputs: dict[str, Any] = {
+            name: w.ref(a) for name, a in (("image", self.image), ("mask", self.mask)) if a
+        }
+        if self.controls:
+            inputs["controls"] = [c._write(w) for c in self.controls]
         out: dict[str, Any] = {
             "id": self.id,
             "task": self.task.value,
@@ -165,40 +205,36 @@ class Job:
             p.finish()
         i = r.submap("inputs", None)
         image = mask = None
+        controls: tuple[Control, ...] = ()
         if i is not None:
-            image, mask = i.array("image", None), i.array("mask", None)
+            image, mask, controls = i.array("image", None), i.array("mask", None), read_controls(i)
             i.finish()
-        job = cls(job_id, task, params, image, mask)
+        job = cls(job_id, task, params, image, mask, controls)
         job.check(limits)
         return job
 
     def check(self, limits: Limits) -> None:
         """Inputs fit the task and the limits; errors name the input and the fix."""
-        t = self.task.value
+        for n, control in enumerate(self.controls):
+            control.check(f"inputs.controls[{n}]", limits)
         if self.task is Task.GENERATE:
             for name in ("image", "mask"):
                 if getattr(self, name) is not None:
-                    raise ProtocolError(
-                        ErrorCode.BAD_FIELD,
-                        f"task generate takes no inputs.{name}; use task refine or inpaint",
-                        field=f"inputs.{name}",
+                    raise _bad(
+                        f"task generate takes no inputs.{name}; use refine or inpaint",
+                        f"inputs.{name}",
                     )
             self.params.check_size(limits)
             return
+        t = self.task.value
         if self.image is None:
-            raise ProtocolError(
-                ErrorCode.BAD_FIELD, f"task {t} needs inputs.image", field="inputs.image"
-            )
+            raise _bad(f"task {t} needs inputs.image", "inputs.image")
         _check_image(self.image, "inputs.image", limits, channels=(3, 4))
         if self.task is Task.INPAINT and self.mask is None:
-            raise ProtocolError(
-                ErrorCode.BAD_FIELD, "task inpaint needs inputs.mask", field="inputs.mask"
-            )
+            raise _bad("task inpaint needs inputs.mask", "inputs.mask")
         if self.task is not Task.INPAINT and self.mask is not None:
-            raise ProtocolError(
-                ErrorCode.BAD_FIELD,
-                f"task {t} takes no inputs.mask; use task inpaint to regenerate a masked region",
-                field="inputs.mask",
+            raise _bad(
+                f"task {t} takes no inputs.mask; use inpaint to regenerate a region", "inputs.mask"
             )
         if self.mask is not None:
             _check_image(self.mask, "inputs.mask", limits, channels=(1,))
@@ -209,6 +245,34 @@ class Job:
                     f"{self.image.width}×{self.image.height}; send a mask of the image's size",
                     field="inputs.mask",
                 )
+        self._check_output_size(limits)
+
+    def _check_output_size(self, limits: Limits) -> None:
+        assert self.image is not None
+        h, w = self.image.height, self.image.width
+        if self.task is Task.OUTPAINT:
+            left, top, right, bottom = self.params.expand
+            if not any(self.params.expand):
+                raise _bad(
+                    "task outpaint needs params.expand [left, top, right, bottom] > 0",
+                    "params.expand",
+                )
+            h, w, name = h + top + bottom, w + left + right, "params.expand"
+        elif self.task is Task.UPSCALE:
+            h, w, name = h * self.params.scale, w * self.params.scale, "params.scale"
+        else:
+            return
+        if max(h, w) > limits.max_image_side:
+            raise ProtocolError(
+                ErrorCode.IMAGE_TOO_LARGE,
+                f"the result would be {w}×{h}, over this server's max_image_side "
+                f"{limits.max_image_side}; use a smaller {name} or image",
+                field=name,
+            )
+
+
+def _bad(message: str, field: str) -> ProtocolError:
+    return ProtocolError(ErrorCode.BAD_FIELD, message, field=field)
 
 
 def _check_image(a: Array, name: str, limits: Limits, *, channels: tuple[int, ...]) -> None:
