@@ -94,6 +94,11 @@ def _parser() -> argparse.ArgumentParser:
     _connection_args(m)
     m.set_defaults(run=_models)
 
+    k = sub.add_parser("package", help="build the Blender extension or the Krita plugin zip")
+    k.add_argument("host", choices=("blender", "krita"))
+    k.add_argument("--out", type=Path, default=Path("dist"), help="folder for the zip")
+    k.set_defaults(run=_package)
+
     d = sub.add_parser("demo", help="start a server on the tiny model and generate one image")
     d.add_argument(
         "--out", type=Path, default=Path("sfumato-demo"), help="folder for the demo's files"
@@ -197,6 +202,13 @@ def _models(args: argparse.Namespace) -> int:
             indent=2,
         )
     )
+    return 0
+
+
+def _package(args: argparse.Namespace) -> int:
+    from .packaging import build
+
+    print(build(args.host, args.out))
     return 0
 
 
