@@ -24,6 +24,7 @@ import json
 import statistics
 import threading
 import time
+from typing import Any
 
 import msgpack
 import numpy as np
@@ -82,6 +83,44 @@ def timed(fn, runs: int) -> float:
     return statistics.median(samples)
 
 
+def measure(side: int, runs: int, fast: Any, plain: Any, naive: Any) -> dict[str, float]:
+    arrays = passes(side)
+    nbytes = sum(a.nbytes for a in arrays)
+    message = Result(
+        "bench", Task.GENERATE, tuple(Array.from_numpy(a) for a in arrays), (0,), "bench"
+    )
+
+    def send_fast() -> None:
+        fast.send(fragments(encode(message)))
+        assert int(fast.recv()) == nbytes
+
+    def naive_send(ws) -> None:
+        body = {
+            "arrays": [
+                {"dtype": a.dtype.str, "shape": a.shape, "data": a.tobytes()} for a in arrays
+            ]
+        }
+        ws.send(b"N" + msgpack.packb(body))
+        assert int(ws.recv()) == nbytes
+
+    def copy() -> None:
+        for a in arrays:
+            a.copy()
+
+    t_copy = timed(copy, runs)
+    t_fast = timed(send_fast, runs)
+    t_plain = timed(lambda: naive_send(plain), runs)
+    t_naive = timed(lambda: naive_send(naive), max(2, runs // 2))
+    return {
+        "side": side, "megabytes": round(nbytes / 1e6, 1),
+        "memcpy_ms": round(t_copy * 1e3, 2), "sfumato_ms": round(t_fast * 1e3, 1),
+        "msgpack_one_frame_ms": round(t_plain * 1e3, 1), "msgpack_deflate_ms": round(t_naive * 1e3, 1),
+        "sfumato_vs_memcpy": round(t_fast / t_copy, 1),
+        "msgpack_one_frame_vs_memcpy": round(t_plain / t_copy, 1),
+        "msgpack_deflate_vs_memcpy": round(t_naive / t_copy, 1),
+    }  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
@@ -92,43 +131,7 @@ def main() -> None:
     fast = connect(fast_url, compression=None, max_size=None, **DIRECT)
     plain = connect(fast_url, compression=None, max_size=None, **DIRECT)
     naive = connect(naive_url, max_size=None, **DIRECT)
-    report = []
-    for side in args.sizes:
-        arrays = passes(side)
-        nbytes = sum(a.nbytes for a in arrays)
-        message = Result(
-            "bench", Task.GENERATE, tuple(Array.from_numpy(a) for a in arrays), (0,), "bench"
-        )
-
-        def send_fast() -> None:
-            fast.send(fragments(encode(message)))
-            assert int(fast.recv()) == nbytes
-
-        def naive_send(ws) -> None:
-            body = {
-                "arrays": [
-                    {"dtype": a.dtype.str, "shape": a.shape, "data": a.tobytes()} for a in arrays
-                ]
-            }
-            ws.send(b"N" + msgpack.packb(body))
-            assert int(ws.recv()) == nbytes
-
-        def copy() -> None:
-            for a in arrays:
-                a.copy()
-
-        t_copy = timed(copy, args.runs)
-        t_fast = timed(send_fast, args.runs)
-        t_plain = timed(lambda: naive_send(plain), args.runs)
-        t_naive = timed(lambda: naive_send(naive), max(2, args.runs // 2))
-        report.append({
-            "side": side, "megabytes": round(nbytes / 1e6, 1),
-            "memcpy_ms": round(t_copy * 1e3, 2), "sfumato_ms": round(t_fast * 1e3, 1),
-            "msgpack_one_frame_ms": round(t_plain * 1e3, 1), "msgpack_deflate_ms": round(t_naive * 1e3, 1),
-            "sfumato_vs_memcpy": round(t_fast / t_copy, 1),
-            "msgpack_one_frame_vs_memcpy": round(t_plain / t_copy, 1),
-            "msgpack_deflate_vs_memcpy": round(t_naive / t_copy, 1),
-        })  # fmt: skip
+    report = [measure(side, args.runs, fast, plain, naive) for side in args.sizes]
     print(json.dumps({"benchmark": "transport", "runs": args.runs, "results": report}, indent=2))
 
 

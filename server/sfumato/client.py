@@ -50,7 +50,9 @@ from .protocol.arrays import Array
 
 DEFAULT_URL = "ws://127.0.0.1:8746"
 # websockets ≥ 17 warns unless a directly held connection says so; older ones lack the flag.
-DIRECT = {"legacy": True} if "legacy" in inspect.signature(connect).parameters else {}
+DIRECT: dict[str, Any] = (
+    {"legacy": True} if "legacy" in inspect.signature(connect).parameters else {}
+)
 
 
 def default_url() -> str:
@@ -128,7 +130,7 @@ class Client:
         self.close()
         self.state = ConnectionState.CONNECTING
         try:
-            ws = connect(
+            ws = connect(  # type: ignore[call-overload]
                 self.url, compression=None, max_size=None, open_timeout=timeout,
                 ping_interval=20, ping_timeout=60, user_agent_header=f"sfumato-client/{__version__}", **DIRECT,
             )  # fmt: skip

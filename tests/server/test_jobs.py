@@ -59,7 +59,9 @@ def test_refine_keeps_the_input_size_and_runs_steps_times_strength(peer: Peer) -
     image = rgb(80, 96)
     outputs = {}
     for strength in (0.5, 1.0):
-        messages = run(peer, make_job("refine", image, prompt="x", seed=3, steps=4, strength=strength))
+        messages = run(
+            peer, make_job("refine", image, prompt="x", seed=3, steps=4, strength=strength)
+        )
         totals = {m.total for m in messages if isinstance(m, Progress) and m.stage == "denoise"}
         assert totals == {int(4 * strength)}
         outputs[strength] = messages[-1].images[0]

@@ -107,7 +107,7 @@ class Array:
             ) from None
         little = np.ascontiguousarray(array, dtype=np.dtype(dtype.numpy_str))
         h, w, c = little.shape
-        return cls(dtype, (int(h), int(w), int(c)), memoryview(little).cast("B"))
+        return cls(dtype, (int(h), int(w), int(c)), memoryview(little).cast("B"))  # type: ignore[arg-type]
 
     def to_numpy(self) -> np.ndarray:
         """A read-only numpy view of the bytes (no copy)."""

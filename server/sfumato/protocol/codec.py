@@ -55,14 +55,14 @@ def decode_client_message(
     data: bytes | bytearray | memoryview, limits: Limits | None = None
 ) -> ClientMessage:
     """Parse what a client sent. Strict: unknown fields are errors (they are typos)."""
-    return _decode(data, CLIENT_TYPES, limits or Limits(), strict=True)  # type: ignore[no-any-return]
+    return _decode(data, CLIENT_TYPES, limits or Limits(), strict=True)  # type: ignore[return-value]
 
 
 def decode_server_message(
     data: bytes | bytearray | memoryview, limits: Limits | None = None
 ) -> ServerMessage:
     """Parse what a server sent. Lenient: newer servers may add fields."""
-    return _decode(data, SERVER_TYPES, limits or Limits(), strict=False)  # type: ignore[no-any-return]
+    return _decode(data, SERVER_TYPES, limits or Limits(), strict=False)  # type: ignore[return-value]
 
 
 def _decode(

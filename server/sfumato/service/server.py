@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.typing import Origin
 
 from .. import __version__
 from ..protocol import (
@@ -111,7 +112,10 @@ class SfumatoServer:
             self._handle,
             self.config.host,
             self.config.port,
-            origins=[None, *self.config.allowed_origins],  # browsers always send Origin
+            origins=[
+                None,
+                *(Origin(o) for o in self.config.allowed_origins),
+            ],  # browsers always send Origin
             compression=None,  # images do not compress, and deflate costs seconds on big passes
             max_size=2 * self.config.limits.max_message_bytes,  # past this: close 1009
             max_queue=64,
