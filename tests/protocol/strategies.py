@@ -98,6 +98,7 @@ job_params = st.builds(
     preview_every=st.integers(0, 10),
     expand=st.tuples(*[st.integers(0, 64)] * 4),
     scale=st.integers(2, 4),
+    files=st.booleans(),
 )
 
 
@@ -195,6 +196,7 @@ server_messages = st.one_of(
         timings=st.dictionaries(
             st.sampled_from(["queued", "load", "run", "total"]), st.floats(0.0, 1e9)
         ),
+        files=st.lists(st.binary(max_size=64), max_size=2).map(tuple),
     ),
     st.builds(
         Error,

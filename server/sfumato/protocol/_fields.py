@@ -127,6 +127,25 @@ class Reader:
             read_array(v, f"{self._name(key)}[{i}]", self._blobs) for i, v in enumerate(values)
         )
 
+    def byte_strings(self, key: str) -> tuple[memoryview, ...]:
+        """A list of ``{offset, nbytes}`` references into the blob region."""
+        out = []
+        for i in range(len(self.items(key, []))):
+            ref = self.element(key, i)
+            offset = ref.integer("offset", lo=0, hi=2**63 - 1)
+            nbytes = ref.integer("nbytes", lo=0, hi=2**63 - 1)
+            ref.finish()
+            available = 0 if self._blobs is None else self._blobs.nbytes
+            if self._blobs is None or offset + nbytes > available:
+                raise ProtocolError(
+                    ErrorCode.BAD_ARRAY,
+                    f"{self._name(key)}[{i}] needs bytes {offset}..{offset + nbytes} of the payload, "
+                    f"but the message carries only {available}",
+                    field=f"{self._name(key)}[{i}]",
+                )
+            out.append(self._blobs[offset : offset + nbytes])
+        return tuple(out)
+
     def integers(self, key: str, *, lo: int, hi: int) -> tuple[int, ...]:
         values = self.items(key)
         if not all(
@@ -189,7 +208,16 @@ class BlobWriter:
 
     def ref(self, array: Array) -> dict[str, Any]:
         ref = {"dtype": array.dtype.value, "shape": list(array.shape), "offset": self._offset}
-        view = memoryview(array.data).cast("B")
+        self._append(array.data)
+        return ref
+
+    def bytes_ref(self, data: bytes | memoryview) -> dict[str, Any]:
+        """An opaque byte string (a file) in the blob region: ``{offset, nbytes}``."""
+        ref = {"offset": self._offset, "nbytes": memoryview(data).nbytes}
+        self._append(data)
+        return ref
+
+    def _append(self, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data).cast("B")
         self.chunks.append(view)
         self._offset += view.nbytes
-        return ref

@@ -158,13 +158,18 @@ class Result:
     tiny: bool = False
     prompt: str = ""
     timings: dict[str, float] = field(default_factory=dict)  # seconds: queued, load, run, total
+    # The stored PNG files, content credentials included, when the job asked (params.files).
+    files: tuple[bytes | memoryview, ...] = ()
 
     def _write(self, w: BlobWriter) -> dict[str, Any]:
-        return {
+        out = {
             "id": self.id, "task": self.task.value, "images": [w.ref(a) for a in self.images],
             "seeds": list(self.seeds), "model": self.model, "tiny": self.tiny,
             "prompt": self.prompt, "timings": dict(self.timings),
         }  # fmt: skip
+        if self.files:
+            out["files"] = [w.bytes_ref(f) for f in self.files]
+        return out
 
     @classmethod
     def _read(cls, r: Reader, limits: Limits) -> Result:
@@ -178,7 +183,17 @@ class Result:
             tiny=r.boolean("tiny", False),
             prompt=r.text("prompt", ""),
             timings={} if timings is None else _timings(timings),
+            files=r.byte_strings("files"),
         )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Result):
+            return NotImplemented
+        same_files = [bytes(f) for f in self.files] == [bytes(f) for f in other.files]
+        fields_ = ("id", "task", "images", "seeds", "model", "tiny", "prompt", "timings")
+        return same_files and all(getattr(self, f) == getattr(other, f) for f in fields_)
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 def _timings(r: Reader) -> dict[str, float]:

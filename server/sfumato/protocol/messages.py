@@ -101,6 +101,7 @@ class JobParams:
     preview_every: int = 0  # a preview image every N steps; 0: none
     expand: tuple[int, int, int, int] = (0, 0, 0, 0)  # outpaint margins: left, top, right, bottom
     scale: int = 2  # upscale factor
+    files: bool = False  # also return the stored PNG files (with content credentials)
 
     def _write(self) -> dict[str, Any]:
         out = {
@@ -122,6 +123,8 @@ class JobParams:
             out["expand"] = list(self.expand)
         if self.scale != 2:
             out["scale"] = self.scale
+        if self.files:
+            out["files"] = True
         return out
 
     @classmethod
@@ -142,6 +145,7 @@ class JobParams:
             preview_every=r.integer("preview_every", 0, lo=0, hi=limits.max_steps),
             expand=_expand(r),
             scale=r.integer("scale", 2, lo=2, hi=4),
+            files=r.boolean("files", False),
         )
         return params
 
