@@ -47,11 +47,19 @@ def read_mask(path: Path) -> np.ndarray:
     return gray.astype(np.uint8)[:, :, None]
 
 
-def write_png(path: Path, pixels: np.ndarray, compress_level: int = 1) -> Path:
-    """Write uint8 H×W×{1,3,4}; level 1 because speed matters more than bytes here."""
+def encode_png(pixels: np.ndarray, compress_level: int = 1) -> bytes:
+    """PNG bytes of uint8 H×W×{1,3,4}; level 1 because speed matters more than bytes here."""
+    import io
+
     Image = _pil()
     if pixels.ndim == 3 and pixels.shape[2] == 1:
         pixels = pixels[:, :, 0]
+    out = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(pixels)).save(out, "PNG", compress_level=compress_level)
+    return out.getvalue()
+
+
+def write_png(path: Path, pixels: np.ndarray, compress_level: int = 1) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.ascontiguousarray(pixels)).save(path, compress_level=compress_level)
+    path.write_bytes(encode_png(pixels, compress_level))
     return path

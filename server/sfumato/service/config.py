@@ -46,6 +46,9 @@ class ServerConfig:
     model: str | None = None  # default model; None: the registry's default
     device: str | None = None  # None: pick CUDA / MPS / CPU
     preload: bool = True  # load the default model in the background right after start
+    credentials: bool = True  # sign content credentials (C2PA) into every output
+    signing_cert: Path | None = None  # PEM chain, leaf first; None: a local development identity
+    signing_key: Path | None = None  # PEM PKCS#8 private key of the leaf
     limits: Limits = field(default_factory=Limits)
 
     def check(self) -> None:
@@ -79,7 +82,7 @@ class ServerConfig:
                 raise ConfigError(
                     f"{path}: unknown setting server.{key}; known: {', '.join(sorted(known))}"
                 )
-        for key in ("results", "cache", "registry"):
+        for key in ("results", "cache", "registry", "signing_cert", "signing_key"):
             if key in server:
                 server[key] = (path.parent / server[key]).resolve()
         if "allowed_origins" in server:

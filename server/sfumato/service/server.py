@@ -41,6 +41,7 @@ from ..protocol import (
     encode,
     fragments,
 )
+from ..provenance import load_identity
 from ..registry import Registry, UnknownModel
 from .config import ServerConfig
 from .jobs import FairQueue, JobEntry
@@ -104,7 +105,19 @@ class SfumatoServer:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def start(self) -> None:
-        self.worker = Worker(self.config, self.registry, self.store, self.queue, self._notify)
+        identity = None
+        if self.config.credentials:
+            identity = load_identity(
+                self.config.signing_cert, self.config.signing_key, self.config.results / ".signing"
+            )
+            if identity.development:
+                log.warning(
+                    "signing content credentials with a local development identity: they "
+                    "validate but are untrusted; configure signing_cert/signing_key for production"
+                )
+        self.worker = Worker(
+            self.config, self.registry, self.store, self.queue, self._notify, identity
+        )
         self._tasks.append(asyncio.create_task(self.worker.run(), name="sfumato-worker"))
         if self.config.preload:
             self._tasks.append(asyncio.create_task(self.worker.preload(self.default_model)))

@@ -14,13 +14,15 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..imageio import read_image, write_png
+from ..imageio import encode_png, read_image
 from ..protocol import Array, JobParams, Result, Task
+from ..provenance import GenerationFacts, SigningIdentity, sign_png
 
 RESULT_JSON = "result.json"
 
@@ -29,12 +31,6 @@ def owner_key(token: str | None, client_id: str) -> str:
     """A folder-safe identity: the token (if any) and the client id, hashed together."""
     digest = hashlib.sha256(f"{token or ''}\0{client_id}".encode()).hexdigest()
     return digest[:24]
-
-
-@dataclass(frozen=True)
-class StoredResult:
-    result: Result
-    paths: tuple[Path, ...]
 
 
 class ResultStore:
@@ -48,8 +44,17 @@ class ResultStore:
     def exists(self, owner: str, job_id: str) -> bool:
         return (self.folder(owner, job_id) / RESULT_JSON).is_file()
 
-    def write(self, owner: str, result: Result, params: JobParams) -> tuple[Path, ...]:
-        """Write atomically; returns the image paths. Blocking: call it off the event loop."""
+    def write(
+        self,
+        owner: str,
+        result: Result,
+        params: JobParams,
+        facts: Sequence[GenerationFacts] = (),
+        identity: SigningIdentity | None = None,
+    ) -> tuple[Path, ...]:
+        """Write atomically; returns the image paths. With ``facts`` and an ``identity`` each
+        PNG carries signed content credentials and gets a JSON sidecar with the same facts.
+        Blocking: call it off the event loop."""
         final = self.folder(owner, result.id)
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{result.id}-", dir=final.parent))
@@ -57,7 +62,17 @@ class ResultStore:
             names = []
             for n, image in enumerate(result.images):
                 name = f"image-{n}.png"
-                write_png(tmp / name, image.to_numpy())
+                png = encode_png(image.to_numpy())
+                if identity is not None and n < len(facts):
+                    png = sign_png(png, facts[n], identity, title=f"{result.id}-{n}.png")
+                    sidecar = {
+                        "credentials": facts[n].to_dict(),
+                        "development_signer": identity.development,
+                    }
+                    (tmp / f"image-{n}.json").write_text(
+                        json.dumps(sidecar, indent=2), encoding="utf-8"
+                    )
+                (tmp / name).write_bytes(png)
                 names.append(name)
             meta = {
                 "id": result.id,

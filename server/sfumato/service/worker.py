@@ -16,8 +16,10 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ..protocol import Array, Cancelled, Error, ErrorCode, Progress, Result, ServerMessage
+from ..provenance import SigningIdentity
 from ..registry import Registry, UnknownModel
 from .config import ServerConfig
+from .credentials import job_facts
 from .jobs import FairQueue, JobEntry
 from .store import ResultStore
 
@@ -38,8 +40,10 @@ class Worker:
         store: ResultStore,
         queue: FairQueue,
         notify: Notify,
+        identity: SigningIdentity | None = None,
     ) -> None:
         self.config = config
+        self.identity = identity  # signs every output's content credentials; None: unsigned
         self.registry = registry
         self.store = store
         self.queue = queue
@@ -171,8 +175,13 @@ class Worker:
             prompt=job.params.prompt,
             timings=timings,
         )
+        facts = ()
+        if self.identity is not None:
+            facts = job_facts(job, out.model, out.seeds, self.registry, getattr(out, "hashes", {}))
         timings["total"] = time.monotonic() - entry.submitted  # store write included below
-        self.store.write(entry.owner, result, job.params)
+        paths = self.store.write(entry.owner, result, job.params, facts, self.identity)
         timings["store"] = time.monotonic() - ran
         timings["total"] = time.monotonic() - entry.submitted
+        if job.params.files:
+            result = replace(result, files=tuple(path.read_bytes() for path in paths))
         return result

@@ -1,0 +1,81 @@
+"""The facts that go into each output's content credentials, gathered from the job, the
+registry and what the engine reports (sfumato.provenance does the signing)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict
+from typing import Any
+
+from ..protocol import Array, Job
+from ..provenance import GenerationFacts, ModelRef, sha256_bytes
+from ..registry import Registry
+
+
+def input_hashes(job: Job) -> dict[str, str]:
+    """sha256 of every input's raw bytes (dtype and shape are in the parameters' record)."""
+    out: dict[str, str] = {}
+
+    def add(name: str, array: Array | None) -> None:
+        if array is not None:
+            out[name] = sha256_bytes(memoryview(array.data).cast("B"))
+
+    add("image", job.image)
+    add("mask", job.mask)
+    for n, control in enumerate(job.controls):
+        add(f"controls[{n}].{control.kind.value}", control.image)
+        add(f"controls[{n}].mask", control.mask)
+    return out
+
+
+def job_facts(
+    job: Job, model: str, seeds: tuple[int, ...], registry: Registry, hashes: Mapping[str, str]
+) -> tuple[GenerationFacts, ...]:
+    """One record per output image. ``hashes``: weight hashes the engine computed, by
+    registry name; the registry's own ``sha256`` fills in where the engine gave none."""
+
+    def ref(name: str) -> ModelRef:
+        entry = registry.get(name)
+        return ModelRef(name, hashes.get(name) or getattr(entry, "sha256", "") or "", entry.license)
+
+    params: dict[str, Any] = asdict(job.params)
+    for recorded_elsewhere in ("prompt", "negative", "seed"):
+        del params[recorded_elsewhere]
+    loras = tuple(
+        {"name": lo.name, "weight": lo.weight, "sha256": ref(lo.name).sha256}
+        for lo in job.params.loras
+    )
+    controls = []
+    for c in job.controls:
+        entry = _controlnet_name(registry, model, c.kind.value)
+        controls.append({
+            "kind": c.kind.value, "model": entry, "sha256": ref(entry).sha256 if entry else "",
+            "strength": c.strength, "start": c.start, "end": c.end, "preprocess": c.preprocess,
+        })  # fmt: skip
+    inputs = input_hashes(job)
+    return tuple(
+        GenerationFacts(
+            job_id=job.id,
+            task=job.task.value,
+            prompt=job.params.prompt,
+            negative=job.params.negative,
+            seed=seed,
+            model=ref(model),
+            params=params,
+            loras=loras,
+            controlnets=tuple(controls),
+            inputs=inputs,
+        )
+        for seed in seeds
+    )
+
+
+def _controlnet_name(registry: Registry, model: str, kind: str) -> str:
+    """The registry name of the ControlNet serving ``kind`` for this model's family, if any."""
+    find = getattr(registry, "controlnet", None)
+    if find is None:
+        return ""
+    try:
+        return str(find(registry.get(model).family, kind).name)
+    except LookupError:
+        return ""
