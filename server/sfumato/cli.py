@@ -17,6 +17,7 @@ from typing import Any
 
 from . import __version__
 from .protocol import SfumatoError
+from .studio_cli import add_studio_commands
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -99,6 +100,8 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("--out", type=Path, default=Path("dist"), help="folder for the zip")
     k.set_defaults(run=_package)
 
+    add_studio_commands(sub)
+
     d = sub.add_parser("demo", help="start a server on the tiny model and generate one image")
     d.add_argument(
         "--out", type=Path, default=Path("sfumato-demo"), help="folder for the demo's files"
@@ -160,6 +163,7 @@ def _generate(args: argparse.Namespace) -> int:
         "prompt": args.prompt, "negative": args.negative, "width": args.width,
         "height": args.height, "steps": args.steps, "guidance": args.guidance, "seed": args.seed,
         "variants": args.variants, "strength": args.strength, "model": args.model,
+        "files": True,  # the server's signed PNGs: content credentials travel with them
     }  # fmt: skip
     job = make_job(task, image, mask, **params)
     with Client(args.url, token=args.token, name="sfumato-cli") as client:
@@ -173,7 +177,11 @@ def _generate(args: argparse.Namespace) -> int:
             if len(result.images) == 1
             else args.out.with_name(f"{args.out.stem}-{n}{args.out.suffix}")
         )
-        write_png(path, image_out.to_numpy())
+        if n < len(result.files):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(result.files[n])
+        else:
+            write_png(path, image_out.to_numpy())
         print(f"{path}  seed {result.seeds[n]}", flush=True)
     return 0
 
