@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +45,3 @@ def _verify(args: argparse.Namespace) -> int:
             )
             print(f"  prompt {f['prompt']!r}  loras {loras}  job {f['job_id']}")
     return 1 if failed else 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(1)

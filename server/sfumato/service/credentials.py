@@ -39,8 +39,10 @@ def job_facts(
         return ModelRef(name, hashes.get(name) or getattr(entry, "sha256", "") or "", entry.license)
 
     params: dict[str, Any] = asdict(job.params)
-    for recorded_elsewhere in ("prompt", "negative", "seed"):
+    for recorded_elsewhere in ("prompt", "negative", "seed", "files"):
         del params[recorded_elsewhere]
+    # C2PA stores assertions as CBOR, where a list of small integers comes back as bytes: name them.
+    params["expand"] = dict(zip(("left", "top", "right", "bottom"), job.params.expand, strict=True))
     loras = tuple(
         {"name": lo.name, "weight": lo.weight, "sha256": ref(lo.name).sha256}
         for lo in job.params.loras
