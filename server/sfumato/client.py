@@ -228,31 +228,18 @@ class Client:
         """Block until the job's result; raises JobFailed, JobWasCancelled, ConnectionFailed
         or TimeoutError. Events of other jobs are kept for :meth:`events`."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        kept: list[ClientEvent] = []
-        try:
-            while True:
-                left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                try:
-                    event = self._events.get(timeout=left)
-                except queue.Empty:
-                    raise TimeoutError(f"job {job_id} did not finish within {timeout} s") from None
-                if isinstance(event, Disconnected):
-                    raise ConnectionFailed(
-                        f"lost the server while waiting for job {job_id}: {event.reason}"
-                    )
-                if getattr(event, "id", None) != job_id:
-                    kept.append(event)
-                    continue
-                if on_event is not None:
-                    on_event(event)
-                if isinstance(event, Result):
-                    return event
-                if isinstance(event, Error):
-                    raise JobFailed(event)
-                if isinstance(event, Cancelled):
-                    raise JobWasCancelled(f"job {job_id} was cancelled")
-        finally:
-            self._held.extend(kept)
+        while True:
+            event = self._take(
+                lambda e: getattr(e, "id", None) == job_id, deadline, f"job {job_id}"
+            )
+            if on_event is not None:
+                on_event(event)
+            if isinstance(event, Result):
+                return event
+            if isinstance(event, Error):
+                raise JobFailed(event)
+            if isinstance(event, Cancelled):
+                raise JobWasCancelled(f"job {job_id} was cancelled")
 
     def run(
         self,
@@ -265,16 +252,33 @@ class Client:
 
     def models(self, timeout: float = 10.0) -> Models:
         self.request_models()
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            event = self.next_event(left)
-            if isinstance(event, Models):
-                return event
-            if event is not None:
-                self._held.append(event)
-        raise TimeoutError("the server did not list its models")
+        event = self._take(
+            lambda e: isinstance(e, Models), time.monotonic() + timeout, "the model list"
+        )
+        assert isinstance(event, Models)
+        return event
 
     # ------------------------------------------------------------------ internals
+
+    def _take(
+        self, match: Callable[[ClientEvent], bool], deadline: float | None, what: str
+    ) -> ClientEvent:
+        """The next event ``match`` accepts — first among those set aside, then as they
+        arrive; the others are set aside, in order, for :meth:`events`."""
+        for n, event in enumerate(self._held):
+            if match(event):
+                return self._held.pop(n)
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                event = self._events.get(timeout=left)
+            except queue.Empty:
+                raise TimeoutError(f"{what} did not arrive in time") from None
+            if match(event):
+                return event
+            self._held.append(event)
+            if isinstance(event, Disconnected):
+                raise ConnectionFailed(f"lost the server while waiting for {what}: {event.reason}")
 
     def _send(self, message: Message) -> None:
         if self._ws is None:
