@@ -17,7 +17,7 @@ from typing import Any
 
 from . import __version__
 from .protocol import SfumatoError
-from .studio_cli import add_studio_commands
+from .studio_cli import add_studio_commands, connection_args
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -72,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     s.set_defaults(run=_serve)
 
     g = sub.add_parser("generate", help="run one job through a server and write the images")
-    _connection_args(g)
+    connection_args(g, timeout=600.0)
     g.add_argument("--prompt", required=True)
     g.add_argument("--negative", default="")
     g.add_argument(
@@ -92,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     g.set_defaults(run=_generate)
 
     m = sub.add_parser("models", help="print the server's model registry as JSON")
-    _connection_args(m)
+    connection_args(m, timeout=60.0)
     m.set_defaults(run=_models)
 
     k = sub.add_parser("package", help="build the Blender extension or the Krita plugin zip")
@@ -108,20 +108,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     d.set_defaults(run=_demo)
     return p
-
-
-def _connection_args(p: argparse.ArgumentParser) -> None:
-    from .client import default_url
-
-    p.add_argument(
-        "--url",
-        default=default_url(),
-        help="server URL (default $SFUMATO_URL or ws://127.0.0.1:8746)",
-    )
-    p.add_argument(
-        "--token", default=os.environ.get("SFUMATO_TOKEN"), help="server token ($SFUMATO_TOKEN)"
-    )
-    p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the job")
 
 
 def _serve(args: argparse.Namespace) -> int:

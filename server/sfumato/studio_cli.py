@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,62 @@ def add_studio_commands(sub: Any) -> None:
     v.add_argument("files", type=Path, nargs="+")
     v.add_argument("--json", action="store_true", help="print the full Sfumato assertion as JSON")
     v.set_defaults(run=_verify)
+
+    b = sub.add_parser(
+        "batch", help="run a batch plan: variations × segments × styles, with contact sheets"
+    )
+    b.add_argument("plan", type=Path, help="plan TOML (see examples/batch-plan.toml)")
+    b.add_argument("--out", type=Path, required=True, help="output folder; a rerun resumes it")
+    b.add_argument("--in-flight", type=int, default=4, help="jobs queued on the server at once")
+    connection_args(b)
+    b.set_defaults(run=_batch)
+
+    r = sub.add_parser("reproduce", help="regenerate an output from its content credentials")
+    r.add_argument("file", type=Path)
+    r.add_argument("--image", type=Path, help="the original input image (refine/inpaint outputs)")
+    r.add_argument("--mask", type=Path, help="the original mask (inpaint outputs)")
+    connection_args(r)
+    r.set_defaults(run=_reproduce)
+
+
+def connection_args(p: argparse.ArgumentParser, timeout: float = 3600.0) -> None:
+    from .client import default_url
+
+    p.add_argument(
+        "--url",
+        default=default_url(),
+        help="server URL (default $SFUMATO_URL or ws://127.0.0.1:8746)",
+    )
+    p.add_argument(
+        "--token", default=os.environ.get("SFUMATO_TOKEN"), help="server token ($SFUMATO_TOKEN)"
+    )
+    p.add_argument("--timeout", type=float, default=timeout, help="seconds to wait")
+
+
+def _batch(args: argparse.Namespace) -> int:
+    from .batch import load_plan, progress_bar, run_plan, write_contact_sheets
+    from .client import Client
+
+    plan = load_plan(args.plan)
+    with Client(args.url, token=args.token, name="sfumato-batch") as client:
+        report = run_plan(plan, client, args.out, in_flight=args.in_flight, timeout=args.timeout,
+                          on_progress=progress_bar)  # fmt: skip
+    items = json.loads(report.manifest.read_text(encoding="utf-8"))["items"]
+    html, png = write_contact_sheets(args.out, items, plan.name)
+    print(f"{report.generated} generated, {report.skipped} already finished, {len(report.failed)} failed "
+          f"of {report.total}")  # fmt: skip
+    for key, reason in report.failed:
+        print(f"  failed {key}: {reason}")
+    print(f"manifest {report.manifest}\ncontact sheet {html}\ncontact sheet {png}")
+    return 1 if report.failed else 0
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from .reproduce import reproduce
+
+    outcome = reproduce(args.file, args.url, args.token, args.image, args.mask, args.timeout)
+    print(outcome.summary)
+    return 0 if outcome.matches else 1
 
 
 def _verify(args: argparse.Namespace) -> int:
