@@ -1,0 +1,27 @@
+"""Sfumato for Krita: a docker that sends the canvas, the selection and chosen layers to a
+local Sfumato server and brings the results back as layers.
+
+Krita imports this package when the plugin is enabled. Its dependencies (sfumato's protocol
+and client, msgpack, websockets: pure Python) sit in ``vendor/``, put there by
+``sfumato package krita``, because Krita has no pip.
+"""
+
+import os
+import sys
+
+_VENDOR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "vendor")
+if os.path.isdir(_VENDOR) and _VENDOR not in sys.path:
+    sys.path.insert(0, _VENDOR)
+
+from krita import DockWidgetFactory, DockWidgetFactoryBase, Krita  # noqa: E402
+
+from .docker import SfumatoDocker  # noqa: E402
+from .extension import SfumatoExtension  # noqa: E402
+
+DOCKER_ID = "sfumato_docker"
+
+_app = Krita.instance()
+_app.addExtension(SfumatoExtension(_app))
+_app.addDockWidgetFactory(
+    DockWidgetFactory(DOCKER_ID, DockWidgetFactoryBase.DockRight, SfumatoDocker)
+)

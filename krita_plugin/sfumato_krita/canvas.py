@@ -1,0 +1,200 @@
+"""The one place where Krita's pixels become protocol arrays and back.
+
+Krita's ``pixelData`` of an 8-bit RGBA document is BGRA, row 0 at the top, and the selection's
+is one byte a pixel (255 = selected, soft edges in between); the protocol wants RGB(A) and a
+1-channel mask. Conversions are slice assignments on ``bytearray`` (C speed, no numpy: Debian's
+Krita has none). Everything here takes Krita objects as arguments: no module-level state.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from PyQt5.QtCore import QByteArray
+from PyQt5.QtGui import QColor, QImage, QPainter
+
+from sfumato.protocol import Array, DType, Task
+
+from .jobs import (
+    TASKS,
+    CanvasInput,
+    ControlInput,
+    Mode,
+    Placement,
+    PluginError,
+    Rect,
+    region_for,
+)
+from .model import Settings
+
+HISTORY = "sfumato/history"  # document annotation: JSON list of finished jobs
+
+
+def bgra_to_rgba(data: bytes) -> bytes:
+    out = bytearray(data)
+    out[0::4], out[2::4] = data[2::4], data[0::4]
+    return bytes(out)
+
+
+def rgb_to_bgra(rgb: bytes, alpha: bytes | None) -> bytes:
+    """RGB plus an alpha plane (None: opaque) → Krita's BGRA."""
+    n = len(rgb) // 3
+    out = bytearray(4 * n)
+    out[0::4], out[1::4], out[2::4] = rgb[2::3], rgb[1::3], rgb[0::3]
+    out[3::4] = alpha if alpha is not None else b"\xff" * n
+    return bytes(out)
+
+
+def check_document(doc: Any) -> None:
+    if (doc.colorModel(), doc.colorDepth()) != ("RGBA", "U8"):
+        raise PluginError(
+            f"this image is {doc.colorModel()}/{doc.colorDepth()}; Sfumato works on 8-bit "
+            "RGB/Alpha: use Image ▸ Convert Image Color Space"
+        )
+
+
+def selection_rect(doc: Any) -> Rect | None:
+    sel = doc.selection()
+    if sel is None or sel.width() <= 0 or sel.height() <= 0:
+        return None
+    return Rect(sel.x(), sel.y(), sel.width(), sel.height())
+
+
+def read_image(doc: Any, r: Rect) -> Array:
+    """The visible image (all layers merged) in ``r`` as RGBA."""
+    data = bytes(doc.pixelData(r.x, r.y, r.width, r.height))
+    return Array(DType.UINT8, (r.height, r.width, 4), bgra_to_rgba(data))
+
+
+def read_mask(doc: Any, r: Rect) -> Array | None:
+    """The selection in ``r`` as a 1-channel mask (soft edges kept); None without one."""
+    sel = doc.selection()
+    if sel is None:
+        return None
+    data = bytes(sel.pixelData(r.x, r.y, r.width, r.height))
+    return Array(DType.UINT8, (r.height, r.width, 1), data)
+
+
+def read_layer_rgb(node: Any, r: Rect, background: QColor) -> Array:
+    """A layer's pixels in ``r`` as RGB, composited over ``background`` (a control map is
+    white on black; a picture to detect from reads best on white)."""
+    data = bytes(node.projectionPixelData(r.x, r.y, r.width, r.height))
+    src = QImage(data, r.width, r.height, 4 * r.width, QImage.Format_ARGB32).copy()
+    out = QImage(r.width, r.height, QImage.Format_RGB888)
+    out.fill(background)
+    painter = QPainter(out)
+    painter.drawImage(0, 0, src)
+    painter.end()
+    bits = out.constBits()
+    bits.setsize(out.sizeInBytes())
+    stride, row = out.bytesPerLine(), 3 * r.width
+    raw = bytes(bits)
+    rgb = b"".join(raw[y * stride : y * stride + row] for y in range(r.height))
+    return Array(DType.UINT8, (r.height, r.width, 3), rgb)
+
+
+def read_input(doc: Any, settings: Settings) -> CanvasInput:
+    """What one job needs from ``doc``, for the current settings."""
+    check_document(doc)
+    doc.refreshProjection()  # a script's or a stroke's last change may not be merged yet
+    width, height = doc.width(), doc.height()
+    selected = selection_rect(doc)
+    region = region_for(settings.mode, width, height, selected, settings.context)
+    image = None if TASKS[settings.mode] is Task.GENERATE else read_image(doc, region)
+    mask = None
+    if selected is not None and settings.mode not in (Mode.EXPAND, Mode.UPSCALE):
+        mask = read_mask(doc, region)
+    controls = []
+    for control in settings.controls:
+        node = find_node(doc, control.layer_id)
+        if node is None:
+            raise PluginError("a control layer was deleted; pick another layer or remove it")
+        background = QColor(255, 255, 255) if control.preprocess else QColor(0, 0, 0)
+        controls.append(
+            ControlInput(
+                control.kind,
+                read_layer_rgb(node, region, background),
+                control.strength,
+                control.preprocess,
+            )
+        )
+    return CanvasInput(width, height, region, image, mask, tuple(controls))
+
+
+# --------------------------------------------------------------------------- layers
+
+
+def walk(node: Any) -> Iterator[Any]:
+    for child in node.childNodes():
+        yield child
+        yield from walk(child)
+
+
+def node_id(node: Any) -> str:
+    return str(node.uniqueId().toString())
+
+
+def find_node(doc: Any, layer_id: str) -> Any:
+    return next((n for n in walk(doc.rootNode()) if node_id(n) == layer_id), None)
+
+
+def layers(doc: Any) -> list[tuple[str, str]]:
+    """(id, name) of every layer a control can read, top of the stack first."""
+    out = [(node_id(n), n.name()) for n in walk(doc.rootNode()) if not n.type().endswith("mask")]
+    return out[::-1]
+
+
+def apply(doc: Any, placement: Placement) -> list[str]:
+    """Add the result layers to ``doc`` as ``placement`` says; returns their names."""
+    if placement.grow is not None:
+        doc.resizeImage(*placement.grow)
+        doc.waitForDone()
+    if placement.scale_to is not None:
+        doc.scaleImage(*placement.scale_to, int(doc.xRes()), int(doc.yRes()), "Bicubic")
+        doc.waitForDone()
+    group = _group(doc, placement.group, placement.at_bottom)
+    for plan in reversed(placement.layers):  # each goes on top: the first ends up above
+        node = doc.createNode(plan.name, "paintlayer")
+        group.addChildNode(node, None)
+        h, w, _ = plan.image.shape
+        alpha = None if plan.alpha is None else bytes(plan.alpha.data)
+        node.setPixelData(rgb_to_bgra(bytes(plan.image.data), alpha), plan.x, plan.y, w, h)
+        node.setVisible(plan.visible)
+    doc.refreshProjection()
+    return [plan.name for plan in placement.layers]
+
+
+def _group(doc: Any, name: str, at_bottom: bool) -> Any:
+    root = doc.rootNode()
+    for node in root.childNodes():
+        if node.type() == "grouplayer" and node.name() == name:
+            return node
+    group = doc.createGroupLayer(name)
+    kids = root.childNodes()
+    if not at_bottom or not kids:
+        root.addChildNode(group, None)
+        return group
+    # libkis can only insert *above* a node: go above the lowest, then lift that one over us.
+    lowest = kids[0]
+    root.addChildNode(group, lowest)
+    lowest.remove()
+    root.addChildNode(lowest, group)
+    return group
+
+
+def read_history(doc: Any) -> list[dict[str, Any]]:
+    if HISTORY not in doc.annotationTypes():
+        return []
+    try:
+        entries = json.loads(bytes(doc.annotation(HISTORY)).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return []  # written by something else: start afresh rather than fail every job
+    return entries if isinstance(entries, list) else []
+
+
+def append_history(doc: Any, entry: dict[str, Any]) -> None:
+    entries = [*read_history(doc), entry]
+    data = json.dumps(entries, ensure_ascii=False).encode("utf-8")
+    doc.setAnnotation(HISTORY, "Sfumato: the jobs behind this image's layers", QByteArray(data))

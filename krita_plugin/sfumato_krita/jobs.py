@@ -1,0 +1,301 @@
+"""From what the document holds to a protocol :class:`Job`, and from a :class:`Result` back
+to layers: pure functions over plain data, no Krita and no Qt.
+
+Kept apart from ``canvas`` (which alone touches Krita's pixels) so the decisions that matter
+to a user — which region is sent, what is masked, where each layer lands and what it is
+called — can be tested without starting Krita, and read in one place.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from sfumato.protocol import Array, Control, ControlKind, Job, JobParams, LoraRef, Result, Task
+from sfumato.protocol import DType as _DType
+
+MIN_SIDE = 64  # the smallest side the server generates; smaller regions grow to it
+GROUP = "Sfumato"
+BACKGROUND_GROUP = "Sfumato background"
+
+
+class PluginError(Exception):
+    """A request the plugin will not send; the message tells the user what to change."""
+
+
+class Mode(str, Enum):
+    """What the user asks for; each maps to one protocol task (``TASKS``)."""
+
+    GENERATE = "generate"  # a new picture in the region
+    INPAINT = "inpaint"  # repaint the selection, keep the rest
+    BACKGROUND = "background"  # a new picture behind every layer
+    REFINE = "refine"  # rework the region (img2img)
+    EXPAND = "expand"  # grow the canvas and fill the new margins (outpaint)
+    UPSCALE = "upscale"  # the whole image at twice the size, with detail added
+
+
+TASKS = {
+    Mode.GENERATE: Task.GENERATE,
+    Mode.INPAINT: Task.INPAINT,
+    Mode.BACKGROUND: Task.GENERATE,
+    Mode.REFINE: Task.REFINE,
+    Mode.EXPAND: Task.OUTPAINT,
+    Mode.UPSCALE: Task.UPSCALE,
+}
+# The capability a server must announce before the plugin sends a task or field
+# (docs/protocol.md section 3: a client MUST NOT send what was not announced).
+NEEDS = {
+    Task.GENERATE: "generate",
+    Task.REFINE: "refine",
+    Task.INPAINT: "inpaint",
+    Task.OUTPAINT: "outpaint",
+    Task.UPSCALE: "upscale",
+}
+
+
+@dataclass(frozen=True)
+class Rect:
+    x: int
+    y: int
+    width: int
+    height: int
+
+    def grown(self, pad: int, bound_w: int, bound_h: int) -> Rect:
+        """This rect plus ``pad`` on each side, then at least MIN_SIDE a side where the
+        bounds allow, kept inside (0, 0, bound_w, bound_h)."""
+        x0, y0 = max(0, self.x - pad), max(0, self.y - pad)
+        x1, y1 = min(bound_w, self.x + self.width + pad), min(bound_h, self.y + self.height + pad)
+        x0, x1 = _widen(x0, x1, MIN_SIDE, bound_w)
+        y0, y1 = _widen(y0, y1, MIN_SIDE, bound_h)
+        return Rect(x0, y0, x1 - x0, y1 - y0)
+
+    def to_list(self) -> list[int]:
+        return [self.x, self.y, self.width, self.height]
+
+
+def _widen(lo: int, hi: int, want: int, bound: int) -> tuple[int, int]:
+    missing = want - (hi - lo)
+    if missing <= 0:
+        return lo, hi
+    lo = max(0, lo - missing // 2)
+    hi = min(bound, lo + want)
+    return max(0, hi - want), hi
+
+
+@dataclass(frozen=True)
+class ControlInput:
+    """A control layer as read from the document: its settings and its pixels (RGB uint8,
+    the region's size)."""
+
+    kind: ControlKind
+    image: Array
+    strength: float = 1.0
+    preprocess: bool = False
+
+
+@dataclass(frozen=True)
+class CanvasInput:
+    """Everything ``canvas.read_input`` takes from a document for one job."""
+
+    canvas_width: int
+    canvas_height: int
+    region: Rect
+    image: Array | None  # RGBA uint8 of the region (the visible image); None for generate
+    mask: Array | None  # uint8 ×1 of the region, 255 = selected; None: no selection
+    controls: tuple[ControlInput, ...] = ()
+
+
+@dataclass(frozen=True)
+class Request:
+    """The settings of one job, as the docker's model holds them."""
+
+    mode: Mode
+    prompt: str = ""
+    negative: str = ""
+    strength: float = 0.75
+    seed: int | None = None
+    variants: int = 1
+    steps: int = 20
+    guidance: float = 7.0
+    model: str | None = None
+    loras: tuple[LoraRef, ...] = ()
+    expand: int = 64  # Expand: pixels added on each side
+    scale: int = 2  # Upscale: factor
+    preview_every: int = 0
+
+
+def region_for(mode: Mode, width: int, height: int, selection: Rect | None, pad: int) -> Rect:
+    """The part of the canvas a job works on: the selection's bounds plus ``pad`` pixels of
+    context, or the whole canvas (always, for Expand and Upscale, which work on all of it)."""
+    whole = Rect(0, 0, width, height)
+    if selection is None or mode in (Mode.EXPAND, Mode.UPSCALE):
+        return whole
+    return selection.grown(pad, width, height)
+
+
+def round_up8(n: int) -> int:
+    return max(MIN_SIDE, -(-n // 8) * 8)
+
+
+def build_job(
+    request: Request, inp: CanvasInput, capabilities: tuple[str, ...], job_id: str
+) -> Job:
+    """The protocol job for ``request`` on ``inp``; raises PluginError instead of sending
+    what the server did not announce."""
+    task = TASKS[request.mode]
+    missing = [NEEDS[task]] if NEEDS[task] not in capabilities else []
+    if inp.controls and "control" not in capabilities:
+        missing.append("control")
+    if request.loras and "lora" not in capabilities:
+        missing.append("lora")
+    if missing:
+        raise PluginError(
+            f"this server does not offer {', '.join(missing)}; update the server, or remove "
+            "what needs it (" + _what(missing) + ")"
+        )
+    params = JobParams(
+        prompt=request.prompt,
+        negative=request.negative,
+        width=round_up8(inp.region.width),
+        height=round_up8(inp.region.height),
+        steps=request.steps,
+        guidance=request.guidance,
+        seed=request.seed,
+        strength=request.strength,
+        variants=request.variants,
+        model=request.model,
+        loras=request.loras,
+        preview_every=request.preview_every if "preview" in capabilities else 0,
+        expand=(request.expand,) * 4 if task is Task.OUTPAINT else (0, 0, 0, 0),
+        scale=request.scale if task is Task.UPSCALE else 2,
+    )
+    controls = tuple(
+        Control(c.kind, c.image, strength=c.strength, preprocess=c.preprocess) for c in inp.controls
+    )
+    image = mask = None
+    if task is not Task.GENERATE:
+        if inp.image is None:
+            raise PluginError(f"{request.mode.value} needs the image; nothing was read")
+        image = inp.image
+    if task is Task.INPAINT:
+        mask = inp.mask if inp.mask is not None else full_mask(inp.region)
+    return Job(job_id, task, params, image, mask, controls)
+
+
+def _what(missing: list[str]) -> str:
+    hints = {
+        "control": "the control layers",
+        "lora": "the LoRAs",
+        "outpaint": "choose another mode than Expand",
+        "upscale": "choose another mode than Upscale",
+    }
+    return "; ".join(hints.get(m, f"the {m} mode") for m in missing)
+
+
+def full_mask(region: Rect) -> Array:
+    return Array(
+        _DType.UINT8, (region.height, region.width, 1), b"\xff" * (region.width * region.height)
+    )
+
+
+# --------------------------------------------------------------------------- results → layers
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """One paint layer to add: RGB pixels, optional alpha (the selection), where, and name."""
+
+    name: str
+    x: int
+    y: int
+    image: Array  # uint8 H × W × 3, already cropped to the region
+    alpha: Array | None  # uint8 H × W × 1; None: opaque
+    visible: bool
+
+
+@dataclass(frozen=True)
+class Placement:
+    """What a result does to the document, decided before anything is touched."""
+
+    group: str
+    at_bottom: bool  # the group goes below every other layer (Background)
+    layers: tuple[LayerPlan, ...]
+    grow: tuple[int, int, int, int] | None = None  # Expand: resize to (x, y, w, h), may be < 0
+    scale_to: tuple[int, int] | None = None  # Upscale: scale the image to (w, h) first
+
+
+def layer_name(prompt: str, seed: int, mode: Mode) -> str:
+    text = " ".join(prompt.split()) or mode.value
+    if len(text) > 48:
+        text = text[:47] + "…"
+    return f"{text} · seed {seed}"
+
+
+def placement_for(mode: Mode, request: Request, inp: CanvasInput, result: Result) -> Placement:
+    """Where each image of ``result`` goes: the first visible, the variants hidden beside it;
+    clipped to the selection (its alpha), offset to the region."""
+    region, mask = inp.region, inp.mask
+    grow = scale_to = None
+    if mode is Mode.EXPAND:
+        e = request.expand
+        grow = (-e, -e, inp.canvas_width + 2 * e, inp.canvas_height + 2 * e)
+        region, mask = Rect(0, 0, grow[2], grow[3]), None
+    elif mode is Mode.UPSCALE:
+        s = request.scale
+        scale_to = (inp.canvas_width * s, inp.canvas_height * s)
+        region, mask = Rect(0, 0, *scale_to), None
+    layers = []
+    for n, (image, seed) in enumerate(zip(result.images, result.seeds, strict=False)):
+        layers.append(
+            LayerPlan(
+                name=layer_name(request.prompt, seed, mode),
+                x=region.x,
+                y=region.y,
+                image=crop(image, region.width, region.height),
+                alpha=mask,
+                visible=n == 0,
+            )
+        )
+    group = BACKGROUND_GROUP if mode is Mode.BACKGROUND else GROUP
+    return Placement(group, mode is Mode.BACKGROUND, tuple(layers), grow, scale_to)
+
+
+def crop(image: Array, width: int, height: int) -> Array:
+    """The top-left ``width × height`` of ``image`` (a generated image is rounded up to
+    multiples of 8; the region need not be). A smaller image is an error, not a stretch."""
+    h, w, c = image.shape
+    if (h, w) == (height, width):
+        return image
+    if h < height or w < width:
+        raise PluginError(
+            f"the server sent {w}×{h} for a {width}×{height} region; update the plugin or server"
+        )
+    data = memoryview(image.data).cast("B")
+    rows = b"".join(data[(y * w) * c : (y * w + width) * c] for y in range(height))
+    return Array(image.dtype, (height, width, c), rows)
+
+
+def history_entry(
+    job_id: str, mode: Mode, request: Request, inp: CanvasInput, result: Result, names: list[str]
+) -> dict[str, Any]:
+    """What the document remembers of a finished job: enough to find and redo it."""
+    return {
+        "id": job_id,
+        "mode": mode.value,
+        "task": result.task.value,
+        "prompt": request.prompt,
+        "negative": request.negative,
+        "seeds": list(result.seeds),
+        "model": result.model,
+        "strength": request.strength,
+        "steps": request.steps,
+        "loras": [[lora.name, lora.weight] for lora in request.loras],
+        "controls": [[c.kind.value, c.strength, c.preprocess] for c in inp.controls],
+        "region": inp.region.to_list(),
+        "selection": inp.mask is not None,
+        "layers": names,
+        "tiny": result.tiny,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }

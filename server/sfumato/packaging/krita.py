@@ -1,0 +1,155 @@
+"""``sfumato package krita``: the zip that Krita's *Tools ▸ Scripts ▸ Import Python Plugin
+from File* accepts.
+
+Krita has no pip, and its Python differs per platform (Debian's Krita 5.1 embeds 3.11, the
+Windows and macOS builds of 5.2 embed 3.10), so everything the plugin imports besides Krita and
+PyQt5 travels inside the zip as **pure Python** that runs on 3.10+: sfumato's protocol and
+client copied as they are, and the ``.py`` files of msgpack (which falls back to its pure-Python
+implementation without its C extension) and websockets (which runs without its speedups
+module), taken from their source distributions. The zip's root holds ``sfumato.desktop`` and
+``sfumato_krita/``; the vendored code goes to ``sfumato_krita/vendor/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import tarfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import __version__
+
+REPO = Path(__file__).resolve().parents[3]
+PLUGIN = REPO / "krita_plugin"
+SFUMATO = Path(__file__).resolve().parents[1]
+EPOCH = (2024, 1, 1, 0, 0, 0)  # fixed timestamps: the same sources give the same zip bytes
+
+
+@dataclass(frozen=True)
+class Sdist:
+    """A pinned source distribution and where its package and licence sit inside it."""
+
+    name: str
+    version: str
+    sha256: str
+    package: str  # folder of the importable package inside the sdist
+    license: str
+
+    @property
+    def filename(self) -> str:
+        return f"{self.name}-{self.version}.tar.gz"
+
+
+# Pinned to releases whose Requires-Python admits 3.10 (websockets 17 needs 3.11), with the
+# hashes of their sdists, so a build never vendors code nobody reviewed.
+VENDORED = (
+    Sdist(
+        "msgpack", "1.2.4", "475c44e12f2a5de766a8448783f149c9b33f3f49b88953c6cd739a77d93c732c",
+        "msgpack", "COPYING",
+    ),
+    Sdist(
+        "websockets", "16.0", "5f6261a5e56e8d5c42a4497b364ea24d94d9563e8fbd44e78ac40879c60179b5",
+        "src/websockets", "LICENSE",
+    ),
+)  # fmt: skip
+
+
+def build_krita(out: Path) -> Path:
+    """Build ``sfumato-krita-<version>.zip`` into ``out`` and return its path."""
+    desktop = PLUGIN / "sfumato.desktop"
+    if not desktop.is_file():
+        raise FileNotFoundError(
+            f"{desktop} is missing: package the Krita plugin from a source checkout of Sfumato"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    files: dict[str, bytes] = {"sfumato.desktop": desktop.read_bytes()}
+    for path in sorted((PLUGIN / "sfumato_krita").rglob("*")):
+        rel = path.relative_to(PLUGIN)
+        if path.is_file() and _shipped(rel) and "vendor" not in rel.parts:
+            files[rel.as_posix()] = path.read_bytes()
+    files.update(vendored_files(sdist_cache()))
+    target = out / f"sfumato-krita-{__version__}.zip"
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as z:
+        for name in sorted(files):
+            info = zipfile.ZipInfo(name, EPOCH)
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            z.writestr(info, files[name])
+    return target
+
+
+def vendored_files(cache: Path) -> dict[str, bytes]:
+    """``sfumato_krita/vendor/…`` → bytes: sfumato's client side and the pure-Python deps."""
+    vendor = "sfumato_krita/vendor"
+    files = {f"{vendor}/sfumato/__init__.py": (SFUMATO / "__init__.py").read_bytes()}
+    files[f"{vendor}/sfumato/client.py"] = (SFUMATO / "client.py").read_bytes()
+    for path in sorted((SFUMATO / "protocol").glob("*.py")):
+        files[f"{vendor}/sfumato/protocol/{path.name}"] = path.read_bytes()
+    notes = [f"sfumato {__version__} (protocol and client, unchanged)"]
+    for sdist in VENDORED:
+        files.update(_sdist_python(fetch_sdist(sdist, cache), sdist, vendor))
+        notes.append(f"{sdist.name} {sdist.version} (pure Python, from its sdist)")
+    files[f"{vendor}/VERSIONS.txt"] = ("\n".join(notes) + "\n").encode()
+    return files
+
+
+def sdist_cache() -> Path:
+    """Where the pinned sdists are kept, so later builds (and the tests) need no network."""
+    default = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sfumato"
+    return Path(os.environ.get("SFUMATO_SDIST_CACHE") or default / "sdists")
+
+
+def fetch_sdist(sdist: Sdist, cache: Path) -> Path:
+    """The sdist from the cache if its hash matches, else downloaded with pip."""
+    path = cache / sdist.filename
+    if not _hash_ok(path, sdist.sha256):
+        cache.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps"]
+        cmd += ["--no-binary", ":all:", "--dest", str(cache), f"{sdist.name}=={sdist.version}"]
+        run = subprocess.run(cmd, capture_output=True, text=True)
+        if run.returncode != 0:
+            raise RuntimeError(
+                f"could not download {sdist.filename}: {run.stderr.strip()[-800:]}\n(put the "
+                f"file into {cache} by hand to build offline)"
+            )
+    if not _hash_ok(path, sdist.sha256):
+        raise RuntimeError(
+            f"{path} does not have the pinned sha256 {sdist.sha256}; delete it and build again"
+        )
+    return path
+
+
+def _sdist_python(path: Path, sdist: Sdist, vendor: str) -> dict[str, bytes]:
+    """The package's ``.py`` files (no C sources, no stubs) and its licence."""
+    root = f"{sdist.name}-{sdist.version}"
+    prefix = f"{root}/{sdist.package}/"
+    out: dict[str, bytes] = {}
+    with tarfile.open(path) as tar:
+        for member in tar.getmembers():
+            if not member.isfile():
+                continue
+            name = member.name
+            if name.startswith(prefix) and name.endswith(".py"):
+                dest = f"{vendor}/{sdist.name}/{name[len(prefix) :]}"
+            elif name == f"{root}/{sdist.license}":
+                dest = f"{vendor}/LICENSES/{sdist.name}-{sdist.license}"
+            else:
+                continue
+            data = tar.extractfile(member)
+            assert data is not None
+            out[dest] = data.read()
+    if f"{vendor}/{sdist.name}/__init__.py" not in out:
+        raise RuntimeError(f"{path} has no {prefix}__init__.py; is the pin right?")
+    return out
+
+
+def _shipped(rel: Path) -> bool:
+    return "__pycache__" not in rel.parts and rel.suffix not in (".pyc", ".pyo")
+
+
+def _hash_ok(path: Path, sha256: str) -> bool:
+    return path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == sha256

@@ -1,0 +1,89 @@
+"""Real Krita under Xvfb, with the plugin installed from the zip that ``sfumato package krita``
+builds, in a disposable profile (XDG_* folders in a temp dir; BUILD-NOTES.md, Krita).
+
+Where Krita, kritarunner or Xvfb is missing every test here SKIPS, saying which.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ..conftest import RunningServer, running_server
+
+HERE = Path(__file__).resolve().parent
+TOOLS = ("krita", "kritarunner", "xvfb-run")
+
+
+def missing_tools() -> list[str]:
+    return [tool for tool in TOOLS if shutil.which(tool) is None]
+
+
+@dataclass
+class KritaEnv:
+    root: Path
+    env: dict[str, str]
+    pykrita: Path
+    zip_path: Path
+
+    def run_task(self, func: str, payload: dict[str, Any], timeout: float = 300) -> dict[str, Any]:
+        """Run ``krita_tasks.<func>`` in kritarunner; returns the JSON it wrote."""
+        work = Path(self.root / "runs" / f"{func}-{len(list(self.root.glob('runs/*')))}")
+        work.mkdir(parents=True)
+        out = work / "out.json"
+        (work / "in.json").write_text(json.dumps({**payload, "out": str(out)}), "utf-8")
+        env = {**self.env, "SFUMATO_KRITA_IN": str(work / "in.json")}
+        env["PYTHONPATH"] = f"{self.pykrita}{os.pathsep}{HERE}"
+        cmd = ["xvfb-run", "-a", "kritarunner", "-s", "krita_tasks", "-f", func]
+        proc = subprocess.run(
+            cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=work
+        )
+        if not out.is_file():
+            raise AssertionError(
+                f"kritarunner wrote no result (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n"
+                f"{proc.stderr[-3000:]}"
+            )
+        result: dict[str, Any] = json.loads(out.read_text("utf-8"))
+        assert result["ok"], result.get("error")
+        return result
+
+
+@pytest.fixture(scope="session")
+def krita_env(tmp_path_factory: pytest.TempPathFactory) -> KritaEnv:
+    missing = missing_tools()
+    if missing:
+        pytest.skip(f"Krita tests need {', '.join(missing)} (./dev setup installs them)")
+    from sfumato.packaging.krita import build_krita
+
+    root = tmp_path_factory.mktemp("krita")
+    zip_path = build_krita(root / "dist")
+    env = dict(os.environ)
+    for name in ("CONFIG", "DATA", "CACHE", "RUNTIME"):
+        folder = root / name.lower()
+        folder.mkdir(mode=0o700)
+        env[f"XDG_{name}_HOME" if name != "RUNTIME" else "XDG_RUNTIME_DIR"] = str(folder)
+    env.pop("SFUMATO_URL", None)
+    pykrita = root / "data" / "krita" / "pykrita"
+    pykrita.mkdir(parents=True)
+    with zipfile.ZipFile(zip_path) as z:  # what Import Python Plugin from File does
+        z.extractall(pykrita)
+    (root / "config" / "kritarc").write_text("[python]\nenable_sfumato_krita=true\n", "utf-8")
+    return KritaEnv(root, env, pykrita, zip_path)
+
+
+@pytest.fixture(scope="module")
+def krita_server(
+    krita_env: KritaEnv, tmp_path_factory: pytest.TempPathFactory, model_cache: Path
+) -> Iterator[RunningServer]:
+    """A real ``sfumato serve`` on the tiny model (started only when Krita is here)."""
+    with running_server(tmp_path_factory.mktemp("krita-results"), model_cache) as server:
+        yield server
