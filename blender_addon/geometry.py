@@ -1,0 +1,82 @@
+"""The add-on's arithmetic in numpy only: camera projection, normal frames, UV-polygon masks.
+
+No bpy here, so that the maths can be read (and checked) without Blender's types in the way;
+``passes`` and ``scene`` hand it plain arrays and matrices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+MIN_SIDE = 64  # the protocol's smallest image side; sides are multiples of 8
+
+
+def frame_size(aspect_x: float, aspect_y: float, long_side: int) -> tuple[int, int]:
+    """Width and height for a frame of the given aspect whose longer side is ``long_side``,
+    both multiples of 8 and at least 64 (what the server accepts)."""
+    long_side = max(MIN_SIDE, int(long_side) // 8 * 8)
+    if aspect_x >= aspect_y:
+        short = max(MIN_SIDE, round(long_side * aspect_y / aspect_x / 8) * 8)
+        return long_side, short
+    short = max(MIN_SIDE, round(long_side * aspect_x / aspect_y / 8) * 8)
+    return short, long_side
+
+
+def project(points: np.ndarray, world_to_camera: np.ndarray, projection: np.ndarray) -> np.ndarray:
+    """World-space points (N×3) → their position in the camera frame (N×2, 0…1, origin at the
+    bottom left: Blender's UV convention), through the camera's projection matrix."""
+    homogeneous = np.concatenate([points, np.ones((len(points), 1))], axis=1)
+    clip = homogeneous @ (projection @ world_to_camera).T
+    w = clip[:, 3:4]
+    w = np.where(np.abs(w) < 1e-12, 1e-12, w)  # a point on the camera plane: far off the frame
+    return clip[:, :2] / w * 0.5 + 0.5
+
+
+def normals_to_camera(world_normals: np.ndarray, camera_rotation: np.ndarray) -> np.ndarray:
+    """World-space normals (…×3) → camera space: x right, y up, z toward the camera (Blender's
+    camera looks down its local −z). The inverse of a rotation is its transpose, and
+    ``n @ R`` is ``Rᵀ n`` for row vectors."""
+    return world_normals @ camera_rotation
+
+
+def rasterize(polygons: Sequence[np.ndarray], width: int, height: int, grow: int = 0) -> np.ndarray:
+    """A uint8 mask (height×width, row 0 at the top, 255 inside) of UV polygons (each k×2,
+    k ≥ 3, UV space 0…1 with v up). A pixel is inside when its centre is; ``grow`` widens
+    the mask by that many pixels, so that filtering at the region's edge finds new pixels."""
+    mask = np.zeros((height, width), dtype=bool)
+    for polygon in polygons:
+        px = np.column_stack([polygon[:, 0] * width, (1.0 - polygon[:, 1]) * height])
+        for i in range(1, len(px) - 1):  # a fan: faces in Blender are convex enough for this
+            _fill_triangle(mask, px[0], px[i], px[i + 1])
+    for _ in range(max(0, grow)):
+        grown = mask.copy()
+        grown[1:] |= mask[:-1]
+        grown[:-1] |= mask[1:]
+        grown[:, 1:] |= mask[:, :-1]
+        grown[:, :-1] |= mask[:, 1:]
+        mask = grown
+    return (mask * np.uint8(255)).astype(np.uint8)
+
+
+def _fill_triangle(mask: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> None:
+    height, width = mask.shape
+    x0, x1 = (
+        max(0, int(np.floor(min(a[0], b[0], c[0])))),
+        min(width, int(np.ceil(max(a[0], b[0], c[0]))) + 1),
+    )
+    y0, y1 = max(0, int(np.floor(min(a[1], b[1], c[1])))), min(height, int(np.ceil(max(a[1], b[1], c[1]))) + 1)  # fmt: skip
+    if x0 >= x1 or y0 >= y1:
+        return
+    ys, xs = np.mgrid[y0:y1, x0:x1] + 0.5  # pixel centres
+
+    def edge(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+        return (q[0] - p[0]) * (ys - p[1]) - (q[1] - p[1]) * (xs - p[0])
+
+    e0, e1, e2 = edge(a, b), edge(b, c), edge(c, a)
+    eps = 1e-9  # centres exactly on a shared edge belong to both triangles
+    inside = ((e0 >= -eps) & (e1 >= -eps) & (e2 >= -eps)) | (
+        (e0 <= eps) & (e1 <= eps) & (e2 <= eps)
+    )
+    mask[y0:y1, x0:x1] |= inside

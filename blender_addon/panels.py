@@ -1,0 +1,156 @@
+"""The "Sfumato" tab of the 3D viewport's sidebar. Panels only draw ``Scene.sfumato``; they
+change nothing (state changes go through operators and the bridge)."""
+
+import bpy
+
+from . import prefs
+
+ACTIONS = (
+    ("sfumato.texture_from_view", "UV"),
+    ("sfumato.camera_backdrop", "IMAGE_BACKGROUND"),
+    ("sfumato.world_background", "WORLD"),
+    ("sfumato.seamless_material", "MATERIAL"),
+    ("sfumato.inpaint_texture", "BRUSH_DATA"),
+)
+
+
+class _Panel:
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "Sfumato"
+
+
+class SFUMATO_PT_main(_Panel, bpy.types.Panel):
+    bl_label = "Sfumato"
+    bl_idname = "SFUMATO_PT_main"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout, settings = self.layout, context.scene.sfumato
+        row = layout.row(align=True)
+        if settings.connection == "CONNECTED":
+            row.label(text=f"Connected · server {settings.server_version}", icon="LINKED")
+        elif settings.connection == "CONNECTING":
+            row.label(text="Connecting …", icon="TIME")
+        else:
+            row.label(text="Not connected", icon="UNLINKED")
+        row.operator("sfumato.connect", text="", icon="FILE_REFRESH")
+        if settings.connection != "CONNECTED":
+            box = layout.box()
+            box.label(text=f"Server: {prefs.get(context).url}")
+            box.label(text="No server? In a terminal run:")
+            box.label(text="    sfumato serve")
+            box.label(text="then press Connect (URL and token: add-on preferences).")
+        if settings.notice:
+            _wrapped(layout.box(), settings.notice, "INFO")
+        if settings.error:
+            _wrapped(layout.box(), settings.error, "ERROR")
+
+
+class SFUMATO_PT_settings(_Panel, bpy.types.Panel):
+    bl_label = "Generate"
+    bl_parent_id = "SFUMATO_PT_main"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout, settings = self.layout, context.scene.sfumato
+        layout.use_property_split = True
+        layout.prop_search(settings, "model", settings, "models", icon="NODE_COMPOSITING")
+        layout.prop(settings, "prompt")
+        layout.prop(settings, "negative")
+        row = layout.row(align=True, heading="Seed")
+        row.prop(settings, "random_seed", text="Random")
+        sub = row.row(align=True)
+        sub.enabled = not settings.random_seed
+        sub.prop(settings, "seed", text="")
+        layout.prop(settings, "steps")
+        layout.prop(settings, "guidance")
+        layout.prop(settings, "strength")
+        layout.prop(settings, "control_strength")
+        layout.prop(settings, "resolution")
+        if len(settings.loras):
+            col = layout.column(heading="LoRAs")
+            for lora in settings.loras:
+                row = col.row(align=True)
+                row.prop(lora, "use", text=lora.name)
+                row.prop(lora, "weight", text="")
+
+
+class SFUMATO_PT_actions(_Panel, bpy.types.Panel):
+    bl_label = "Actions"
+    bl_parent_id = "SFUMATO_PT_main"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout, settings = self.layout, context.scene.sfumato
+        col = layout.column(align=True)
+        for idname, icon in ACTIONS:
+            col.operator(idname, icon=icon)
+        box = layout.box()
+        box.label(text="Inpaint mask (empty: the selected faces)")
+        box.template_ID(settings, "mask_image", open="image.open")
+        box.prop(settings, "mask_grow")
+        if settings.busy or settings.status:
+            box = layout.box()
+            text = settings.status or "working"
+            box.progress(factor=settings.progress, type="BAR", text=text)
+            preview = settings.preview
+            if settings.busy and preview is not None and preview.preview is not None:
+                box.template_icon(icon_value=preview.preview.icon_id, scale=8.0)
+            if settings.busy:
+                box.operator("sfumato.cancel", icon="CANCEL")
+
+
+class SFUMATO_UL_history(bpy.types.UIList):
+    def draw_item(  # Blender's signature
+        self,
+        context: bpy.types.Context,
+        layout: bpy.types.UILayout,
+        data: object,
+        item: object,
+        icon: int,
+        active_data: object,
+        active_property: str,
+        index: int = 0,
+    ) -> None:
+        image = getattr(item, "image", None)
+        row = layout.row(align=True)
+        if image is not None and image.preview is not None:
+            row.label(text=getattr(item, "name", ""), icon_value=image.preview.icon_id)
+        else:
+            row.label(text=getattr(item, "name", ""), icon="IMAGE_DATA")
+        row.label(text=f"{getattr(item, 'kind', '').title()} · seed {getattr(item, 'seed', 0)}")
+
+
+class SFUMATO_PT_history(_Panel, bpy.types.Panel):
+    bl_label = "History"
+    bl_parent_id = "SFUMATO_PT_main"
+    bl_options = {"DEFAULT_CLOSED"}  # noqa: RUF012 (Blender reads a set)
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout, settings = self.layout, context.scene.sfumato
+        layout.template_list(
+            "SFUMATO_UL_history", "", settings, "history", settings, "history_index", rows=3
+        )
+        row = layout.row(align=True)
+        row.operator("sfumato.apply_result", icon="CHECKMARK")
+        row.operator("sfumato.restore", icon="LOOP_BACK")
+        if 0 <= settings.history_index < len(settings.history):
+            entry = settings.history[settings.history_index]
+            col = layout.column(align=True)
+            col.label(text=f"Prompt: {entry.prompt or '—'}")
+            col.label(text=f"Model: {entry.model} · seed {entry.seed} · job {entry.job_id}")
+
+
+def _wrapped(layout: bpy.types.UILayout, text: str, icon: str, width: int = 48) -> None:
+    """Long messages (errors with their fix) as several labels: a label does not wrap."""
+    import textwrap
+
+    for n, line in enumerate(textwrap.wrap(text, width) or [""]):
+        layout.label(text=line, icon=icon if n == 0 else "BLANK1")
+
+
+CLASSES = (
+    SFUMATO_UL_history,
+    SFUMATO_PT_main,
+    SFUMATO_PT_settings,
+    SFUMATO_PT_actions,
+    SFUMATO_PT_history,
+)

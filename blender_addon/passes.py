@@ -1,0 +1,167 @@
+"""Blender → arrays: the depth and normal passes of the scene seen from a camera, and the
+pixels of existing images. One of the two modules that touch bpy's image and render APIs.
+
+Passes are rendered with Cycles on the CPU (1 sample, no denoising, a pixel-sized filter so
+each pixel is its centre) into a multi-layer EXR, which OpenEXR reads: the compositor's
+Viewer node is never filled in background mode, and Render Result pixels are not readable
+from Python, so a file is the one path that works in the UI and in ``blender -b`` alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import bpy
+import numpy as np
+
+from . import geometry
+from .scene import BACKDROP_TAG
+
+BACKGROUND_Z = 1e9  # Cycles writes 1e10 where no surface was hit
+
+
+@dataclass(frozen=True)
+class Passes:
+    """What a camera sees, row 0 at the top (the protocol's order, and the EXR's)."""
+
+    depth: np.ndarray  # H×W float32: distance from the camera plane, 0 on the background
+    background: np.ndarray  # H×W bool: no surface was hit
+    normal: np.ndarray  # H×W×3 float32: unit normals in camera space (x right, y up, z to us)
+
+    @property
+    def far(self) -> float:
+        """The farthest surface seen, 0 when the frame is empty."""
+        hit = self.depth[~self.background]
+        return float(hit.max()) if hit.size else 0.0
+
+
+def render_passes(scene: Any, camera: Any, view_layer: Any, width: int, height: int) -> Passes:
+    """Render depth and normals of ``scene`` from ``camera`` at width×height. The scene's
+    render settings are restored afterwards, whatever happens."""
+    folder = Path(tempfile.mkdtemp(prefix="sfumato-passes-"))
+    try:
+        with pass_settings(scene, camera, view_layer, width, height, folder / "passes.exr"):
+            bpy.ops.render.render(write_still=True, scene=scene.name, layer=view_layer.name)
+        layers = read_exr(folder / "passes.exr")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    z = _channel(layers, "Depth.Z")
+    background = z >= BACKGROUND_Z
+    normal = np.stack([_channel(layers, f"Normal.{c}") for c in "XYZ"], axis=-1)
+    rotation = np.array(camera.matrix_world.to_3x3().normalized(), dtype=np.float32)
+    normal = geometry.normals_to_camera(normal, rotation)
+    normal[background] = 0.0
+    return Passes(np.where(background, 0.0, z).astype(np.float32), background, normal)
+
+
+@contextlib.contextmanager
+def pass_settings(
+    scene: Any, camera: Any, view_layer: Any, width: int, height: int, path: Path
+) -> Iterator[None]:
+    """Set what a fast, exact pass render needs; put every value back on the way out."""
+    render, cycles, image = scene.render, scene.cycles, scene.render.image_settings
+    wanted: list[tuple[Any, str, Any]] = [
+        (scene, "camera", camera),
+        (render, "engine", "CYCLES"),
+        (render, "resolution_x", width),
+        (render, "resolution_y", height),
+        (render, "resolution_percentage", 100),
+        (render, "use_border", False),
+        (render, "use_compositing", False),
+        (render, "use_sequencer", False),
+        (render, "use_single_layer", True),
+        (render, "filepath", str(path)),
+        (cycles, "device", "CPU"),
+        (cycles, "samples", 1),
+        (cycles, "use_adaptive_sampling", False),
+        (cycles, "use_denoising", False),
+        (cycles, "max_bounces", 0),
+        (cycles, "filter_width", 0.01),  # sample the pixel centre: depth is exact at edges
+        (view_layer, "use_pass_z", True),
+        (view_layer, "use_pass_normal", True),
+        (image, "media_type", "MULTI_LAYER_IMAGE"),  # Blender 5; absent (skipped) in 4.x
+        (image, "file_format", "OPEN_EXR_MULTILAYER"),
+        (image, "color_depth", "32"),
+        (image, "exr_codec", "NONE"),
+    ]
+    # a backdrop made earlier would stand in for the background in the passes
+    wanted += [(o, "hide_render", True) for o in scene.objects if o.get(BACKDROP_TAG)]
+    saved: list[tuple[Any, str, Any]] = []
+    try:
+        for owner, name, value in wanted:
+            if hasattr(owner, name):
+                saved.append((owner, name, getattr(owner, name)))
+                setattr(owner, name, value)
+        yield
+    finally:
+        for owner, name, value in reversed(saved):
+            setattr(owner, name, value)
+
+
+def read_exr(path: Path) -> dict[str, np.ndarray]:
+    """Every channel of a multi-layer EXR, by its full name (``ViewLayer.Depth.Z`` …). Blender
+    writes one part per pass."""
+    import OpenEXR  # bundled with Blender ≥ 4.2; imported here so the add-on loads without it
+
+    channels: dict[str, np.ndarray] = {}
+    with OpenEXR.File(str(path), separate_channels=True) as exr:
+        for part in exr.parts:
+            for name, channel in part.channels.items():
+                channels[name] = np.asarray(channel.pixels, dtype=np.float32)
+    return channels
+
+
+def _channel(layers: dict[str, np.ndarray], suffix: str) -> np.ndarray:
+    for name, pixels in layers.items():
+        if name == suffix or name.endswith("." + suffix):
+            return pixels
+    raise RuntimeError(f"the pass render wrote no {suffix} channel (found {sorted(layers)})")
+
+
+def image_pixels(image: Any) -> np.ndarray:
+    """An image's pixels as uint8 sRGB RGBA, row 0 at the top (what the protocol carries).
+    Byte images hold their sRGB values already; float images are linear and are encoded."""
+    width, height = image.size
+    if width == 0 or height == 0:
+        raise ValueError(f"image {image.name!r} has no pixels (is its file missing?)")
+    flat = np.empty(width * height * image.channels, dtype=np.float32)
+    image.pixels.foreach_get(flat)
+    rgba = _to_rgba(flat.reshape(height, width, image.channels))
+    if image.is_float:
+        rgba[..., :3] = linear_to_srgb(rgba[..., :3])
+    return np.ascontiguousarray(np.round(np.clip(rgba, 0.0, 1.0) * 255.0)[::-1]).astype(np.uint8)
+
+
+def mask_pixels(image: Any, width: int, height: int) -> np.ndarray:
+    """A painted mask image as the protocol's mask: uint8, 255 where it is brighter than half
+    (white = regenerate), row 0 at the top. It must be the texture's size."""
+    if tuple(image.size) != (width, height):
+        raise ValueError(
+            f"mask image {image.name!r} is {image.size[0]}×{image.size[1]} but the texture is "
+            f"{width}×{height}; paint the mask at the texture's size"
+        )
+    rgba = image_pixels(image).astype(np.float32)
+    grey = rgba[..., :3].mean(axis=-1) * (rgba[..., 3] / 255.0)
+    return np.where(grey >= 128.0, 255, 0).astype(np.uint8)
+
+
+def _to_rgba(pixels: np.ndarray) -> np.ndarray:
+    channels = pixels.shape[-1]
+    if channels == 4:
+        return pixels.copy()
+    out = np.ones((*pixels.shape[:2], 4), dtype=np.float32)
+    out[..., :3] = pixels[..., :1] if channels < 3 else pixels[..., :3]
+    return out
+
+
+def linear_to_srgb(linear: np.ndarray) -> np.ndarray:
+    linear = np.clip(linear, 0.0, 1.0)
+    return np.where(
+        linear <= 0.0031308, linear * 12.92, 1.055 * np.power(linear, 1 / 2.4) - 0.055
+    ).astype(np.float32)

@@ -1,0 +1,162 @@
+"""The add-on's state: one property group on the scene, ``Scene.sfumato``.
+
+Everything the panel shows lives here (settings, connection, progress, history), so it is
+saved with the .blend, undone with it, and never kept in module globals. Only the bridge
+writes the connection and progress fields, from the main thread.
+"""
+
+import bpy
+from bpy.props import (
+    BoolProperty,
+    CollectionProperty,
+    EnumProperty,
+    FloatProperty,
+    IntProperty,
+    PointerProperty,
+    StringProperty,
+)
+
+CONNECTION_STATES = (
+    ("DISCONNECTED", "Disconnected", "No server connection"),
+    ("CONNECTING", "Connecting", "Waiting for the server's welcome"),
+    ("CONNECTED", "Connected", "A server answers"),
+)
+# What a result was made for: decides how it is applied (and re-applied from the history).
+KINDS = (
+    ("TEXTURE", "Texture from View", "Projected from the camera onto the selected meshes"),
+    ("WORLD", "World Background", "A 360° panorama as the world's environment"),
+    ("BACKDROP", "Camera Backdrop", "A picture behind the scene, framed by the camera"),
+    ("INPAINT", "Inpaint Texture", "A region of an existing texture, regenerated"),
+    ("SEAMLESS", "Seamless Material", "A tileable texture in a material"),
+)
+
+
+class SfumatoModel(bpy.types.PropertyGroup):
+    """A base model the server offers (welcome.models, kind base); ``name`` is its key."""
+
+    family: StringProperty(name="Family")
+    tiny: BoolProperty(name="Tiny", description="Random weights: images are noise")
+    description: StringProperty(name="Description")
+
+
+class SfumatoLora(bpy.types.PropertyGroup):
+    """A LoRA the server offers; ``use`` and ``weight`` are the user's choice for the next job."""
+
+    use: BoolProperty(name="Use", description="Apply this LoRA to the next job")
+    weight: FloatProperty(name="Weight", default=1.0, min=-4.0, max=4.0, soft_min=0.0, soft_max=1.5)
+    family: StringProperty(name="Family")
+
+
+class SfumatoMaterialRef(bpy.types.PropertyGroup):
+    material: PointerProperty(type=bpy.types.Material)
+
+
+class SfumatoTarget(bpy.types.PropertyGroup):
+    """An object a result was applied to, with what its material slots held before (kept
+    referenced here so that the old materials survive saving and can be restored)."""
+
+    object: PointerProperty(type=bpy.types.Object)
+    material: PointerProperty(type=bpy.types.Material)
+    previous: CollectionProperty(type=SfumatoMaterialRef)
+
+
+class SfumatoResult(bpy.types.PropertyGroup):
+    """One entry of the history; ``name`` is the label shown in the list."""
+
+    kind: EnumProperty(name="Kind", items=KINDS)
+    image: PointerProperty(type=bpy.types.Image)
+    previous_image: PointerProperty(type=bpy.types.Image)  # inpaint: the texture before
+    job_id: StringProperty(name="Job")
+    prompt: StringProperty(name="Prompt")
+    seed: IntProperty(name="Seed")
+    model: StringProperty(name="Model")
+    uv_map: StringProperty(name="UV Map")
+    camera: PointerProperty(type=bpy.types.Object)
+    distance: FloatProperty(name="Distance")
+    targets: CollectionProperty(type=SfumatoTarget)
+
+
+class SfumatoSettings(bpy.types.PropertyGroup):
+    """``Scene.sfumato``: settings, connection, the running job and the history."""
+
+    # connection (written by the bridge)
+    connection: EnumProperty(name="Connection", items=CONNECTION_STATES)
+    server_version: StringProperty(name="Server")
+    notice: StringProperty(name="Notice")
+    error: StringProperty(name="Error", description="The last problem, with its fix")
+    models: CollectionProperty(type=SfumatoModel)
+    loras: CollectionProperty(type=SfumatoLora)
+
+    # what to make
+    model: StringProperty(
+        name="Model",
+        description="Base model, by the server's registry name; empty: the server's default",
+    )
+    prompt: StringProperty(name="Prompt", description="What to make")
+    negative: StringProperty(name="Negative", description="What to avoid")
+    random_seed: BoolProperty(
+        name="Random Seed", default=True, description="Let the server pick a seed (it reports it)"
+    )
+    seed: IntProperty(name="Seed", default=0, min=0)
+    steps: IntProperty(name="Steps", default=20, min=1, max=150)
+    guidance: FloatProperty(name="Guidance", default=7.0, min=0.0, max=50.0)
+    strength: FloatProperty(
+        name="Strength",
+        default=0.9,
+        min=0.0,
+        max=1.0,
+        subtype="FACTOR",
+        description="Inpaint: how much of the old region may change",
+    )
+    control_strength: FloatProperty(
+        name="Control",
+        default=1.0,
+        min=0.0,
+        max=2.0,
+        description="How strongly depth and normals from the scene steer the image",
+    )
+    resolution: IntProperty(
+        name="Resolution",
+        default=512,
+        min=64,
+        max=4096,
+        step=64,
+        description="Longest side of the generated image in pixels (camera jobs follow the render's aspect)",
+    )
+    mask_image: PointerProperty(
+        name="Mask",
+        type=bpy.types.Image,
+        description="Painted mask for Inpaint Texture (white = regenerate); empty: the selected faces",
+    )
+    mask_grow: IntProperty(
+        name="Grow", default=2, min=0, max=64, description="Widen the face mask by this many pixels"
+    )
+
+    # the running job (written by the bridge)
+    busy: BoolProperty(name="Busy")
+    job_id: StringProperty(name="Job")
+    job_kind: EnumProperty(name="Kind", items=KINDS)
+    progress: FloatProperty(name="Progress", min=0.0, max=1.0, subtype="FACTOR")
+    status: StringProperty(name="Status")
+    preview: PointerProperty(type=bpy.types.Image)
+
+    history: CollectionProperty(type=SfumatoResult)
+    history_index: IntProperty(name="Result", default=0)
+
+
+CLASSES = (
+    SfumatoModel,
+    SfumatoLora,
+    SfumatoMaterialRef,
+    SfumatoTarget,
+    SfumatoResult,
+    SfumatoSettings,
+)
+
+
+def register() -> None:
+    bpy.types.Scene.sfumato = PointerProperty(type=SfumatoSettings)
+
+
+def unregister() -> None:
+    del bpy.types.Scene.sfumato

@@ -1,0 +1,126 @@
+"""Blender add-on tests: the real ``bpy`` module (5.0.1) with the extension installed from the
+zip that ``sfumato package blender`` builds, against a real ``sfumato serve`` subprocess on the
+tiny model, run from the server's own environment (.venv: torch lives there, never here).
+
+Run with ``.venv-blender/bin/python -m pytest tests/blender``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+# Before bpy is imported: Blender's user folders (extensions, preferences) go to a temp
+# folder, so the tests never touch a real Blender setup and always start clean.
+_USER = tempfile.mkdtemp(prefix="sfumato-blender-user-")
+os.environ["BLENDER_USER_RESOURCES"] = _USER
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+import bpy  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+SERVER_PYTHON = REPO / ".venv" / "bin" / "python"
+ADDON = "bl_ext.user_default.sfumato"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(_USER, ignore_errors=True)
+
+
+@dataclass
+class Server:
+    url: str
+    proc: subprocess.Popen[str]
+    results: Path
+
+
+def start_server(results: Path, cache: Path, *extra: str, timeout: float = 120.0) -> Server:
+    """``sfumato serve --port 0`` from the server environment; returns once it listens."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env.pop("BLENDER_USER_RESOURCES", None)
+    command = [str(SERVER_PYTHON), "-m", "sfumato.cli", "serve", "--port", "0"]
+    command += ["--results", str(results), "--cache", str(cache), *extra]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    for line in proc.stdout:
+        if line.startswith("Sfumato listening on "):
+            return Server(line.split()[-1], proc, results)
+        if time.monotonic() > deadline:
+            break
+    proc.kill()
+    raise RuntimeError(f"sfumato serve did not start (exit code {proc.wait()}); see its log")
+
+
+def stop_server(server: Server) -> None:
+    server.proc.terminate()
+    try:
+        server.proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.proc.kill()
+        server.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One real server for the session, on the tiny model, offline."""
+    if not SERVER_PYTHON.exists():
+        pytest.skip(f"the server environment {SERVER_PYTHON} is missing: run ./dev setup")
+    cache = tmp_path_factory.mktemp("model-cache")
+    s = start_server(tmp_path_factory.mktemp("results"), cache)
+    yield s
+    stop_server(s)
+
+
+@pytest.fixture(scope="session")
+def extension_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The zip users install, built as `sfumato package blender` builds it. Its wheels come
+    from the wheel cache (filled by the first build that reached the package index)."""
+    from sfumato.packaging.blender import build_blender
+
+    try:
+        return build_blender(tmp_path_factory.mktemp("dist"))
+    except RuntimeError as exc:  # no cached wheels and no package index
+        pytest.skip(f"cannot build the extension zip: {exc}")
+
+
+@pytest.fixture(scope="session")
+def installed(extension_zip: Path) -> str:
+    """Install the zip into the temp user folder once; tests enable it in a fresh file."""
+    result = bpy.ops.extensions.package_install_files(
+        filepath=str(extension_zip), repo="user_default", enable_on_install=True
+    )
+    assert result == {"FINISHED"}, result
+    return ADDON
+
+
+@pytest.fixture
+def addon(installed: str) -> Iterator[ModuleType]:
+    """A fresh, empty file with the add-on enabled (factory settings disable add-ons)."""
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    assert bpy.ops.preferences.addon_enable(module=installed) == {"FINISHED"}
+    yield sys.modules[installed]
+    bpy.ops.preferences.addon_disable(module=installed)
+
+
+@pytest.fixture
+def connected(addon: ModuleType, server: Server) -> ModuleType:
+    """The add-on, pointed at the test server."""
+    bpy.context.preferences.addons[ADDON].preferences.url = server.url
+    return addon
+
+
+def submodule(name: str) -> Any:
+    return sys.modules[f"{ADDON}.{name}"]
