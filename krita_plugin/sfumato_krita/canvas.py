@@ -39,12 +39,24 @@ def bgra_to_rgba(data: bytes) -> bytes:
 
 
 def rgb_to_bgra(rgb: bytes, alpha: bytes | None) -> bytes:
-    """RGB plus an alpha plane (None: opaque) → Krita's BGRA."""
+    """RGB plus an alpha plane (None: opaque) → Krita's BGRA. Fully transparent pixels get
+    colour 0 too: no hidden colour resurfaces when someone later locks or fills the alpha,
+    and Krita stores all-zero tiles as its default tile (small files)."""
     n = len(rgb) // 3
     out = bytearray(4 * n)
     out[0::4], out[1::4], out[2::4] = rgb[2::3], rgb[1::3], rgb[0::3]
-    out[3::4] = alpha if alpha is not None else b"\xff" * n
-    return bytes(out)
+    if alpha is None:
+        out[3::4] = b"\xff" * n
+        return bytes(out)
+    out[3::4] = alpha
+    keep = alpha.translate(_NONZERO)  # 0 stays 0, anything else becomes 0xff
+    keep4 = bytearray(4 * n)
+    keep4[0::4] = keep4[1::4] = keep4[2::4] = keep4[3::4] = keep
+    masked = int.from_bytes(out, "little") & int.from_bytes(keep4, "little")
+    return masked.to_bytes(4 * n, "little")
+
+
+_NONZERO = bytes([0] + [255] * 255)
 
 
 def check_document(doc: Any) -> None:
