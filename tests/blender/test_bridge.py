@@ -1,0 +1,163 @@
+"""The non-blocking path: jobs submitted without ``wait``, events drained by the timer
+function (called directly: the bpy module never fires timers), cancel, and the panel."""
+
+from __future__ import annotations
+
+import time
+from types import ModuleType
+from typing import Any
+
+import bpy
+import numpy as np
+import pytest
+
+from . import scenes
+from .conftest import submodule
+
+
+def drain(until: Any, timeout: float = 120.0) -> None:
+    """Call the add-on's timer function, as Blender would, until ``until()`` holds."""
+    tick = submodule("bridge").tick
+    deadline = time.monotonic() + timeout
+    while not until():
+        interval = tick()
+        assert interval is not None, "the timer unregistered itself while the add-on is on"
+        assert time.monotonic() < deadline, "no result within the timeout"
+        time.sleep(min(interval, 0.05))
+
+
+@pytest.fixture
+def settings(connected: ModuleType) -> Any:
+    s = bpy.context.scene.sfumato
+    s.prompt, s.steps, s.resolution, s.random_seed, s.seed = "moss", 2, 64, False, 5
+    return s
+
+
+def test_the_timer_applies_a_result(settings: Any) -> None:
+    plane, painted = scenes.textured_plane(64, 64)
+    scenes.select(plane)
+    assert bpy.ops.sfumato.inpaint_texture() == {"FINISHED"}  # returns before the result
+    assert settings.busy and settings.job_id
+    assert len(settings.history) == 0
+    drain(lambda: not settings.busy)
+    assert settings.error == "", settings.error
+    assert settings.progress == 1.0 and "applied" in settings.status
+    entry = settings.history[-1]
+    assert entry.job_id == settings.job_id and entry.previous_image is painted
+    node = plane.material_slots[0].material.node_tree.nodes["Image Texture"]
+    assert node.image is entry.image
+    assert submodule("bridge").get().pending == {}
+
+
+def test_progress_reaches_the_panel_state(settings: Any) -> None:
+    settings.steps = 6
+    plane, _ = scenes.textured_plane(64, 64)
+    scenes.select(plane)
+    bridge = submodule("bridge")
+    seen: list[str] = []
+    handle = bridge.get().handle
+
+    def spy(event: object) -> None:
+        handle(event)
+        seen.append(type(event).__name__)
+
+    bridge.get().handle = spy
+    assert bpy.ops.sfumato.inpaint_texture() == {"FINISHED"}
+    drain(lambda: not settings.busy)
+    assert "Accepted" in seen and "Progress" in seen and seen[-1] == "Result"
+    welcome = bridge.get().client.welcome
+    if "preview" in welcome.capabilities:  # previews come with the engine's preview support
+        assert settings.preview is not None and settings.preview.size[0] > 0
+
+
+def test_cancel_stops_the_job(settings: Any) -> None:
+    settings.steps, settings.resolution = 150, 512
+    box = scenes.cube()
+    scenes.select(box)
+    assert bpy.ops.sfumato.world_background() == {"FINISHED"}
+    assert bpy.ops.sfumato.cancel() == {"FINISHED"}
+    drain(lambda: not settings.busy, timeout=60)
+    assert settings.status == "cancelled", (settings.status, settings.error)
+    assert len(settings.history) == 0 and bpy.context.scene.world is None
+
+
+def test_connect_button_connects_in_the_background(settings: Any) -> None:
+    assert bpy.ops.sfumato.connect() == {"FINISHED"}
+    drain(lambda: settings.connection == "CONNECTED", timeout=30)
+    assert settings.server_version and "tiny-sd" in settings.models
+    assert "noise" in settings.notice  # the tiny model says what it draws
+
+
+def test_connect_button_shows_a_dead_server(addon: ModuleType) -> None:
+    bpy.context.preferences.addons[addon.__name__].preferences.url = "ws://127.0.0.1:9"
+    settings = bpy.context.scene.sfumato
+    assert bpy.ops.sfumato.connect() == {"FINISHED"}
+    drain(lambda: settings.connection == "DISCONNECTED" and settings.error != "", timeout=30)
+    assert "sfumato serve" in settings.error
+
+
+class RecordingLayout:
+    """Stands in for bpy.types.UILayout, which only exists inside a window (none headless).
+    It checks what the panels name: every property exists on its owner, every operator is
+    registered, every list class is registered."""
+
+    def __init__(self, calls: list[str]) -> None:
+        self.calls = calls
+
+    def __getattr__(self, name: str) -> Any:
+        def method(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append(name)
+            if name in {"prop", "prop_search", "template_ID"}:
+                owner, prop = args[0], args[1]
+                assert prop in owner.bl_rna.properties, f"{owner} has no property {prop}"
+            if name == "prop_search":
+                assert args[3] in args[2].bl_rna.properties
+            if name == "operator":
+                category, op = args[0].split(".")
+                assert hasattr(getattr(bpy.ops, category), op), args[0]
+            if name == "template_list":
+                assert hasattr(bpy.types, args[0]), args[0]
+            return RecordingLayout(self.calls)
+
+        return method
+
+
+def test_panels_draw(settings: Any) -> None:
+    panels = submodule("panels")
+    scenes.camera()
+    settings.error, settings.notice, settings.busy, settings.status = "x", "y", True, "step 1"
+    settings.loras.add().name = "some-lora"
+    entry = settings.history.add()
+    entry.name, entry.kind = "a result", "TEXTURE"
+    for cls in panels.CLASSES:
+        if issubclass(cls, bpy.types.Panel):
+            calls: list[str] = []
+            cls.draw(_Self(RecordingLayout(calls)), bpy.context)
+            assert calls, cls.__name__
+    calls = []
+    panels.SFUMATO_UL_history.draw_item(
+        None, bpy.context, RecordingLayout(calls), settings, entry, 0, settings, "history_index"
+    )
+    assert "label" in calls
+    settings.connection = "DISCONNECTED"
+    calls = []
+    panels.SFUMATO_PT_main.draw(_Self(RecordingLayout(calls)), bpy.context)
+    assert calls.count("label") >= 4  # how to start a server
+
+
+class _Self:
+    """The ``self`` a panel's draw() uses: only its layout."""
+
+    def __init__(self, layout: RecordingLayout) -> None:
+        self.layout = layout
+
+
+def test_results_stay_in_the_right_order_of_rows(settings: Any) -> None:
+    """scene.new_image flips rows: the protocol's row 0 (top) is Blender's last row."""
+    scene_io = submodule("scene")
+    pixels = np.zeros((8, 16, 3), dtype=np.uint8)
+    pixels[0] = 255  # top row white
+    image = scene_io.new_image("rows", pixels)
+    stored = scenes.pixels(image)
+    assert stored[-1, :, :3].min() == 1.0 and stored[0, :, :3].max() == 0.0
+    assert image.packed_file is not None
