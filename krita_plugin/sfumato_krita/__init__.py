@@ -13,15 +13,19 @@ _VENDOR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "vendor")
 if os.path.isdir(_VENDOR) and _VENDOR not in sys.path:
     sys.path.insert(0, _VENDOR)
 
-from krita import DockWidgetFactory, DockWidgetFactoryBase, Krita  # noqa: E402
-
-from .docker import SfumatoDocker  # noqa: E402
-from .extension import SfumatoExtension  # noqa: E402
+try:
+    from krita import DockWidgetFactory, DockWidgetFactoryBase, Krita
+except ImportError:  # imported outside Krita (unit tests of model and jobs): register nothing
+    Krita = None
 
 DOCKER_ID = "sfumato_docker"
 
-_app = Krita.instance()
-_app.addExtension(SfumatoExtension(_app))
-_app.addDockWidgetFactory(
-    DockWidgetFactory(DOCKER_ID, DockWidgetFactoryBase.DockRight, SfumatoDocker)
-)
+if Krita is not None:
+    from .docker import SfumatoDocker
+    from .extension import SfumatoExtension
+
+    _app = Krita.instance()
+    _app.addExtension(SfumatoExtension(_app))
+    _app.addDockWidgetFactory(
+        DockWidgetFactory(DOCKER_ID, DockWidgetFactoryBase.DockRight, SfumatoDocker)
+    )

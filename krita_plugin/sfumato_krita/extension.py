@@ -22,7 +22,6 @@ class SfumatoExtension(Extension):
 
 
 def _docker(window: Any, act: Any) -> None:
-    for dock in window.dockers():
-        if isinstance(dock, SfumatoDocker):
-            act(dock)
-            return
+    for dock in window.qwindow().findChildren(SfumatoDocker):
+        act(dock)
+        return

@@ -225,6 +225,8 @@ class Session:
         self.link, self.welcome = Link.CONNECTED, welcome
         self.models, self.default_model = welcome.models, welcome.default_model
         self.status = f"connected to {self.settings.url} (server {welcome.server})"
+        if any(m.tiny and m.name == welcome.default_model for m in welcome.models):
+            self.status += "; its default model is the tiny test model: images are noise"
         self.message = welcome.notice
         if self.settings.model not in (None, *self.base_models()):
             self.settings.model = None  # a model this server lacks: use its default

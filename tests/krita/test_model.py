@@ -1,0 +1,123 @@
+"""The plugin's decisions without Krita: regions, jobs, placements and the session's state.
+These run everywhere (the server environment has sfumato; Krita is not needed)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "krita_plugin"))
+
+from sfumato_krita.jobs import (
+    CanvasInput,
+    Mode,
+    PluginError,
+    Rect,
+    Request,
+    build_job,
+    placement_for,
+    region_for,
+)
+from sfumato_krita.model import JobState, Link, SendFailed, Session
+
+from sfumato.client import Connected, Disconnected
+from sfumato.protocol import (
+    Accepted,
+    Array,
+    DType,
+    ModelInfo,
+    Progress,
+    Result,
+    Task,
+    Welcome,
+)
+
+CAPS = ("generate", "refine", "inpaint", "variants", "cancel")
+
+
+def rgb(h: int, w: int, value: int = 9) -> Array:
+    return Array(DType.UINT8, (h, w, 3), bytes([value]) * (h * w * 3))
+
+
+def test_region_is_the_selection_plus_context_clamped_and_at_least_64() -> None:
+    assert region_for(Mode.GENERATE, 200, 100, Rect(50, 40, 20, 10), 8) == Rect(28, 13, 64, 64)
+    assert region_for(Mode.INPAINT, 200, 100, Rect(0, 0, 100, 90), 32) == Rect(0, 0, 132, 100)
+    assert region_for(Mode.GENERATE, 200, 100, None, 32) == Rect(0, 0, 200, 100)
+    assert region_for(Mode.EXPAND, 200, 100, Rect(5, 5, 5, 5), 32) == Rect(0, 0, 200, 100)
+    assert region_for(Mode.GENERATE, 40, 30, Rect(1, 1, 2, 2), 4) == Rect(0, 0, 40, 30)
+
+
+def test_generate_rounds_its_size_up_and_crops_back() -> None:
+    inp = CanvasInput(300, 200, Rect(10, 20, 94, 84), None, None)
+    job = build_job(Request(Mode.GENERATE, "x", seed=3, variants=2), inp, CAPS, "j1")
+    assert (job.task, job.params.width, job.params.height) == (Task.GENERATE, 96, 88)
+    assert job.image is None and job.params.preview_every == 0
+    result = Result("j1", Task.GENERATE, (rgb(88, 96), rgb(88, 96)), (3, 4), "tiny-sd")
+    placement = placement_for(Mode.GENERATE, Request(Mode.GENERATE, "x"), inp, result)
+    first, second = placement.layers
+    assert (first.x, first.y, first.image.shape) == (10, 20, (84, 94, 3))
+    assert (first.name, first.visible, second.name, second.visible) == (
+        "x · seed 3", True, "x · seed 4", False,
+    )  # fmt: skip
+    assert placement.group == "Sfumato" and not placement.at_bottom
+
+
+def test_inpaint_without_a_selection_masks_everything() -> None:
+    image = Array(DType.UINT8, (64, 64, 4), bytes(64 * 64 * 4))
+    inp = CanvasInput(64, 64, Rect(0, 0, 64, 64), image, None)
+    job = build_job(Request(Mode.INPAINT), inp, CAPS, "j2")
+    assert job.mask is not None and bytes(job.mask.data) == b"\xff" * 64 * 64
+
+
+def test_what_the_server_lacks_is_refused_with_what_to_do() -> None:
+    image = Array(DType.UINT8, (64, 64, 4), bytes(64 * 64 * 4))
+    inp = CanvasInput(64, 64, Rect(0, 0, 64, 64), image, None)
+    with pytest.raises(PluginError, match=r"does not offer outpaint.*Expand"):
+        build_job(Request(Mode.EXPAND), inp, CAPS, "j3")
+    job = build_job(Request(Mode.EXPAND, expand=16), inp, (*CAPS, "outpaint"), "j3")
+    assert job.params.expand == (16, 16, 16, 16)
+    result = Result("j3", Task.OUTPAINT, (rgb(96, 96),), (1,), "m")
+    placement = placement_for(Mode.EXPAND, Request(Mode.EXPAND, expand=16), inp, result)
+    assert placement.grow == (-16, -16, 96, 96) and placement.layers[0].alpha is None
+
+
+def test_background_goes_to_its_own_group_at_the_bottom() -> None:
+    inp = CanvasInput(64, 64, Rect(0, 0, 64, 64), None, None)
+    result = Result("j4", Task.GENERATE, (rgb(64, 64),), (1,), "m")
+    placement = placement_for(Mode.BACKGROUND, Request(Mode.BACKGROUND, "sky"), inp, result)
+    assert (placement.group, placement.at_bottom) == ("Sfumato background", True)
+
+
+def test_session_follows_a_job_and_fails_it_when_the_connection_drops() -> None:
+    session = Session()
+    seen: list[str] = []
+    session.subscribe(lambda s: seen.append(s.link.value))
+    models = (ModelInfo("tiny-sd", "tiny-sd", "base", tiny=True), ModelInfo("s", "t", "lora"))
+    session.settings.model, session.settings.loras = "gone", {"s": 0.5, "old": 1.0}
+    session.handle(Connected(Welcome("0.1", 1, (*CAPS, "lora"), models, "tiny-sd")))
+    assert session.link is Link.CONNECTED and "noise" in session.status
+    assert session.settings.model is None and session.settings.loras == {"s": 0.5}
+    assert session.base_models() == ["tiny-sd"] and session.loras() == ["s"]
+    job = session.start_job(CanvasInput(64, 64, Rect(0, 0, 64, 64), None, None))
+    assert job.params.model == "tiny-sd" and [lo.name for lo in job.params.loras] == ["s"]
+    session.handle(Accepted(job.id, 2))
+    assert session.jobs[job.id].state is JobState.WAITING
+    session.handle(Progress(job.id, 1, 4))
+    assert session.jobs[job.id].state is JobState.RUNNING and session.busy
+    session.handle(Disconnected("server went away"))
+    record = session.jobs[job.id]
+    assert record.state is JobState.FAILED and "lost" in record.message
+    assert session.link is Link.DISCONNECTED and seen[-1] == "disconnected"
+    with pytest.raises(PluginError, match="not connected"):
+        session.start_job(CanvasInput(64, 64, Rect(0, 0, 64, 64), None, None))
+
+
+def test_a_send_failure_is_shown_not_raised() -> None:
+    session = Session()
+    session.handle(Connected(Welcome("0.1", 1, CAPS)))
+    job = session.start_job(CanvasInput(64, 64, Rect(0, 0, 64, 64), None, None))
+    session.handle(SendFailed(job.id, "the server closed the connection"))
+    assert session.jobs[job.id].state is JobState.FAILED
+    assert session.message == "the server closed the connection"
