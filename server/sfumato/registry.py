@@ -11,7 +11,8 @@ A registry file looks like::
     [models.tiny-sd]
     kind = "base"                 # base | controlnet | lora | preview
     family = "sd15"               # sd15 | sdxl
-    source = "tiny:sd15"          # tiny:sd15 | tiny:sdxl | hub:<repo id> | dir:<folder> | file:<x.safetensors>
+    source = "tiny:sd15"          # tiny:<part> | hub:<repo id> | dir:<folder> | file:<x.safetensors>
+    control = "depth"             # controlnet entries only: which ControlKind they read
     license = "Apache-2.0"
     approved = true
     description = "..."
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from .protocol.conditioning import ControlKind
 from .protocol.errors import ErrorCode, SfumatoError
 from .protocol.events import ModelInfo
 
@@ -40,14 +42,23 @@ else:  # pragma: no cover - Python 3.10
 KINDS = ("base", "controlnet", "lora", "preview")
 FAMILIES = ("sd15", "sdxl")
 SCHEMES = ("tiny", "hub", "dir", "file")
-TINY_SOURCES = ("tiny:sd15", "tiny:sdxl")
+CONTROLS = tuple(kind.value for kind in ControlKind)
+# Every tiny part the engine can build offline, with the (kind, family) it is: bases, one
+# ControlNet per family and control kind, a style LoRA and a TAESD-shaped preview decoder.
+TINY_SOURCES: dict[str, tuple[str, str]] = {
+    **{f"tiny:{f}": ("base", f) for f in FAMILIES},
+    **{f"tiny:{f}-controlnet-{c}": ("controlnet", f) for f in FAMILIES for c in CONTROLS},
+    **{f"tiny:{f}-lora-style": ("lora", f) for f in FAMILIES},
+    **{f"tiny:{f}-preview": ("preview", f) for f in FAMILIES},
+}
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_FIELDS = ("kind", "family", "source", "license", "approved", "description")
+_FIELDS = ("kind", "family", "source", "license", "approved", "description", "control")
 _TOP_LEVEL = ("default", "include_builtin", "models")
 
 # The registry every server knows without a file: the two tiny families (random weights, built
 # locally, run offline) and the two public base models they stand in for.
-BUILTIN_TOML = """
+BUILTIN_TOML = (
+    """
 default = "tiny-sd"
 
 [models.tiny-sd]
@@ -82,6 +93,131 @@ license = "openrail++"
 approved = true
 description = "Stable Diffusion XL base 1.0, 1024 px."
 """
+    + "".join(
+        # One tiny ControlNet per family and kind (random, built locally), so every control path
+        # runs offline; names follow the tiny bases: tiny-sd-depth, tiny-sdxl-canny, …
+        f'\n[models.{"tiny-sd" if f == "sd15" else "tiny-sdxl"}-{c}]\nkind = "controlnet"\n'
+        f'family = "{f}"\ncontrol = "{c}"\nsource = "tiny:{f}-controlnet-{c}"\n'
+        'license = "Apache-2.0"\ndescription = "Tiny random ControlNet for tests and demos."\n'
+        for f in FAMILIES
+        for c in CONTROLS
+    )
+    + """
+[models.sd15-depth]
+kind = "controlnet"
+family = "sd15"
+control = "depth"
+source = "hub:lllyasviel/control_v11f1p_sd15_depth"
+license = "openrail"
+description = "ControlNet 1.1 depth (near bright, far dark)."
+
+[models.sd15-normal]
+kind = "controlnet"
+family = "sd15"
+control = "normal"
+source = "hub:lllyasviel/control_v11p_sd15_normalbae"
+license = "openrail"
+description = "ControlNet 1.1 normal (Bae's normal maps)."
+
+[models.sd15-canny]
+kind = "controlnet"
+family = "sd15"
+control = "canny"
+source = "hub:lllyasviel/control_v11p_sd15_canny"
+license = "openrail"
+description = "ControlNet 1.1 canny edges."
+
+[models.sd15-lineart]
+kind = "controlnet"
+family = "sd15"
+control = "lineart"
+source = "hub:lllyasviel/control_v11p_sd15_lineart"
+license = "openrail"
+description = "ControlNet 1.1 line art."
+
+[models.sd15-scribble]
+kind = "controlnet"
+family = "sd15"
+control = "scribble"
+source = "hub:lllyasviel/control_v11p_sd15_scribble"
+license = "openrail"
+description = "ControlNet 1.1 scribbles."
+
+[models.sd15-pose]
+kind = "controlnet"
+family = "sd15"
+control = "pose"
+source = "hub:lllyasviel/control_v11p_sd15_openpose"
+license = "openrail"
+description = "ControlNet 1.1 OpenPose skeletons."
+
+[models.sd15-shuffle]
+kind = "controlnet"
+family = "sd15"
+control = "shuffle"
+source = "hub:lllyasviel/control_v11e_sd15_shuffle"
+license = "openrail"
+description = "ControlNet 1.1 content shuffle (style transfer)."
+
+[models.sdxl-depth]
+kind = "controlnet"
+family = "sdxl"
+control = "depth"
+source = "hub:diffusers/controlnet-depth-sdxl-1.0"
+license = "openrail++"
+description = "SDXL depth ControlNet."
+
+[models.sdxl-canny]
+kind = "controlnet"
+family = "sdxl"
+control = "canny"
+source = "hub:diffusers/controlnet-canny-sdxl-1.0"
+license = "openrail++"
+description = "SDXL canny ControlNet."
+
+[models.tiny-sd-style]
+kind = "lora"
+family = "sd15"
+source = "tiny:sd15-lora-style"
+license = "Apache-2.0"
+description = "Tiny random LoRA for tiny-sd: changes the noise, for tests and demos."
+
+[models.tiny-sdxl-style]
+kind = "lora"
+family = "sdxl"
+source = "tiny:sdxl-lora-style"
+license = "Apache-2.0"
+description = "Tiny random LoRA for tiny-sdxl."
+
+[models.tiny-sd-preview]
+kind = "preview"
+family = "sd15"
+source = "tiny:sd15-preview"
+license = "Apache-2.0"
+description = "Tiny random TAESD-shaped preview decoder."
+
+[models.tiny-sdxl-preview]
+kind = "preview"
+family = "sdxl"
+source = "tiny:sdxl-preview"
+license = "Apache-2.0"
+description = "Tiny random TAESD-shaped preview decoder."
+
+[models.taesd]
+kind = "preview"
+family = "sd15"
+source = "hub:madebyollin/taesd"
+license = "MIT"
+description = "Tiny AutoencoderTiny (TAESD) for fast step previews of SD1.5 latents."
+
+[models.taesdxl]
+kind = "preview"
+family = "sdxl"
+source = "hub:madebyollin/taesdxl"
+license = "MIT"
+description = "TAESD for SDXL latents: fast step previews."
+"""
+)
 
 
 class RegistryError(SfumatoError, ValueError):
@@ -103,6 +239,20 @@ class UnknownModel(SfumatoError, LookupError):
         self.known = known
 
 
+class NoControlNet(UnknownModel):
+    """No ControlNet registered for a family and control kind (the job names the kind)."""
+
+    def __init__(self, family: str, control: str, known: tuple[str, ...]) -> None:
+        SfumatoError.__init__(
+            self,
+            f"no {control} ControlNet is registered for the {family} family; this server has "
+            f"{', '.join(known) if known else 'none'} for {family}. Add a [models.<name>] entry "
+            f'with kind = "controlnet", family = "{family}", control = "{control}" to the registry',
+        )
+        self.name = control
+        self.known = known
+
+
 @dataclass(frozen=True)
 class ModelEntry:
     """One registry entry. ``source`` is ``scheme:location``; dir/file locations are absolute."""
@@ -114,6 +264,7 @@ class ModelEntry:
     license: str = ""
     approved: bool = True
     description: str = ""
+    control: str = ""  # controlnet entries: the ControlKind value they read
 
     @property
     def tiny(self) -> bool:
@@ -139,6 +290,7 @@ class ModelEntry:
             approved=self.approved,
             tiny=self.tiny,
             description=self.description,
+            control=self.control,
         )
 
 
@@ -233,6 +385,54 @@ class Registry:
     def names(self) -> tuple[str, ...]:
         return tuple(self.entries)
 
+    def controlnet(self, family: str, control: str, *, tiny: bool = False) -> ModelEntry:
+        """The ControlNet for ``family`` that reads ``control`` maps: approved entries first,
+        then by name. A tiny base gets a tiny ControlNet and a real base a real one, because
+        both families share a name (sd15) and random weights would spoil a real image.
+        Raises :class:`NoControlNet` naming what is registered instead."""
+        same = [e for e in self.entries.values() if e.kind == "controlnet" and e.family == family]
+        fits = [e for e in same if e.control == control and e.tiny == tiny]
+        if not fits:
+            known = sorted({e.control for e in same if e.tiny == tiny})
+            raise NoControlNet(family, control, tuple(known))
+        return sorted(fits, key=lambda e: (not e.approved, e.name))[0]
+
+    def lora(self, name: str, family: str) -> ModelEntry:
+        """The LoRA called ``name``, checked to be a LoRA of ``family``.
+
+        Raises UnknownModel for a name the registry lacks and ValueError for an entry that is
+        not a LoRA or belongs to another family (its weights would not fit the UNet)."""
+        entry = self.get(name)
+        if entry.kind != "lora":
+            raise ValueError(
+                f"params.loras: {name!r} is a {entry.kind}, not a LoRA; pick one of "
+                f"{', '.join(self.of_kind('lora', family)) or '(none)'}"
+            )
+        if entry.family != family:
+            raise ValueError(
+                f"params.loras: {name!r} is a LoRA for {entry.family}, but the model is "
+                f"{family}; pick one of {', '.join(self.of_kind('lora', family)) or '(none)'}"
+            )
+        return entry
+
+    def preview(self, family: str, *, tiny: bool = False) -> ModelEntry | None:
+        """The preview decoder for ``family`` (tiny for a tiny base), or None: a job never
+        fails for the want of a preview decoder."""
+        fits = [
+            e
+            for e in self.entries.values()
+            if e.kind == "preview" and e.family == family and e.tiny == tiny
+        ]
+        return sorted(fits, key=lambda e: (not e.approved, e.name))[0] if fits else None
+
+    def of_kind(self, kind: str, family: str | None = None) -> tuple[str, ...]:
+        """Names of the entries of ``kind`` (and ``family``), for pickers and error messages."""
+        return tuple(
+            name
+            for name, e in self.entries.items()
+            if e.kind == kind and (family is None or e.family == family)
+        )
+
     def infos(self) -> tuple[ModelInfo, ...]:
         """The entries as clients see them (no sources: those may be server paths)."""
         return tuple(entry.info() for entry in self.entries.values())
@@ -258,7 +458,7 @@ def _entry(name: str, table: Any, origin: str, base_dir: Path) -> ModelEntry:
     for key in ("kind", "family", "source"):
         if key not in table:
             raise RegistryError(f'{where}: missing field {key!r}; add {key} = "..."')
-    for key in ("kind", "family", "source", "license", "description"):
+    for key in ("kind", "family", "source", "license", "description", "control"):
         if key in table and not isinstance(table[key], str):
             raise RegistryError(f"{where}: {key} must be a string, got {table[key]!r}")
     kind, family, source = table["kind"], table["family"], table["source"]
@@ -269,7 +469,15 @@ def _entry(name: str, table: Any, origin: str, base_dir: Path) -> ModelEntry:
     approved = table.get("approved", True)
     if not isinstance(approved, bool):
         raise RegistryError(f"{where}: approved must be true or false, got {approved!r}")
-    source = _source(source, family, where, base_dir)
+    control = table.get("control", "")
+    if kind == "controlnet" and control not in CONTROLS:
+        raise RegistryError(
+            f"{where}: a controlnet entry needs control = one of {', '.join(CONTROLS)}"
+            + (f"; got {control!r}" if control else "")
+        )
+    if kind != "controlnet" and control:
+        raise RegistryError(f'{where}: control is only for kind = "controlnet" entries')
+    source = _source(source, kind, family, where, base_dir)
     return ModelEntry(
         name=name,
         kind=kind,
@@ -278,10 +486,11 @@ def _entry(name: str, table: Any, origin: str, base_dir: Path) -> ModelEntry:
         license=table.get("license", ""),
         approved=approved,
         description=table.get("description", ""),
+        control=control,
     )
 
 
-def _source(source: str, family: str, where: str, base_dir: Path) -> str:
+def _source(source: str, kind: str, family: str, where: str, base_dir: Path) -> str:
     scheme, sep, location = source.partition(":")
     if not sep or scheme not in SCHEMES or not location:
         raise RegistryError(
@@ -290,13 +499,19 @@ def _source(source: str, family: str, where: str, base_dir: Path) -> str:
         )
     if scheme == "tiny":
         if source not in TINY_SOURCES:
+            tiny = ", ".join(s for s, (k, _f) in TINY_SOURCES.items() if k == kind)
             raise RegistryError(
-                f"{where}: source {source!r}: the tiny families are {', '.join(TINY_SOURCES)}"
+                f"{where}: source {source!r}: the tiny {kind} sources are {tiny or '(none)'}"
             )
-        if location != family:
+        tiny_kind, tiny_family = TINY_SOURCES[source]
+        if tiny_family != family:
             raise RegistryError(
-                f"{where}: source {source!r} builds an {location} model but family is "
-                f'{family!r}; set family = "{location}"'
+                f"{where}: source {source!r} builds an {tiny_family} model but family is "
+                f'{family!r}; set family = "{tiny_family}"'
+            )
+        if tiny_kind != kind:
+            raise RegistryError(
+                f'{where}: source {source!r} builds a {tiny_kind}; set kind = "{tiny_kind}"'
             )
     if scheme in ("dir", "file"):
         path = Path(location).expanduser()

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sfumato.engine import Engine, EngineOutput
-from sfumato.protocol import Array, Job, JobParams, Task
+from sfumato.protocol import Array, Control, Job, JobParams, Task
 
 
 @dataclass
@@ -16,9 +16,12 @@ class Recorder:
 
     cancel_after: int | None = None
     steps: list[tuple[int, int]] = field(default_factory=list)
+    previews: dict[int, np.ndarray] = field(default_factory=dict)  # step → preview image
 
-    def on_step(self, step: int, total: int) -> None:
+    def on_step(self, step: int, total: int, preview: np.ndarray | None = None) -> None:
         self.steps.append((step, total))
+        if preview is not None:
+            self.previews[step] = preview
 
     def is_cancelled(self) -> bool:
         return self.cancel_after is not None and len(self.steps) >= self.cancel_after
@@ -30,7 +33,8 @@ def run(engine: Engine, job: Job, recorder: Recorder | None = None) -> EngineOut
 
 
 def job(task: Task = Task.GENERATE, *, image: np.ndarray | None = None,
-        mask: np.ndarray | None = None, **params: object) -> Job:  # fmt: skip
+        mask: np.ndarray | None = None, controls: tuple[Control, ...] = (),
+        **params: object) -> Job:  # fmt: skip
     defaults: dict[str, object] = {"prompt": "a red barn", "width": 64, "height": 64, "steps": 3}
     defaults.update(params)
     return Job(
@@ -39,6 +43,7 @@ def job(task: Task = Task.GENERATE, *, image: np.ndarray | None = None,
         params=JobParams(**defaults),  # type: ignore[arg-type]
         image=None if image is None else Array.from_numpy(image),
         mask=None if mask is None else Array.from_numpy(mask),
+        controls=controls,
     )
 
 

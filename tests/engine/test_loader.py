@@ -83,7 +83,9 @@ def test_unknown_model_lists_the_known_ones(tiny_cache: Path) -> None:
 
 
 def test_non_base_entry_is_refused(tmp_path: Path, tiny_cache: Path) -> None:
-    body = '[models.m]\nkind = "controlnet"\nfamily = "sd15"\nsource = "dir:cn"\n'
+    body = (
+        '[models.m]\nkind = "controlnet"\nfamily = "sd15"\ncontrol = "depth"\nsource = "dir:cn"\n'
+    )
     eng = _engine(_registry(tmp_path, body, default="tiny-sd"), tiny_cache)
     with pytest.raises(ValueError, match=r"params\.model 'm' is a controlnet"):
         eng.load("m")

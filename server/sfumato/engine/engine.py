@@ -16,13 +16,22 @@ from pathlib import Path
 
 import numpy as np
 
-from ..protocol.messages import SEED_MAX, Job, JobParams
+from ..protocol.messages import SEED_MAX, Job, JobParams, Task
 from ..registry import ModelEntry, Registry
+from . import lora
+from .canvas import outpaint, upscale
+from .control import PreparedControl
+from .controlnets import prepare_controls
 from .devices import choose_device
-from .loader import LoadedModel, Loader, StatusFn
-from .tasks import Steps, run_task
+from .loader import LoadedModel, Loader, Pipeline, StatusFn
+from .previews import previewer
+from .tasks import StepFn, Steps, output_size, run_task
+from .tiling import tiled
 
 TINY_WARNING = "tiny model with random weights: images are noise"
+# Upscale tile side per model: what the family was trained at; tiny uses small tiles so that
+# even a test image spans several.
+UPSCALE_TILE = {"tiny": 64, "sd15": 512, "sdxl": 1024}
 
 
 @dataclass(frozen=True)
@@ -43,10 +52,19 @@ class Engine:
     first :meth:`run`. Calls are serialised by a lock: one GPU, one job at a time.
     """
 
-    def __init__(self, registry: Registry, cache_dir: Path, device: str | None = None) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        cache_dir: Path,
+        device: str | None = None,
+        upscale_tile: int | None = None,
+    ) -> None:
         self.registry = registry
         self.cache_dir = Path(cache_dir)
         self.device: str = choose_device(device)
+        if upscale_tile is not None and (upscale_tile < 64 or upscale_tile % 8):
+            raise ValueError(f"upscale_tile {upscale_tile} must be a multiple of 8 and at least 64")
+        self.upscale_tile = upscale_tile  # None: per model, UPSCALE_TILE
         self._loader = Loader(self.cache_dir, self.device)
         self._lock = threading.Lock()
 
@@ -74,24 +92,37 @@ class Engine:
         self,
         job: Job,
         *,
-        on_step: Callable[[int, int], None],
+        on_step: StepFn,
         is_cancelled: Callable[[], bool],
     ) -> EngineOutput:
         """Run ``job`` (already checked by the protocol) and return its images.
 
-        ``on_step(step, total)`` is called after every denoising step, counting from 1 across
-        all variants; ``is_cancelled()`` is polled after every step and between variants, and
-        a True answer ends the job with JobCancelled within one step.
+        ``on_step(step, total, preview)`` is called after every denoising step, counting from
+        1 across all variants (and upscale tiles); ``preview`` is a small uint8 H×W×3 image
+        every ``params.preview_every`` steps, else None. ``is_cancelled()`` is polled after
+        every step and between variants, and a True answer ends the job with JobCancelled
+        within one step.
         """
         with self._lock:
             entry = self.registry.get(job.params.model)
             start = time.perf_counter()
             loaded = self._load(entry, None)
-            pipe = loaded.pipeline(job.task)
-            loaded_at = time.perf_counter()
             seeds = pick_seeds(job.params)
-            steps = Steps(job.id, len(seeds), on_step, is_cancelled)
-            images = run_task(pipe, job, seeds, steps)
+            size = output_size(job)
+            # Conditioning: everything a job names is resolved (and loaded) before a step runs.
+            controls = prepare_controls(job, loaded, self.registry, self.cache_dir, size, seeds[0])
+            lora.activate(loaded, job.params.loras, self.registry, self.cache_dir)
+            pipe = self._pipeline(loaded, job.task, controls)
+            preview = None
+            if job.params.preview_every:
+                preview = previewer(loaded, self.registry, self.cache_dir, size)
+            loaded_at = time.perf_counter()
+            steps = Steps(
+                job.id, len(seeds), on_step, is_cancelled, preview, job.params.preview_every
+            )
+            parts = (pipe.unet, pipe.vae, getattr(pipe, "controlnet", None))
+            with tiled(parts, job.params.tile):
+                images = self._run_task(pipe, job, seeds, steps, controls)
             done = time.perf_counter()
         return EngineOutput(
             images=images,
@@ -114,6 +145,33 @@ class Engine:
 
     def _load(self, entry: ModelEntry, on_status: StatusFn | None) -> LoadedModel:
         return self._loader.load(entry, on_status)
+
+    @staticmethod
+    def _pipeline(
+        loaded: LoadedModel, task: Task, controls: tuple[PreparedControl, ...]
+    ) -> Pipeline:
+        if not controls:
+            return loaded.pipeline(task)
+        return loaded.control_pipeline(task, tuple(c.entry.name for c in controls))
+
+    def _run_task(
+        self,
+        pipe: Pipeline,
+        job: Job,
+        seeds: tuple[int, ...],
+        steps: Steps,
+        controls: tuple[PreparedControl, ...],
+    ) -> tuple[np.ndarray, ...]:
+        if job.task not in (Task.OUTPAINT, Task.UPSCALE):
+            return run_task(pipe, job, seeds, steps, controls)
+        if job.image is None:  # Job.check guarantees it; this keeps the types honest
+            raise ValueError(f"task {job.task.value} needs inputs.image")
+        image = job.image.to_numpy()
+        if job.task is Task.OUTPAINT:
+            return outpaint(pipe, job.params, image, seeds, steps, controls)
+        entry = self.registry.get(job.params.model)
+        tile = self.upscale_tile or UPSCALE_TILE["tiny" if entry.tiny else entry.family]
+        return upscale(pipe, job.params, image, seeds, steps, tile, controls)
 
 
 def pick_seeds(params: JobParams) -> tuple[int, ...]:

@@ -20,9 +20,15 @@ from typing import Any, TypeAlias
 
 import torch
 from diffusers import (
+    StableDiffusionControlNetImg2ImgPipeline,
+    StableDiffusionControlNetInpaintPipeline,
+    StableDiffusionControlNetPipeline,
     StableDiffusionImg2ImgPipeline,
     StableDiffusionInpaintPipeline,
     StableDiffusionPipeline,
+    StableDiffusionXLControlNetImg2ImgPipeline,
+    StableDiffusionXLControlNetInpaintPipeline,
+    StableDiffusionXLControlNetPipeline,
     StableDiffusionXLImg2ImgPipeline,
     StableDiffusionXLInpaintPipeline,
     StableDiffusionXLPipeline,
@@ -35,6 +41,7 @@ from ..registry import ModelEntry
 from .devices import choose_dtype
 from .errors import ModelUnavailable
 from .tiny import ensure_tiny, is_built, tiny_dir
+from .tiny_parts import ensure_part
 
 StatusFn = Callable[[str], None]
 # diffusers' pipeline classes are assembled at runtime (lazy modules, dynamic components), so
@@ -61,6 +68,22 @@ PIPELINES: dict[str, dict[Task, Any]] = {
         Task.INPAINT: StableDiffusionXLInpaintPipeline,
     },
 }
+# The same three with ControlNets (one model, or a list: MultiControlNet).
+CONTROL_PIPELINES: dict[str, dict[Task, Any]] = {
+    "sd15": {
+        Task.GENERATE: StableDiffusionControlNetPipeline,
+        Task.REFINE: StableDiffusionControlNetImg2ImgPipeline,
+        Task.INPAINT: StableDiffusionControlNetInpaintPipeline,
+    },
+    "sdxl": {
+        Task.GENERATE: StableDiffusionXLControlNetPipeline,
+        Task.REFINE: StableDiffusionXLControlNetImg2ImgPipeline,
+        Task.INPAINT: StableDiffusionXLControlNetInpaintPipeline,
+    },
+}
+# Outpaint is inpainting on a grown canvas, upscale is img2img over tiles.
+PIPELINE_TASK = {Task.OUTPAINT: Task.INPAINT, Task.UPSCALE: Task.REFINE}
+CONTROL_PIPELINES_KEPT = 8  # derived ControlNet pipelines are cheap, but not free: keep a few
 
 
 @dataclass
@@ -72,20 +95,45 @@ class LoadedModel:
     device: str
     dtype: torch.dtype
     derived: dict[Task, Pipeline] = field(default_factory=dict)
+    # What conditioning added to this model; it all goes when the model is unloaded.
+    controlnets: dict[str, Any] = field(default_factory=dict)  # registry name → ControlNetModel
+    controlled: dict[tuple[Task, tuple[str, ...]], Pipeline] = field(default_factory=dict)
+    loras: set[str] = field(default_factory=set)  # adapter names loaded into the base
+    preview: dict[str, Any] = field(default_factory=dict)  # "decoder" → AutoencoderTiny | None
 
     def pipeline(self, task: Task) -> Pipeline:
         """The pipeline for ``task``, sharing the base pipeline's modules (no copy of weights)."""
+        task = PIPELINE_TASK.get(task, task)
         if task is Task.GENERATE:
             return self.base
         if task not in self.derived:
-            cls = PIPELINES[self.entry.family][task]
-            # from_pipe casts the shared modules to its dtype (default fp32!), which
-            # would silently upcast the base pipeline too: always pass the loaded dtype.
-            with _quiet("diffusers.models.modeling_utils"):
-                pipe = cls.from_pipe(self.base, **{DTYPE_KWARG: self.dtype})
-            pipe.set_progress_bar_config(disable=True)
-            self.derived[task] = pipe
+            self.derived[task] = self._derive(PIPELINES[self.entry.family][task])
         return self.derived[task]
+
+    def control_pipeline(self, task: Task, names: tuple[str, ...]) -> Pipeline:
+        """The ControlNet pipeline for ``task`` with the loaded ControlNets ``names``, in order.
+
+        Derived with ``from_pipe`` (the base's modules are shared, ~10 ms) and kept for the
+        next job with the same ControlNets; the oldest is dropped past a few."""
+        task = PIPELINE_TASK.get(task, task)
+        key = (task, names)
+        if key not in self.controlled:
+            models = [self.controlnets[name] for name in names]
+            cls = CONTROL_PIPELINES[self.entry.family][task]
+            self.controlled[key] = self._derive(
+                cls, controlnet=models[0] if len(models) == 1 else models
+            )
+            while len(self.controlled) > CONTROL_PIPELINES_KEPT:
+                del self.controlled[next(iter(self.controlled))]
+        return self.controlled[key]
+
+    def _derive(self, cls: Any, **components: Any) -> Pipeline:
+        # from_pipe casts the shared modules to its dtype (default fp32!), which
+        # would silently upcast the base pipeline too: always pass the loaded dtype.
+        with quiet("diffusers.models.modeling_utils"):
+            pipe = cls.from_pipe(self.base, **components, **{DTYPE_KWARG: self.dtype})
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
 
 
 class Loader:
@@ -160,7 +208,7 @@ def _from_source(
                 "`hf download <repo> --local-dir <folder>`)",
             )
         status(f"loading {entry.name} from {folder}")
-        return _guarded(entry, lambda: cls.from_pretrained(folder, **kwargs), _dir_hint(folder))
+        return guarded(entry, lambda: cls.from_pretrained(folder, **kwargs), _dir_hint(folder))
     if scheme == "file":
         path = Path(location)
         if not path.is_file():
@@ -175,7 +223,7 @@ def _from_source(
             "from the Hugging Face cache; run it once on a connected machine, or convert the "
             'checkpoint to a diffusers folder and use source = "dir:..."'
         )
-        return _guarded(entry, lambda: cls.from_single_file(str(path), **kwargs), hint)
+        return guarded(entry, lambda: cls.from_single_file(str(path), **kwargs), hint)
     # hub
     status(f"loading {entry.name} ({location}) from the Hugging Face cache")
     hint = (
@@ -183,10 +231,53 @@ def _from_source(
         f"`huggingface-cli download {location}` (and copy the cache here), or download it to a "
         f'folder and set source = "dir:/path/to/folder" for {entry.name!r} in the registry'
     )
-    return _guarded(entry, lambda: cls.from_pretrained(location, **kwargs), hint)
+    return guarded(entry, lambda: cls.from_pretrained(location, **kwargs), hint)
 
 
-def _guarded(entry: ModelEntry, load: Callable[[], Pipeline], hint: str) -> Pipeline:
+def load_part(entry: ModelEntry, cls: Any, dtype: torch.dtype, cache_dir: Path) -> Any:
+    """A ControlNet or preview decoder (``cls``, a diffusers model class) from any source.
+
+    The same sources as base models; missing weights raise :class:`ModelUnavailable` with the
+    command that fetches them."""
+    kwargs: dict[str, Any] = {DTYPE_KWARG: dtype}
+    location = entry.location
+    if entry.scheme == "tiny":
+        folder = ensure_part(cache_dir, entry.source)
+        return cls.from_pretrained(folder, **kwargs)
+    if entry.scheme == "file":
+        return guarded(
+            entry,
+            lambda: cls.from_single_file(location, **kwargs),
+            f'checkpoint {location} is missing or unreadable; fix source = "file:..."',
+        )
+    hint = (
+        f"folder {location} is missing or incomplete; download the weights into it again"
+        if entry.scheme == "dir"
+        else f"its weights are not in this machine's Hugging Face cache. On a connected machine "
+        f"run `huggingface-cli download {location}` (and copy the cache here), or download it "
+        f'to a folder and set source = "dir:/path/to/folder" for {entry.name!r}'
+    )
+    return guarded(entry, lambda: cls.from_pretrained(location, **kwargs), hint)
+
+
+def lora_weights(entry: ModelEntry, cache_dir: Path) -> tuple[str, dict[str, Any]]:
+    """Where ``load_lora_weights`` finds ``entry``: a folder or repo id, plus the keyword
+    that names a single file inside it (diffusers loads LoRA files by folder + weight_name)."""
+    if entry.scheme == "tiny":
+        return str(ensure_part(cache_dir, entry.source)), {}
+    if entry.scheme == "file":
+        path = Path(entry.location)
+        if not path.is_file():
+            raise ModelUnavailable(
+                entry.name,
+                f'LoRA {entry.name!r}: file {path} does not exist; fix source = "file:..." '
+                "in the registry or copy the file there",
+            )
+        return str(path.parent), {"weight_name": path.name}
+    return entry.location, {}
+
+
+def guarded(entry: ModelEntry, load: Callable[[], Pipeline], hint: str) -> Pipeline:
     """Missing files (offline cache misses, absent shards) become :class:`ModelUnavailable`.
 
     huggingface_hub's offline and not-found errors all derive from OSError, and diffusers
@@ -208,7 +299,7 @@ def _dir_hint(folder: Path) -> str:
 
 
 @contextlib.contextmanager
-def _quiet(name: str) -> Iterator[None]:
+def quiet(name: str) -> Iterator[None]:
     """Silence one logger below ERROR: from_pipe's dtype cast warns on every derivation,
     even when the dtype is unchanged, which would fill the server log with noise."""
     logger = logging.getLogger(name)

@@ -1,9 +1,11 @@
-"""The three task families: generate (txt2img), refine (img2img) and inpaint.
+"""The three base task families: generate (txt2img), refine (img2img) and inpaint.
 
 Each reads like a diffusers pipeline call, top to bottom: check inputs → prepare (images to
 the pipeline's size, one generator per variant) → call the pipeline once per variant with
-``callback_on_step_end`` → collect uint8 images at the output size. Progress and cancellation
-live in :class:`Steps`, the one callback every task passes to its pipeline.
+``callback_on_step_end`` → collect uint8 images at the output size. Progress, previews and
+cancellation live in :class:`Steps`, the one callback every task passes to its pipeline.
+ControlNet maps (``controls``, prepared at the output size by ``control.py``) are resized to
+the pipeline's size and passed along; outpaint and upscale (``canvas.py``) build on these.
 
 Variants run one after another rather than as one batch: variant *i* with seed *s + i* is then
 the very image a single run with seed *s + i* gives (a batched UNet call is not bit-identical
@@ -21,11 +23,13 @@ import torch
 
 from ..protocol.messages import Job, JobParams, Task
 from . import images
+from .control import PreparedControl, pipeline_kwargs
 from .errors import JobCancelled
 from .loader import Pipeline
 
-StepFn = Callable[[int, int], None]
+StepFn = Callable[[int, int, "np.ndarray | None"], None]  # (step, total, preview or None)
 CancelFn = Callable[[], bool]
+PreviewFn = Callable[[Any], np.ndarray]
 
 
 @dataclass
@@ -34,13 +38,20 @@ class Steps:
 
     The per-image total is read from the pipeline (``num_timesteps``, set before its loop):
     that is the number of steps it will really run, ``int(steps * strength)`` for refine and
-    inpaint, whatever the scheduler, so the client's progress bar ends at 100 %.
+    inpaint, whatever the scheduler, so the client's progress bar ends at 100 %. Upscale calls
+    the pipeline once per tile: ``calls`` is the pipeline calls per variant.
+
+    Every ``preview_every`` steps of the job, ``preview`` turns the step's latents into a
+    small image that travels with that step's report.
     """
 
     job_id: str
     variants: int
     on_step: StepFn
     is_cancelled: CancelFn
+    preview: PreviewFn | None = None
+    preview_every: int = 0
+    calls: int = 1
     done: int = 0
     cancelled: bool = False
 
@@ -48,7 +59,10 @@ class Steps:
         self, pipe: Pipeline, step: int, timestep: Any, kwargs: dict[str, Any]
     ) -> dict[str, Any]:
         self.done += 1
-        self.on_step(self.done, int(pipe.num_timesteps) * self.variants)
+        image = None
+        if self.preview is not None and self.preview_every and self.done % self.preview_every == 0:
+            image = self.preview(kwargs["latents"])
+        self.on_step(self.done, int(pipe.num_timesteps) * self.variants * self.calls, image)
         if self.is_cancelled():
             # The pipeline checks this flag at the top of each step and skips the rest; it
             # still decodes the latents it has, which run() then throws away.
@@ -62,24 +76,45 @@ class Steps:
             raise JobCancelled(self.job_id, self.done)
 
 
+def output_size(job: Job) -> tuple[int, int]:
+    """(width, height) of the job's images: what control maps are prepared at."""
+    if job.image is None:
+        return job.params.width, job.params.height
+    width, height = job.image.width, job.image.height
+    if job.task is Task.OUTPAINT:
+        left, top, right, bottom = job.params.expand
+        return width + left + right, height + top + bottom
+    if job.task is Task.UPSCALE:
+        return width * job.params.scale, height * job.params.scale
+    return width, height
+
+
 def run_task(
-    pipe: Pipeline, job: Job, seeds: Sequence[int], steps: Steps
+    pipe: Pipeline,
+    job: Job,
+    seeds: Sequence[int],
+    steps: Steps,
+    controls: tuple[PreparedControl, ...] = (),
 ) -> tuple[np.ndarray, ...]:
-    """Dispatch to the task family's function."""
+    """Dispatch generate, refine and inpaint to the task family's function."""
     if job.task is Task.GENERATE:
-        return generate(pipe, job.params, seeds, steps)
+        return generate(pipe, job.params, seeds, steps, controls)
     if job.image is None:  # Job.check guarantees it; this keeps the types honest
         raise ValueError(f"task {job.task.value} needs inputs.image")
     image = job.image.to_numpy()
     if job.task is Task.REFINE:
-        return refine(pipe, job.params, image, seeds, steps)
+        return refine(pipe, job.params, image, seeds, steps, controls)
     if job.mask is None:
         raise ValueError("task inpaint needs inputs.mask")
-    return inpaint(pipe, job.params, image, job.mask.to_numpy(), seeds, steps)
+    return inpaint(pipe, job.params, image, job.mask.to_numpy(), seeds, steps, controls)
 
 
 def generate(
-    pipe: Pipeline, params: JobParams, seeds: Sequence[int], steps: Steps
+    pipe: Pipeline,
+    params: JobParams,
+    seeds: Sequence[int],
+    steps: Steps,
+    controls: tuple[PreparedControl, ...] = (),
 ) -> tuple[np.ndarray, ...]:
     """txt2img at params.width × params.height (the protocol checked both are multiples of 8)."""
     size = (params.width, params.height)
@@ -87,7 +122,8 @@ def generate(
     for seed in seeds:
         steps.check()
         result = pipe(
-            **_common(params, seed, steps),
+            **common(params, seed, steps),
+            **pipeline_kwargs(controls, size, "image"),
             width=params.width,
             height=params.height,
         )
@@ -102,16 +138,23 @@ def refine(
     image: np.ndarray,
     seeds: Sequence[int],
     steps: Steps,
+    controls: tuple[PreparedControl, ...] = (),
 ) -> tuple[np.ndarray, ...]:
     """img2img: noise the image to ``params.strength`` and denoise; output has the input's size."""
-    _check_strength(params)
+    check_strength(params)
     rgb = images.to_rgb(image)
     size = (rgb.shape[1], rgb.shape[0])
-    init = images.to_pil(rgb, images.work_size(*size))
+    work = images.work_size(*size)
+    init = images.to_pil(rgb, work)
     out = []
     for seed in seeds:
         steps.check()
-        result = pipe(**_common(params, seed, steps), image=init, strength=params.strength)
+        result = pipe(
+            **common(params, seed, steps),
+            **pipeline_kwargs(controls, work, "control_image"),
+            image=init,
+            strength=params.strength,
+        )
         steps.check()
         out.append(images.from_pipeline(result.images[0], size))
     return tuple(out)
@@ -124,9 +167,10 @@ def inpaint(
     mask: np.ndarray,
     seeds: Sequence[int],
     steps: Steps,
+    controls: tuple[PreparedControl, ...] = (),
 ) -> tuple[np.ndarray, ...]:
     """Regenerate where the mask is 255; where it is 0 the input's pixels come back exactly."""
-    _check_strength(params)
+    check_strength(params)
     rgb = images.to_rgb(image)
     plain_mask = images.to_mask(mask)
     if plain_mask.shape != rgb.shape[:2]:
@@ -142,7 +186,8 @@ def inpaint(
     for seed in seeds:
         steps.check()
         result = pipe(
-            **_common(params, seed, steps),
+            **common(params, seed, steps),
+            **pipeline_kwargs(controls, work, "control_image"),
             image=init,
             mask_image=mask_image,
             width=work[0],
@@ -155,7 +200,7 @@ def inpaint(
     return tuple(out)
 
 
-def _common(params: JobParams, seed: int, steps: Steps) -> dict[str, Any]:
+def common(params: JobParams, seed: int, steps: Steps) -> dict[str, Any]:
     """Arguments every task passes. The generator lives on the CPU so that a seed gives the
     same starting noise on every device (diffusers moves the noise to the pipeline's device)."""
     return {
@@ -170,7 +215,7 @@ def _common(params: JobParams, seed: int, steps: Steps) -> dict[str, Any]:
     }
 
 
-def _check_strength(params: JobParams) -> None:
+def check_strength(params: JobParams) -> None:
     """diffusers runs int(steps × strength) steps and fails on zero; say what to change."""
     if int(params.steps * params.strength) < 1:
         need = 1.0 / params.steps

@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,13 +66,18 @@ def ensure_tiny(cache_dir: Path, family: str) -> Path:
     """
     if family not in FAMILIES:
         raise ValueError(f"tiny family {family!r} is not one of {', '.join(FAMILIES)}")
-    target = tiny_dir(cache_dir, family)
+    return ensure_built(tiny_dir(cache_dir, family), lambda folder: build(family, folder))
+
+
+def ensure_built(target: Path, build_into: Callable[[Path], None]) -> Path:
+    """Run ``build_into(folder)`` unless ``target`` holds a complete build of this VERSION;
+    ``build_into`` must write :data:`MARKER` last. Shared by the bases and the tiny parts."""
     if is_built(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{family}-", dir=target.parent))
+    scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        build(family, scratch / "model")
+        build_into(scratch / "model")
         if target.exists():  # an older VERSION, or an incomplete folder from an old crash
             shutil.rmtree(target, ignore_errors=True)
         try:

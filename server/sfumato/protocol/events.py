@@ -23,12 +23,16 @@ class ModelInfo:
     approved: bool = True
     tiny: bool = False  # random weights: images are noise
     description: str = ""
+    control: str = ""  # controlnet entries: the control kind they read (depth, canny, …)
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "name": self.name, "family": self.family, "kind": self.kind, "license": self.license,
             "approved": self.approved, "tiny": self.tiny, "description": self.description,
         }  # fmt: skip
+        if self.control:
+            out["control"] = self.control
+        return out
 
     @classmethod
     def from_wire(cls, r: Reader) -> ModelInfo:
@@ -40,6 +44,7 @@ class ModelInfo:
             approved=r.boolean("approved", True),
             tiny=r.boolean("tiny", False),
             description=r.text("description", ""),
+            control=r.text("control", ""),
         )
         return info
 

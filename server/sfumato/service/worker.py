@@ -24,6 +24,8 @@ from .jobs import FairQueue, JobEntry
 from .store import ResultStore
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from ..engine import Engine
 
 log = logging.getLogger("sfumato.worker")
@@ -154,8 +156,9 @@ class Worker:
         self._load(entry.model, lambda status: report(Progress(job_id, 0, 0, stage="loading")))
         loaded = time.monotonic()
 
-        def on_step(step: int, total: int) -> None:
-            report(Progress(job_id, step, total))
+        def on_step(step: int, total: int, preview: np.ndarray | None) -> None:
+            image = None if preview is None else Array.from_numpy(preview)
+            report(Progress(job_id, step, total, preview=image))
 
         job = replace(entry.job, params=replace(entry.job.params, model=entry.model))
         out = self._get_engine().run(job, on_step=on_step, is_cancelled=entry.cancel.is_set)
