@@ -120,11 +120,17 @@ def uv_polygons(obj: Any, uv_map: str | None, selected_only: bool) -> list[np.nd
 # ------------------------------------------------------------------------------------ materials
 
 
+def use_nodes(owner: Any) -> None:
+    """Blender < 5 needs node trees switched on; 5.0 always has them and deprecates the flag."""
+    if bpy.app.version < (5, 0, 0):
+        owner.use_nodes = True
+
+
 def texture_material(name: str, image: Any, uv_map: str | None, *, emit: bool = False) -> Any:
     """A material that shows ``image`` through the UV map ``uv_map`` (or box-projected object
     coordinates when None); ``emit`` makes it unlit (a backdrop shows its picture as is)."""
     material = bpy.data.materials.new(name)
-    material.use_nodes = True
+    use_nodes(material)
     nodes, links = material.node_tree.nodes, material.node_tree.links
     nodes.clear()
     out = nodes.new("ShaderNodeOutputMaterial")
@@ -176,7 +182,7 @@ def texture_node(obj: Any) -> tuple[Any, Any]:
     """The image texture an object shows: Sfumato's node if there is one, else the first image
     texture of its first material with one. Raises ValueError with the fix otherwise."""
     for slot in obj.material_slots:
-        tree = slot.material.node_tree if slot.material and slot.material.use_nodes else None
+        tree = slot.material.node_tree if slot.material else None
         if tree is None:
             continue
         nodes = [n for n in tree.nodes if n.type == "TEX_IMAGE" and n.image is not None]
@@ -204,7 +210,7 @@ def set_world_environment(scene: Any, image: Any) -> Any:
     """Make ``image`` (an equirectangular 2:1 panorama) the world's background."""
     world = scene.world or bpy.data.worlds.new("Sfumato World")
     scene.world = world
-    world.use_nodes = True
+    use_nodes(world)
     nodes, links = world.node_tree.nodes, world.node_tree.links
     env = nodes.get("Sfumato Environment") or nodes.new("ShaderNodeTexEnvironment")
     env.name = env.label = "Sfumato Environment"

@@ -58,7 +58,8 @@ def textured_plane(width: int = 128, height: int = 64, seed: int = 0) -> tuple[A
     image.pixels.foreach_set(pixels.ravel())
     image.pack()
     material = bpy.data.materials.new("Painted")
-    material.use_nodes = True
+    if bpy.app.version < (5, 0, 0):  # node trees are always on in 5.0
+        material.use_nodes = True
     node = material.node_tree.nodes.new("ShaderNodeTexImage")
     node.image = image
     bsdf = material.node_tree.nodes["Principled BSDF"]

@@ -1,0 +1,117 @@
+"""What the add-on adds on top of Cycles when it extracts depth + normal passes, and how long
+writing a result back takes. Prints JSON.
+
+    .venv-blender/bin/python benchmarks/blender_passes.py [--sizes 512 1024] [--repeat 3]
+
+``bare_s``: Cycles rendering the same passes with the same settings, nothing written.
+``passes_s``: the add-on's ``render_passes`` — the same render plus the multi-layer EXR
+write, the OpenEXR read and the camera-space conversion. ``ratio`` = passes / bare (goal
+≤ 1.1). ``write_back_s``: a result image into a packed Blender image, camera-projection UVs
+for the scene's meshes, and a material per mesh. Medians over ``--repeat`` runs after one
+warm-up run. Runs offline, without a server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ["BLENDER_USER_RESOURCES"] = tempfile.mkdtemp(prefix="sfumato-bench-blender-")
+
+import bpy
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from blender_addon import passes, scene
+
+
+def build_scene() -> tuple[object, list[object]]:
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    bpy.ops.mesh.primitive_grid_add(x_subdivisions=64, y_subdivisions=64, size=12)
+    bpy.ops.mesh.primitive_monkey_add(size=1.6, location=(0, 0, 1.1))
+    bpy.ops.object.modifier_add(type="SUBSURF")
+    bpy.ops.object.modifier_apply(modifier="Subdivision")
+    bpy.ops.mesh.primitive_cube_add(size=1.2, location=(2.2, 1.0, 0.6))
+    bpy.ops.mesh.primitive_uv_sphere_add(radius=0.7, location=(-2.1, 0.6, 0.7))
+    cam = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
+    bpy.context.scene.collection.objects.link(cam)
+    cam.location, cam.rotation_euler = (0.0, -7.5, 4.2), (math.radians(64), 0.0, 0.0)
+    bpy.context.scene.camera = cam
+    bpy.context.view_layer.update()
+    return cam, [o for o in bpy.context.scene.objects if o.type == "MESH"]
+
+
+def median_time(run: object, repeat: int) -> float:
+    times = []
+    for _ in range(repeat + 1):  # the first is a warm-up (kernel loading, BVH build)
+        start = time.perf_counter()
+        run()  # type: ignore[operator]
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[1:])
+
+
+def measure(size: int, repeat: int) -> dict[str, object]:
+    cam, meshes = build_scene()
+    s, layer = bpy.context.scene, bpy.context.view_layer
+    folder = Path(tempfile.mkdtemp())
+
+    def bare() -> None:
+        with passes.pass_settings(s, cam, layer, size, size, folder / "unused.exr"):
+            bpy.ops.render.render(write_still=False, scene=s.name, layer=layer.name)
+
+    def extract() -> None:
+        passes.render_passes(s, cam, layer, size, size)
+
+    pixels = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+
+    def write_back() -> None:
+        image = scene.new_image("bench", pixels, {"job_id": "bench"})
+        to_camera, projection = scene.camera_matrices(cam, depsgraph, size, size)
+        for obj in meshes:
+            scene.set_uv_map(obj, "bench", scene.projection_uvs(obj, to_camera, projection))
+            scene.assign_material(obj, scene.texture_material("bench", image, "bench"))
+
+    bare_s = median_time(bare, repeat)
+    passes_s = median_time(extract, repeat)
+    return {
+        "size": size,
+        "bare_s": round(bare_s, 4),
+        "passes_s": round(passes_s, 4),
+        "ratio": round(passes_s / bare_s, 3),
+        "overhead_s": round(passes_s - bare_s, 4),
+        "write_back_s": round(median_time(write_back, repeat), 4),
+        "vertices": sum(len(o.data.vertices) for o in meshes),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    results = [measure(size, args.repeat) for size in args.sizes]
+    print(
+        json.dumps(
+            {
+                "benchmark": "blender_passes",
+                "blender": bpy.app.version_string,
+                "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+                "repeat": args.repeat,
+                "results": results,
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
