@@ -69,7 +69,9 @@ def test_pixels_selection_and_layers_round_trip_exactly(krita_env: KritaEnv) -> 
 
     placed = unb64(out["placed"], (h, w, 4))
     inside = placed[py : py + ph, px : px + pw]
-    np.testing.assert_array_equal(inside[..., [2, 1, 0]], rgb)  # BGRA → RGB
+    shown = alpha > 0
+    np.testing.assert_array_equal(inside[..., [2, 1, 0]][shown], rgb[shown])  # BGRA → RGB
+    assert not inside[~shown].any(), "fully transparent pixels carry no colour"
     np.testing.assert_array_equal(inside[..., 3], alpha)
     outside = placed.copy()
     outside[py : py + ph, px : px + pw] = 0
