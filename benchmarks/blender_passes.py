@@ -7,8 +7,9 @@ writing a result back takes. Prints JSON.
 ``passes_s``: the add-on's ``render_passes`` — the same render plus the multi-layer EXR
 write, the OpenEXR read and the camera-space conversion. ``ratio`` = passes / bare (goal
 ≤ 1.1). ``write_back_s``: a result image into a packed Blender image, camera-projection UVs
-for the scene's meshes, and a material per mesh. Medians over ``--repeat`` runs after one
-warm-up run. Runs offline, without a server.
+for the scene's meshes, and a material per mesh. Bare and passes runs alternate after one
+warm-up each; min and median over ``--repeat`` runs (on a shared machine the min is the
+figure to trust). Runs offline, without a server.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ["BLENDER_USER_RESOURCES"] = tempfile.mkdtemp(prefix="sfumato-bench-blender-")
@@ -49,13 +51,23 @@ def build_scene() -> tuple[object, list[object]]:
     return cam, [o for o in bpy.context.scene.objects if o.type == "MESH"]
 
 
-def median_time(run: object, repeat: int) -> float:
-    times = []
-    for _ in range(repeat + 1):  # the first is a warm-up (kernel loading, BVH build)
-        start = time.perf_counter()
-        run()  # type: ignore[operator]
-        times.append(time.perf_counter() - start)
-    return statistics.median(times[1:])
+def timed(run: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+def interleaved(
+    a: Callable[[], object], b: Callable[[], object], repeat: int
+) -> tuple[list[float], list[float]]:
+    """Run a and b alternately (after one warm-up each: kernels, BVH), so that load from other
+    processes on a shared machine falls on both alike."""
+    a(), b()
+    times_a, times_b = [], []
+    for _ in range(repeat):
+        times_a.append(timed(a))
+        times_b.append(timed(b))
+    return times_a, times_b
 
 
 def measure(size: int, repeat: int) -> dict[str, object]:
@@ -80,15 +92,22 @@ def measure(size: int, repeat: int) -> dict[str, object]:
             scene.set_uv_map(obj, "bench", scene.projection_uvs(obj, to_camera, projection))
             scene.assign_material(obj, scene.texture_material("bench", image, "bench"))
 
-    bare_s = median_time(bare, repeat)
-    passes_s = median_time(extract, repeat)
+    bare_t, passes_t = interleaved(bare, extract, repeat)
+    write_back()
+    back_t = [timed(write_back) for _ in range(repeat)]
     return {
         "size": size,
-        "bare_s": round(bare_s, 4),
-        "passes_s": round(passes_s, 4),
-        "ratio": round(passes_s / bare_s, 3),
-        "overhead_s": round(passes_s - bare_s, 4),
-        "write_back_s": round(median_time(write_back, repeat), 4),
+        "bare_s": {"min": round(min(bare_t), 4), "median": round(statistics.median(bare_t), 4)},
+        "passes_s": {
+            "min": round(min(passes_t), 4),
+            "median": round(statistics.median(passes_t), 4),
+        },
+        "ratio_min": round(min(passes_t) / min(bare_t), 3),
+        "ratio_median": round(statistics.median(passes_t) / statistics.median(bare_t), 3),
+        "write_back_s": {
+            "min": round(min(back_t), 4),
+            "median": round(statistics.median(back_t), 4),
+        },
         "vertices": sum(len(o.data.vertices) for o in meshes),
     }
 
@@ -96,7 +115,7 @@ def measure(size: int, repeat: int) -> dict[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
     results = [measure(size, args.repeat) for size in args.sizes]
     print(
