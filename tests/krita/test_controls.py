@@ -23,6 +23,7 @@ from sfumato.protocol import (
     ModelInfo,
     Progress,
     Result,
+    Task,
     Welcome,
     decode_client_message,
     encode_bytes,
@@ -30,7 +31,10 @@ from sfumato.protocol import (
 
 from .conftest import KritaEnv
 
-CAPABILITIES = ("generate", "refine", "inpaint", "variants", "cancel", "control", "lora", "preview")
+CAPABILITIES = (
+    "generate", "refine", "inpaint", "outpaint", "upscale", "variants", "cancel", "control",
+    "lora", "preview",
+)  # fmt: skip
 
 
 @dataclass
@@ -52,7 +56,7 @@ class Recorder:
             ws.send(encode_bytes(Accepted(job.id, 0)))
             preview = Array.from_numpy(np.full((8, 8, 3), 77, np.uint8))
             ws.send(encode_bytes(Progress(job.id, 1, 2, preview=preview)))
-            h, w = job.params.height, job.params.width
+            h, w = size(job)
             image = Array.from_numpy(np.full((h, w, 3), 200, np.uint8))
             seed = job.params.seed or 0
             ws.send(encode_bytes(Result(job.id, job.task, (image,), (seed,), "tiny-sd")))
@@ -72,6 +76,19 @@ class Recorder:
                 for c in job.controls
             ],
         }
+
+
+def size(job: Job) -> tuple[int, int]:
+    """The result's height and width, as protocol.md gives them per task."""
+    if job.image is None:
+        return job.params.height, job.params.width
+    h, w = job.image.height, job.image.width
+    if job.task is Task.OUTPAINT:
+        left, top, right, bottom = job.params.expand
+        return h + top + bottom, w + left + right
+    if job.task is Task.UPSCALE:
+        return h * job.params.scale, w * job.params.scale
+    return h, w
 
 
 @pytest.fixture
@@ -145,3 +162,32 @@ def test_a_server_without_control_gets_no_control(krita_env: KritaEnv, recorder:
                            "preprocess": True}]},
         )  # fmt: skip
     assert recorder.jobs == []
+
+
+@pytest.mark.parametrize(("mode", "size"), [("expand", (96, 80)), ("upscale", (128, 96))])
+def test_expand_and_upscale_resize_the_document(
+    krita_env: KritaEnv, recorder: Recorder, mode: str, size: tuple[int, int]
+) -> None:
+    w, h = 64, 48
+    picture = np.zeros((h, w, 4), np.uint8)
+    picture[..., 1], picture[..., 3] = 150, 255
+    out = krita_env.run_task(
+        "job",
+        {"url": recorder.url, "width": w, "height": h, "bgra": b64(picture), "mode": mode,
+         "expand": 16},
+    )  # fmt: skip
+    assert out["record"]["state"] == "done", out["record"]["message"]
+    (job,) = recorder.jobs
+    assert job["task"] == {"expand": "outpaint", "upscale": "upscale"}[mode]
+    after = out["after"]
+    assert (after["width"], after["height"]) == size
+    (layer,) = next(n for n in after["tree"] if n["name"] == "Sfumato")["children"]
+    pixels = np.frombuffer(base64.b64decode(layer["pixels"]), np.uint8).reshape(size[1], size[0], 4)
+    assert (pixels == (200, 200, 200, 255)).all(), "the result covers the grown canvas"
+    background = next(n for n in after["tree"] if n["name"] == "Background")
+    bg = np.frombuffer(base64.b64decode(background["pixels"]), np.uint8)
+    bg = bg.reshape(size[1], size[0], 4)
+    if mode == "expand":  # the old picture moved by the margin
+        np.testing.assert_array_equal(bg[16 : 16 + h, 16 : 16 + w], picture)
+    else:  # scaled with the document: still green
+        assert (bg[..., 1] == 150).all()

@@ -25,6 +25,7 @@ def test_docker_generates_in_the_gui(
         XDG_CACHE_HOME=str(tmp_path / "cache"), XDG_RUNTIME_DIR=str(tmp_path / "runtime"),
         SFUMATO_URL=krita_server.url, SFUMATO_SMOKE_OUT=str(tmp_path / "smoke.json"),
         SFUMATO_SMOKE_SHOT=os.environ.get("SFUMATO_KRITA_SCREENSHOT", str(tmp_path / "shot.png")),
+        SFUMATO_SMOKE_DOCKER_SHOT=str(tmp_path / "docker.png"),
     )  # fmt: skip
     pykrita = tmp_path / "data" / "krita" / "pykrita"
     shutil.copytree(krita_env.pykrita, pykrita)

@@ -20,6 +20,7 @@ from krita import Extension, Krita, Selection
 
 OUT = os.environ.get("SFUMATO_SMOKE_OUT", "")
 SHOT = os.environ.get("SFUMATO_SMOKE_SHOT", "")
+DOCKER_SHOT = os.environ.get("SFUMATO_SMOKE_DOCKER_SHOT", "")
 TIMEOUT = 180.0
 
 
