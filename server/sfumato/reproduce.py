@@ -12,7 +12,7 @@ import numpy as np
 
 from .client import Client, make_job
 from .imageio import read_image, read_mask
-from .protocol import LoraRef, SfumatoError
+from .protocol import LoraRef, SfumatoError, Tile
 from .provenance import verify_png
 
 
@@ -31,6 +31,7 @@ def job_params(facts: dict[str, Any]) -> dict[str, Any]:
     params = dict(facts["params"])
     expand = params.get("expand") or {}
     params["expand"] = tuple(int(expand.get(k, 0)) for k in ("left", "top", "right", "bottom"))
+    params["tile"] = Tile(params.get("tile", "none"))
     params["loras"] = tuple(
         LoraRef(lo["name"], float(lo["weight"])) for lo in params.get("loras", ())
     )
