@@ -18,7 +18,9 @@ from sfumato.protocol import Welcome
 from . import bridge, jobs, prefs
 from .bridge import Pending
 
-FAILURES = (jobs.UserError, ConnectionFailed, JobFailed, TimeoutError)
+# What an action can run into, each with a message for the user: their scene, the server,
+# the job, or the pass render (bpy raises RuntimeError, a vanished EXR OSError).
+FAILURES = (jobs.UserError, ConnectionFailed, JobFailed, TimeoutError, RuntimeError, OSError)
 
 
 class _JobOperator(bpy.types.Operator):
