@@ -184,7 +184,7 @@ def test_upscale_doubles_the_canvas(
     out = krita_env.run_task(
         "job",
         {"url": krita_server.url, "width": 64, "height": 48, "bgra": b64(picture(64, 48)),
-         "mode": "upscale", "strength": 0.3},
+         "mode": "upscale", "strength": 0.5, "steps": 4},
     )  # fmt: skip
     assert out["record"]["state"] == "done", out["record"]["message"]
     assert (out["after"]["width"], out["after"]["height"]) == (128, 96)
