@@ -52,7 +52,7 @@ TINY_SOURCES: dict[str, tuple[str, str]] = {
     **{f"tiny:{f}-preview": ("preview", f) for f in FAMILIES},
 }
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_FIELDS = ("kind", "family", "source", "license", "approved", "description", "control")
+_FIELDS = ("kind", "family", "source", "license", "approved", "description", "control", "sha256")
 _TOP_LEVEL = ("default", "include_builtin", "models")
 
 # The registry every server knows without a file: the two tiny families (random weights, built
@@ -265,6 +265,7 @@ class ModelEntry:
     approved: bool = True
     description: str = ""
     control: str = ""  # controlnet entries: the ControlKind value they read
+    sha256: str = ""  # of the approved weights (engine/hashing.py); "" = not pinned
 
     @property
     def tiny(self) -> bool:
@@ -291,6 +292,7 @@ class ModelEntry:
             tiny=self.tiny,
             description=self.description,
             control=self.control,
+            sha256=self.sha256,
         )
 
 
@@ -477,6 +479,9 @@ def _entry(name: str, table: Any, origin: str, base_dir: Path) -> ModelEntry:
         )
     if kind != "controlnet" and control:
         raise RegistryError(f'{where}: control is only for kind = "controlnet" entries')
+    sha256 = table.get("sha256", "")
+    if sha256 and not (isinstance(sha256, str) and re.fullmatch(r"[0-9a-fA-F]{64}", sha256)):
+        raise RegistryError(f"{where}: sha256 must be 64 hexadecimal digits, got {sha256!r}")
     source = _source(source, kind, family, where, base_dir)
     return ModelEntry(
         name=name,
@@ -487,6 +492,7 @@ def _entry(name: str, table: Any, origin: str, base_dir: Path) -> ModelEntry:
         approved=approved,
         description=table.get("description", ""),
         control=control,
+        sha256=sha256.lower(),
     )
 
 

@@ -23,6 +23,7 @@ from .canvas import outpaint, upscale
 from .control import PreparedControl
 from .controlnets import prepare_controls
 from .devices import choose_device
+from .hashing import WeightHashes
 from .loader import LoadedModel, Loader, Pipeline, StatusFn
 from .previews import previewer
 from .tasks import StepFn, Steps, output_size, run_task
@@ -43,6 +44,7 @@ class EngineOutput:
     model: str
     tiny: bool
     timings: dict[str, float] = field(default_factory=dict)  # seconds: "load", "run"
+    hashes: dict[str, str] = field(default_factory=dict)  # registry name → weights sha256
 
 
 class Engine:
@@ -67,6 +69,7 @@ class Engine:
         self.upscale_tile = upscale_tile  # None: per model, UPSCALE_TILE
         self._loader = Loader(self.cache_dir, self.device)
         self._lock = threading.Lock()
+        self._hashes = WeightHashes(self.cache_dir)
 
     @property
     def model(self) -> str | None:
@@ -112,6 +115,8 @@ class Engine:
             # Conditioning: everything a job names is resolved (and loaded) before a step runs.
             controls = prepare_controls(job, loaded, self.registry, self.cache_dir, size, seeds[0])
             lora.activate(loaded, job.params.loras, self.registry, self.cache_dir)
+            used = [entry, *(self.registry.get(lo.name) for lo in job.params.loras)]
+            hashes = self._hashes.verify([*used, *(c.entry for c in controls)])
             pipe = self._pipeline(loaded, job.task, controls)
             preview = None
             if job.params.preview_every:
@@ -130,6 +135,7 @@ class Engine:
             model=entry.name,
             tiny=entry.tiny,
             timings={"load": loaded_at - start, "run": done - loaded_at},
+            hashes=hashes,
         )
 
     def describe(self) -> str:

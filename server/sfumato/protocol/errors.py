@@ -25,6 +25,7 @@ class ErrorCode(str, Enum):
     UNAUTHORIZED = "unauthorized"  # missing or wrong token
     UNKNOWN_MODEL = "unknown_model"
     MODEL_UNAVAILABLE = "model_unavailable"  # registered, but its weights are missing
+    NOT_APPROVED = "not_approved"  # the registry marks the model, LoRA or ControlNet unapproved
     UNSUPPORTED = "unsupported"  # a task or option this model or server cannot do
     NOT_FOUND = "not_found"  # fetch/cancel of a job id this client does not own
     JOB_FAILED = "job_failed"  # the engine failed while running the job

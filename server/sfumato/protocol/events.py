@@ -24,6 +24,7 @@ class ModelInfo:
     tiny: bool = False  # random weights: images are noise
     description: str = ""
     control: str = ""  # controlnet entries: the control kind they read (depth, canny, …)
+    sha256: str = ""  # of the approved weights, when the registry pins them
 
     def to_wire(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -32,6 +33,8 @@ class ModelInfo:
         }  # fmt: skip
         if self.control:
             out["control"] = self.control
+        if self.sha256:
+            out["sha256"] = self.sha256
         return out
 
     @classmethod
@@ -45,6 +48,7 @@ class ModelInfo:
             tiny=r.boolean("tiny", False),
             description=r.text("description", ""),
             control=r.text("control", ""),
+            sha256=r.text("sha256", ""),
         )
         return info
 

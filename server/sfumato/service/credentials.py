@@ -77,7 +77,8 @@ def _controlnet_name(registry: Registry, model: str, kind: str) -> str:
     find = getattr(registry, "controlnet", None)
     if find is None:
         return ""
+    base = registry.get(model)
     try:
-        return str(find(registry.get(model).family, kind).name)
+        return str(find(base.family, kind, tiny=base.tiny).name)
     except LookupError:
         return ""

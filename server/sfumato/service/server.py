@@ -42,7 +42,8 @@ from ..protocol import (
     fragments,
 )
 from ..provenance import load_identity
-from ..registry import Registry, UnknownModel
+from ..registry import Registry
+from .admission import Refusal, admit
 from .config import ServerConfig
 from .jobs import FairQueue, JobEntry
 from .store import ResultStore, owner_key
@@ -239,18 +240,10 @@ class SfumatoServer:
         def refuse(code: ErrorCode, text: str, field: str | None = None) -> None:
             conn.post(Error(code, text, id=job.id, field=field))
 
-        model = job.params.model or self.default_model
         try:
-            entry = self.registry.get(model)
-        except UnknownModel as exc:
-            return refuse(ErrorCode.UNKNOWN_MODEL, str(exc), "params.model")
-        if entry.kind != "base":
-            return refuse(
-                ErrorCode.UNKNOWN_MODEL,
-                f"params.model {model!r} is a {entry.kind}, not a base model; pick a base model "
-                "from `sfumato models`",
-                "params.model",
-            )
+            model = admit(job, self.registry, self.default_model).name
+        except Refusal as refusal:
+            return refuse(refusal.code, refusal.message, refusal.field)
         limit = self.config.limits.max_queued_jobs
         if self.queue.load(conn.number) >= limit:
             return refuse(

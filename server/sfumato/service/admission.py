@@ -1,0 +1,65 @@
+"""What a job may use, decided before it is queued: every registry name it names (model,
+LoRAs, the ControlNets its controls need) must exist, fit the model's family, and be approved.
+A refusal names the entry, the field and the rule, and costs no one else anything."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..protocol import ErrorCode, Job
+from ..registry import ModelEntry, Registry, UnknownModel
+
+
+@dataclass(frozen=True)
+class Refusal(Exception):
+    code: ErrorCode
+    message: str
+    field: str
+
+
+def admit(job: Job, registry: Registry, default_model: str) -> ModelEntry:
+    """The base model entry the job will run on; raises :class:`Refusal`."""
+    name = job.params.model or default_model
+    model = _get(registry, name, "params.model")
+    if model.kind != "base":
+        raise Refusal(
+            ErrorCode.UNKNOWN_MODEL,
+            f"params.model {name!r} is a {model.kind}, not a base model; pick a base model from "
+            "`sfumato models`",
+            "params.model",
+        )
+    used = [(model, "params.model")]
+    for n, lora in enumerate(job.params.loras):
+        field = f"params.loras[{n}].name"
+        try:
+            used.append((registry.lora(lora.name, model.family), field))
+        except UnknownModel as exc:
+            raise Refusal(ErrorCode.UNKNOWN_MODEL, str(exc), field) from None
+        except ValueError as exc:
+            raise Refusal(ErrorCode.UNSUPPORTED, str(exc), field) from None
+    for n, control in enumerate(job.controls):
+        field = f"inputs.controls[{n}].kind"
+        try:
+            used.append(
+                (registry.controlnet(model.family, control.kind.value, tiny=model.tiny), field)
+            )
+        except UnknownModel as exc:
+            raise Refusal(ErrorCode.UNKNOWN_MODEL, str(exc), field) from None
+    for entry, field in used:
+        if not entry.approved:
+            raise Refusal(
+                ErrorCode.NOT_APPROVED,
+                f"{entry.kind} {entry.name!r} is not approved in this server's registry "
+                f"(license: {entry.license or 'unknown'}); jobs may use approved entries only. "
+                "Pick an approved one from `sfumato models`, or have it approved "
+                f"(approved = true under [models.{entry.name}])",
+                field,
+            )
+    return model
+
+
+def _get(registry: Registry, name: str, field: str) -> ModelEntry:
+    try:
+        return registry.get(name)
+    except UnknownModel as exc:
+        raise Refusal(ErrorCode.UNKNOWN_MODEL, str(exc), field) from None
