@@ -15,6 +15,17 @@ from . import scenes
 from .conftest import submodule
 
 
+def needs(*capabilities: str) -> None:
+    """Skip, naming what is missing, while the server lacks what a test's action needs: the
+    engine's controls and tiling arrive with issue 3 (the add-on refuses to send them to a
+    server that did not announce them; test_refuses_what_the_server_lacks checks that)."""
+    assert bpy.ops.sfumato.connect(wait=True) == {"FINISHED"}
+    welcome = submodule("bridge").get().client.welcome
+    missing = [c for c in capabilities if c not in welcome.capabilities]
+    if missing:
+        pytest.skip(f"the server does not announce {missing} yet (issue 3)")
+
+
 @pytest.fixture
 def settings(connected: ModuleType):
     s = bpy.context.scene.sfumato
@@ -24,6 +35,7 @@ def settings(connected: ModuleType):
 
 
 def test_texture_from_view_projects_the_image_onto_the_selected_meshes(settings) -> None:
+    needs("control")
     cam = scenes.camera(width=128, height=64)
     box = scenes.cube((0.5, 0.0, 0.0))
     other = scenes.cube((-2.5, 1.0, 0.0), size=1.0)
@@ -57,6 +69,7 @@ def test_texture_from_view_projects_the_image_onto_the_selected_meshes(settings)
 
 
 def test_restore_puts_the_previous_material_back(settings) -> None:
+    needs("control")
     scenes.camera()
     box = scenes.cube()
     before = bpy.data.materials.new("Clay")
@@ -73,6 +86,7 @@ def test_restore_puts_the_previous_material_back(settings) -> None:
 
 
 def test_world_background_is_a_panorama_in_the_world(settings) -> None:
+    needs("tile")
     assert bpy.ops.sfumato.world_background(wait=True) == {"FINISHED"}
     image = settings.history[-1].image
     assert tuple(image.size) == (128, 64)
@@ -85,6 +99,7 @@ def test_world_background_is_a_panorama_in_the_world(settings) -> None:
 
 
 def test_camera_backdrop_sits_behind_the_objects(settings) -> None:
+    needs("control")
     cam = scenes.camera(location=(0.0, -6.0, 0.0))
     scenes.cube((0.0, 0.0, 0.0))  # nearest face 5, farthest 7 from the camera plane
     assert bpy.ops.sfumato.camera_backdrop(wait=True) == {"FINISHED"}
@@ -105,6 +120,7 @@ def test_camera_backdrop_sits_behind_the_objects(settings) -> None:
 
 
 def test_seamless_material_tiles_on_the_selected_object(settings) -> None:
+    needs("tile")
     box = scenes.cube()
     scenes.select(box)
     assert bpy.ops.sfumato.seamless_material(wait=True) == {"FINISHED"}
@@ -157,6 +173,25 @@ def test_inpaint_with_a_painted_mask(settings) -> None:
 
 
 # ------------------------------------------------------------------------------ errors
+
+
+@pytest.mark.parametrize(
+    ("operator", "capability"),
+    [("texture_from_view", "control"), ("camera_backdrop", "control"),
+     ("world_background", "tile"), ("seamless_material", "tile")],
+)  # fmt: skip
+def test_refuses_what_the_server_lacks(settings, operator: str, capability: str) -> None:
+    """Protocol section 3: never send what the server did not announce; say what to do."""
+    import dataclasses
+
+    assert bpy.ops.sfumato.connect(wait=True) == {"FINISHED"}
+    client = submodule("bridge").get().client
+    client.welcome = dataclasses.replace(client.welcome, capabilities=("generate", "inpaint"))
+    scenes.camera()
+    scenes.select(scenes.cube())
+    with pytest.raises(RuntimeError, match=f"no '{capability}' capability.*update the Sfumato"):
+        getattr(bpy.ops.sfumato, operator)(wait=True)
+    assert not settings.busy and not settings.history
 
 
 def test_no_camera_says_how_to_add_one(settings) -> None:
