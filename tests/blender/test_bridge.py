@@ -163,3 +163,26 @@ def test_results_stay_in_the_right_order_of_rows(settings: Any) -> None:
     stored = scenes.pixels(image)
     assert stored[-1, :, :3].min() == 1.0 and stored[0, :, :3].max() == 0.0
     assert image.packed_file is not None
+
+
+def test_progress_events_fill_the_bar_and_the_preview(addon: ModuleType) -> None:
+    """The bridge's handling of progress, fed directly (the server sends previews only once
+    the engine has them): the bar, the status and the preview image."""
+    from sfumato.protocol import Array, Job, Progress, Task
+
+    bridge = submodule("bridge")
+    settings = bpy.context.scene.sfumato
+    pending = bridge.Pending(Job("j-preview", Task.GENERATE), "WORLD", bpy.context.scene.name)
+    bridge.get().pending[pending.job.id] = pending
+    bridge.get()._started(pending)
+    bridge.get().handle(Progress("j-preview", 0, 0, stage="loading"))
+    assert settings.status == "loading the model" and settings.busy
+    picture = np.zeros((32, 48, 3), dtype=np.uint8)
+    picture[:16] = 200  # the top half bright
+    bridge.get().handle(Progress("j-preview", 2, 8, preview=Array.from_numpy(picture)))
+    assert settings.progress == pytest.approx(0.25) and settings.status == "step 2 of 8"
+    preview = settings.preview
+    assert tuple(preview.size) == (48, 32)
+    assert scenes.pixels(preview)[-1, 0, 0] == pytest.approx(200 / 255)  # top row last
+    bridge.get().handle(Progress("j-preview", 3, 8, preview=Array.from_numpy(picture[:16])))
+    assert settings.preview == preview and tuple(preview.size) == (48, 16)  # reused, resized
