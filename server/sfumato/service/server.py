@@ -50,7 +50,10 @@ from .store import ResultStore, owner_key
 from .worker import Worker
 
 log = logging.getLogger("sfumato.server")
-CAPABILITIES = ("generate", "refine", "inpaint", "variants", "cancel", "fetch")
+CAPABILITIES = (
+    "generate", "refine", "inpaint", "variants", "cancel", "fetch",
+    "control", "lora", "tile", "preview", "outpaint", "upscale",
+)  # fmt: skip
 OUTBOX_PROGRESS_LIMIT = 64  # past this backlog a stalled client's progress events are dropped
 
 
