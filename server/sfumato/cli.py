@@ -12,10 +12,11 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, cli_conditioning
 from .protocol import SfumatoError
 from .studio_cli import add_studio_commands, connection_args
 
@@ -76,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--prompt", required=True)
     g.add_argument("--negative", default="")
     g.add_argument(
-        "--task", choices=("generate", "refine", "inpaint"), help="default: from --image/--mask"
+        "--task", choices=cli_conditioning.TASKS, help="default: from --image/--mask/--expand"
     )
     g.add_argument("--width", type=int, default=512)
     g.add_argument("--height", type=int, default=512)
@@ -84,11 +85,12 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--guidance", type=float, default=7.0)
     g.add_argument("--seed", type=int)
     g.add_argument("--variants", type=int, default=1)
-    g.add_argument("--strength", type=float, default=0.75)
+    g.add_argument("--strength", type=float, help="default 0.75; upscale 0.3, outpaint 1")
     g.add_argument("--model", help="registry name (default: the server's)")
     g.add_argument("--image", type=Path, help="input image (refine, inpaint)")
     g.add_argument("--mask", type=Path, help="inpaint mask: white = regenerate")
     g.add_argument("--out", type=Path, required=True, help="output PNG; variants add -0, -1 …")
+    cli_conditioning.add_arguments(g)
     g.set_defaults(run=_generate)
 
     m = sub.add_parser("models", help="print the server's model registry as JSON")
@@ -105,6 +107,9 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="start a server on the tiny model and generate one image")
     d.add_argument(
         "--out", type=Path, default=Path("sfumato-demo"), help="folder for the demo's files"
+    )
+    d.add_argument(
+        "--blender-python", type=Path, help="also run the Blender demo with this Python (bpy)"
     )
     d.set_defaults(run=_demo)
     return p
@@ -143,15 +148,18 @@ def _generate(args: argparse.Namespace) -> int:
     image = read_image(args.image) if args.image else None
     mask = read_mask(args.mask) if args.mask else None
     task = args.task or (
-        "inpaint" if mask is not None else "refine" if image is not None else "generate"
-    )
+        "inpaint" if mask is not None
+        else ("outpaint" if args.expand else "refine") if image is not None
+        else "generate"
+    )  # fmt: skip
     params = {
         "prompt": args.prompt, "negative": args.negative, "width": args.width,
         "height": args.height, "steps": args.steps, "guidance": args.guidance, "seed": args.seed,
-        "variants": args.variants, "strength": args.strength, "model": args.model,
+        "variants": args.variants, "model": args.model,
         "files": True,  # the server's signed PNGs: content credentials travel with them
+        **cli_conditioning.params(args, task),
     }  # fmt: skip
-    job = make_job(task, image, mask, **params)
+    job = replace(make_job(task, image, mask, **params), controls=tuple(args.control))
     with Client(args.url, token=args.token, name="sfumato-cli") as client:
         print(f"job {job.id}", flush=True)
         result = client.run(job, timeout=args.timeout, on_event=_progress_printer())
@@ -209,7 +217,7 @@ def _package(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(args.out)
+    return run_demo(args.out, args.blender_python)
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ def start_server(
     raise RuntimeError(f"the server did not start (exit code {proc.wait()}); see its log above")
 
 
-def run_demo(out: Path) -> int:
+def run_demo(out: Path, blender_python: Path | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     print("starting sfumato serve on the built-in tiny model …", flush=True)
     proc, url = start_server(out / "results")
@@ -71,3 +71,13 @@ def run_demo(out: Path) -> int:
         proc.terminate()
         proc.wait(timeout=30)
     return 0
+
+
+def _blender_demo(python: Path, url: str, out: Path) -> None:
+    """Blender, headless, through the add-on: texture a scene from the camera and render it."""
+    script = Path(__file__).resolve().parents[2] / "examples" / "blender_demo.py"
+    if not (python.exists() and script.exists()):
+        print(f"skipping the Blender demo: {python if not python.exists() else script} is missing")
+        return
+    print("texturing a Blender scene from its camera (headless bpy) …", flush=True)
+    subprocess.run([str(python), str(script), "--url", url, "--out", str(out)], check=True)
