@@ -140,26 +140,23 @@ class LoraRef:
         return lora
 
 
-def read_controls(r: Reader) -> tuple[Control, ...]:
-    items = r.items("controls", [])
-    if len(items) > MAX_CONTROLS:
+def _elements(r: Reader, key: str, most: int, where: str) -> list[Reader]:
+    count = len(r.items(key, []))
+    if count > most:
         raise ProtocolError(
-            ErrorCode.BAD_FIELD,
-            f"inputs.controls has {len(items)} entries; at most {MAX_CONTROLS} at once",
-            field="inputs.controls",
+            ErrorCode.BAD_FIELD, f"{where} has {count} entries; at most {most}", field=where
         )
-    return tuple(Control._read(r.element("controls", i)) for i in range(len(items)))
+    return [r.element(key, i) for i in range(count)]
+
+
+def read_controls(r: Reader) -> tuple[Control, ...]:
+    return tuple(
+        Control._read(e) for e in _elements(r, "controls", MAX_CONTROLS, "inputs.controls")
+    )
 
 
 def read_loras(r: Reader) -> tuple[LoraRef, ...]:
-    items = r.items("loras", [])
-    if len(items) > MAX_LORAS:
-        raise ProtocolError(
-            ErrorCode.BAD_FIELD,
-            f"params.loras has {len(items)} entries; at most {MAX_LORAS}",
-            field="params.loras",
-        )
-    loras = tuple(LoraRef._read(r.element("loras", i)) for i in range(len(items)))
+    loras = tuple(LoraRef._read(e) for e in _elements(r, "loras", MAX_LORAS, "params.loras"))
     names = [lora.name for lora in loras]
     if len(set(names)) != len(names):
         raise ProtocolError(
