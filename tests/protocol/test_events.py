@@ -80,7 +80,7 @@ def test_unknown_fields_tolerated() -> None:
     data = message(
         {
             "type": "welcome", "server": "s", "protocol": 1, "gpu": "H100",
-            "models": [{**MODEL, "sha256": "ab12"}],
+            "models": [{**MODEL, "vae_hint": "fp16-fix"}],
             "limits": {"max_steps": 50, "max_loras": 4},
         }
     )  # fmt: skip
