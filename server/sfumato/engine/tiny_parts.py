@@ -83,7 +83,8 @@ def _controlnet(base: Path) -> Any:  # diffusers' mixins are opaque to mypy
             if isinstance(conv, torch.nn.Conv2d):
                 torch.nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
                 conv.weight.mul_(2.0)
-                torch.nn.init.zeros_(conv.bias)
+                if conv.bias is not None:
+                    torch.nn.init.zeros_(conv.bias)
     return controlnet
 
 
