@@ -117,7 +117,9 @@ def controls(draw: st.DrawFn) -> Control:
     start = draw(st.floats(0.0, 0.5, allow_nan=False))
     end = draw(st.floats(0.6, 1.0, allow_nan=False))
     strength = draw(st.floats(0.0, 2.0, allow_nan=False))
-    return Control(kind, image, mask, strength, start, end, preprocess=not raw and draw(st.booleans()))
+    return Control(
+        kind, image, mask, strength, start, end, preprocess=not raw and draw(st.booleans())
+    )
 
 
 @st.composite
@@ -131,7 +133,9 @@ def jobs(draw: st.DrawFn) -> Job:
     params = draw(job_params)
     if task is Task.OUTPAINT and not any(params.expand):
         params = replace(params, expand=(8, 0, 8, 0))
-    return Job(draw(job_ids), task, params, image, mask, tuple(draw(st.lists(controls(), max_size=2))))
+    return Job(
+        draw(job_ids), task, params, image, mask, tuple(draw(st.lists(controls(), max_size=2)))
+    )
 
 
 hellos = st.builds(

@@ -16,7 +16,9 @@ def test_waiting_for_one_job_keeps_the_others_events(server) -> None:
         client.submit(second)
         assert client.wait(second.id, timeout=120).seeds == (2,)  # first finished meanwhile
         seen: list = []
-        result = client.wait(first.id, timeout=30, on_event=seen.append)  # from the set-aside events
+        result = client.wait(
+            first.id, timeout=30, on_event=seen.append
+        )  # from the set-aside events
         assert result.seeds == (1,)
         steps = [e.step for e in seen if isinstance(e, Progress) and e.stage == "denoise"]
         assert steps == [1, 2]  # its progress was kept, in order, while we waited on the other

@@ -16,7 +16,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ..protocol import Array, Cancelled, Error, ErrorCode, Progress, Result, ServerMessage
-from ..provenance import SigningIdentity
+from ..provenance import GenerationFacts, SigningIdentity
 from ..registry import Registry, UnknownModel
 from .config import ServerConfig
 from .credentials import job_facts
@@ -178,9 +178,9 @@ class Worker:
             prompt=job.params.prompt,
             timings=timings,
         )
-        facts = ()
+        facts: tuple[GenerationFacts, ...] = ()
         if self.identity is not None:
-            facts = job_facts(job, out.model, out.seeds, self.registry, getattr(out, "hashes", {}))
+            facts = job_facts(job, out.model, out.seeds, self.registry, out.hashes)
         timings["total"] = time.monotonic() - entry.submitted  # store write included below
         paths = self.store.write(entry.owner, result, job.params, facts, self.identity)
         timings["store"] = time.monotonic() - ran
