@@ -21,7 +21,7 @@ import pytest
 from ..conftest import RunningServer, running_server
 
 HERE = Path(__file__).resolve().parent
-TOOLS = ("krita", "kritarunner", "xvfb-run")
+TOOLS = ("krita", "kritarunner", "Xvfb")
 
 
 def missing_tools() -> list[str]:
@@ -43,7 +43,7 @@ class KritaEnv:
         (work / "in.json").write_text(json.dumps({**payload, "out": str(out)}), "utf-8")
         env = {**self.env, "SFUMATO_KRITA_IN": str(work / "in.json")}
         env["PYTHONPATH"] = f"{self.pykrita}{os.pathsep}{HERE}"
-        cmd = ["xvfb-run", "-a", "kritarunner", "-s", "krita_tasks", "-f", func]
+        cmd = ["kritarunner", "-s", "krita_tasks", "-f", func]
         proc = subprocess.run(
             cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=work
         )
@@ -58,15 +58,36 @@ class KritaEnv:
 
 
 @pytest.fixture(scope="session")
-def krita_env(tmp_path_factory: pytest.TempPathFactory) -> KritaEnv:
+def x_display() -> Iterator[str]:
+    """One Xvfb for the session. ``-displayfd`` lets the server pick a free display itself:
+    xvfb-run's ``-a`` trusts lock files, which processes killed on a timeout leave stale.
+    ``-noreset``: an X server resets when its last client leaves, refusing the next one meanwhile."""
     missing = missing_tools()
     if missing:
         pytest.skip(f"Krita tests need {', '.join(missing)} (./dev setup installs them)")
+    read, write = os.pipe()
+    proc = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(write), "-screen", "0", "1280x900x24", "-nolisten", "tcp", "-noreset"],
+        pass_fds=(write,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        number = pipe.readline().strip()
+    if not number:
+        proc.kill()
+        pytest.fail("Xvfb did not start (no display number on -displayfd)")
+    yield f":{number}"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def krita_env(tmp_path_factory: pytest.TempPathFactory, x_display: str) -> KritaEnv:
     from sfumato.packaging.krita import build_krita
 
     root = tmp_path_factory.mktemp("krita")
     zip_path = build_krita(root / "dist")
-    env = dict(os.environ)
+    env = dict(os.environ, DISPLAY=x_display)
     for name in ("CONFIG", "DATA", "CACHE", "RUNTIME"):
         folder = root / name.lower()
         folder.mkdir(mode=0o700)

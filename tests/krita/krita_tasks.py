@@ -16,13 +16,13 @@ import traceback
 from typing import Any
 
 import sfumato_krita  # noqa: F401  (first: it puts the vendored sfumato on sys.path)
+from krita import Krita, Selection
 from PyQt5.QtWidgets import QApplication
 from sfumato_krita import canvas
 from sfumato_krita.controller import Controller
 from sfumato_krita.jobs import Mode, Rect
 from sfumato_krita.model import ControlLayer, JobState, Session, Settings
 
-from krita import Krita, Selection
 from sfumato.client import Client
 from sfumato.protocol import ControlKind
 

@@ -14,9 +14,8 @@ import time
 import traceback
 from typing import Any
 
-from PyQt5.QtCore import QTimer
-
 from krita import Extension, Krita, Selection
+from PyQt5.QtCore import QTimer
 
 OUT = os.environ.get("SFUMATO_SMOKE_OUT", "")
 SHOT = os.environ.get("SFUMATO_SMOKE_SHOT", "")
