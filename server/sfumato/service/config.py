@@ -46,6 +46,7 @@ class ServerConfig:
     model: str | None = None  # default model; None: the registry's default
     device: str | None = None  # None: pick CUDA / MPS / CPU
     preload: bool = True  # load the default model in the background right after start
+    png_compression: int = 0  # result store PNGs, 0–9: 0 writes 512² in 0.5 ms, 1+ in ~25 ms
     credentials: bool = True  # sign content credentials (C2PA) into every output
     signing_cert: Path | None = None  # PEM chain, leaf first; None: a local development identity
     signing_key: Path | None = None  # PEM PKCS#8 private key of the leaf

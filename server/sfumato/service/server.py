@@ -90,7 +90,7 @@ class SfumatoServer:
         self.registry = registry or Registry.load(config.registry)
         self.default_model = config.model or self.registry.default
         self.registry.get(self.default_model)  # fail at start, not at the first job
-        self.store = ResultStore(config.results)
+        self.store = ResultStore(config.results, config.png_compression)
         self.queue = FairQueue()
         self._owners: dict[str, set[Connection]] = defaultdict(set)
         self._numbers = itertools.count(1)

@@ -34,8 +34,9 @@ def owner_key(token: str | None, client_id: str) -> str:
 
 
 class ResultStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, png_compression: int = 0) -> None:
         self.root = root
+        self.png_compression = png_compression  # 0: fastest (the result is sent sooner)
         root.mkdir(parents=True, exist_ok=True)
 
     def folder(self, owner: str, job_id: str) -> Path:
@@ -62,7 +63,7 @@ class ResultStore:
             names = []
             for n, image in enumerate(result.images):
                 name = f"image-{n}.png"
-                png = encode_png(image.to_numpy())
+                png = encode_png(image.to_numpy(), self.png_compression)
                 if identity is not None and n < len(facts):
                     png = sign_png(png, facts[n], identity, title=f"{result.id}-{n}.png")
                     sidecar = {
