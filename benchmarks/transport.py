@@ -11,9 +11,8 @@ arrays, ack back), median of --runs:
 - msgpack_deflate: the same with websockets' defaults (permessage-deflate on);
 - memcpy: one copy of the same bytes, the floor.
 
-Until control inputs land in the protocol (issue 3) the arrays travel in a ``result``
-message, which carries any dtype; the bytes, framing and decode path are the same.
-Prints JSON.
+The arrays travel as a real ``job`` (task refine: the RGBA image, a depth control and a normal
+control), decoded by the server's own ``decode_client_message``. Prints JSON.
 """
 
 from __future__ import annotations
@@ -32,7 +31,17 @@ from websockets.asyncio.server import serve
 from websockets.sync.client import connect
 
 from sfumato.client import DIRECT
-from sfumato.protocol import Array, Result, Task, decode_server_message, encode, fragments
+from sfumato.protocol import (
+    Array,
+    Control,
+    ControlKind,
+    Job,
+    JobParams,
+    Task,
+    decode_client_message,
+    encode,
+    fragments,
+)
 
 
 def passes(side: int) -> list[np.ndarray]:
@@ -57,8 +66,9 @@ def start_server(compression: str | None) -> tuple[str, asyncio.AbstractEventLoo
                     for a in message["arrays"]
                 ]
             else:
-                result = decode_server_message(data)
-                arrays = [a.to_numpy() for a in result.images]
+                job = decode_client_message(data)
+                assert job.image is not None
+                arrays = [job.image.to_numpy(), *(c.image.to_numpy() for c in job.controls)]
             await ws.send(str(sum(a.nbytes for a in arrays)))
 
     async def main() -> None:
@@ -86,9 +96,11 @@ def timed(fn, runs: int) -> float:
 def measure(side: int, runs: int, fast: Any, plain: Any, naive: Any) -> dict[str, float]:
     arrays = passes(side)
     nbytes = sum(a.nbytes for a in arrays)
-    message = Result(
-        "bench", Task.GENERATE, tuple(Array.from_numpy(a) for a in arrays), (0,), "bench"
-    )
+    depth, normal, rgba = (Array.from_numpy(a) for a in arrays)
+    message = Job(
+        "bench", Task.REFINE, JobParams(), image=rgba,
+        controls=(Control(ControlKind.DEPTH, depth), Control(ControlKind.NORMAL, normal)),
+    )  # fmt: skip
 
     def send_fast() -> None:
         fast.send(fragments(encode(message)))
