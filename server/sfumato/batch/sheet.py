@@ -79,7 +79,7 @@ def _png(out: Path, rows: list, cols: list, cells: dict) -> Path:
                 x = label_w + c * cell_w + k * THUMB
                 sheet.paste(thumb, (x, y))
                 draw.text(
-                    (x + 2, y + THUMB + 4), f"{entry['width']}×{entry['height']}", fill="black"
+                    (x + 2, y + THUMB + 4), f"{entry['width']}x{entry['height']}", fill="black"
                 )
     path = out / "contact.png"
     sheet.save(path)
