@@ -67,6 +67,8 @@ def run_demo(out: Path, blender_python: Path | None = None) -> int:
             f"(seed {result.seeds[0]}) in {time.monotonic() - started:.1f} s"
         )
         print(f"wrote {path.resolve()}")
+        if blender_python is not None:
+            _blender_demo(blender_python, url, out / "blender")
     finally:
         proc.terminate()
         proc.wait(timeout=30)
