@@ -53,9 +53,9 @@ def render_passes(scene: Any, camera: Any, view_layer: Any, width: int, height: 
         shutil.rmtree(folder, ignore_errors=True)
     z = _channel(layers, "Depth.Z")
     background = z >= BACKGROUND_Z
-    normal = np.stack([_channel(layers, f"Normal.{c}") for c in "XYZ"], axis=-1)
+    planes = [_channel(layers, f"Normal.{c}") for c in "XYZ"]
     rotation = np.array(camera.matrix_world.to_3x3().normalized(), dtype=np.float32)
-    normal = geometry.normals_to_camera(normal, rotation)
+    normal = geometry.planes_to_camera(planes, rotation)
     normal[background] = 0.0
     return Passes(np.where(background, 0.0, z).astype(np.float32), background, normal)
 
