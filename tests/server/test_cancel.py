@@ -9,14 +9,15 @@ from .conftest import Peer, finished
 
 
 def test_cancel_running_job_stops_within_a_step(peer: Peer) -> None:
-    job = make_job("generate", prompt="x", width=64, height=64, steps=60, seed=1)
+    # Long enough (150 steps of 128²) that the cancel always lands while it runs.
+    job = make_job("generate", prompt="x", width=128, height=128, steps=150, seed=1)
     peer.send(job)
     seen = peer.until(lambda m: isinstance(m, Progress) and m.stage == "denoise" and m.step >= 2)
     peer.send(Cancel(job.id))
     rest = peer.until(finished(job.id))
     assert isinstance(rest[-1], Cancelled)
     last_step = max(m.step for m in seen + rest if isinstance(m, Progress))
-    assert last_step < 60
+    assert last_step < 150
     assert not any(isinstance(m, Result) for m in rest)
 
 
