@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -27,6 +27,7 @@ from . import __version__
 from .protocol import (
     Cancel,
     Cancelled,
+    Control,
     Error,
     ErrorCode,
     Fetch,
@@ -98,6 +99,7 @@ def make_job(
     mask: Any = None,
     *,
     id: str | None = None,
+    controls: Sequence[Control] = (),
     **params: Any,
 ) -> Job:
     """A job with a fresh id; ``image``/``mask`` may be numpy arrays or protocol Arrays."""
@@ -105,7 +107,10 @@ def make_job(
     def wrap(a: Any) -> Array | None:
         return a if a is None or isinstance(a, Array) else Array.from_numpy(a)
 
-    return Job(id or uuid.uuid4().hex, Task(task), JobParams(**params), wrap(image), wrap(mask))
+    job_params = JobParams(**params)
+    return Job(
+        id or uuid.uuid4().hex, Task(task), job_params, wrap(image), wrap(mask), tuple(controls)
+    )
 
 
 @dataclass
