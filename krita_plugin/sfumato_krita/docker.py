@@ -33,7 +33,7 @@ from . import canvas
 from .bridge import Bridge
 from .controller import Controller
 from .jobs import Mode
-from .model import ControlLayer, JobState, Link, Session, Settings
+from .model import ControlLayer, JobState, Link, LoraChoice, Session, Settings
 
 MODES = {
     Mode.GENERATE: "Generate", Mode.INPAINT: "Inpaint", Mode.BACKGROUND: "Background",
@@ -103,6 +103,7 @@ class SfumatoDocker(DockWidget):
         self.controller = Controller(self.session, self.bridge, self._is_open)
         self._rows: list[ControlRow] = []
         self._shown_models: tuple[object, ...] = ()
+        self._shown_loras: tuple[LoraChoice, ...] = ()
         self._build()
         self.session.subscribe(self._render)
         self._render(self.session)
@@ -172,6 +173,7 @@ class SfumatoDocker(DockWidget):
             box.addWidget(widget)
         box.addStretch(1)
         self.setWidget(root)
+        self.model.currentIndexChanged.connect(self._choose_model)
         self.loras.itemChanged.connect(self._store_loras)
         self.loras.currentItemChanged.connect(self._show_lora_weight)
         self.lora_weight.valueChanged.connect(self._store_loras)
@@ -225,6 +227,9 @@ class SfumatoDocker(DockWidget):
             app.writeSetting("sfumato", key, getattr(s, key))
         app.writeSetting("sfumato", "mode", s.mode.value)
 
+    def _choose_model(self) -> None:
+        self.session.choose_model(self.model.currentData() or None)
+
     def _store_loras(self) -> None:
         current = self.loras.currentItem()
         if current is not None:
@@ -257,6 +262,10 @@ class SfumatoDocker(DockWidget):
         if session.models != self._shown_models:
             self._shown_models = session.models
             self._fill_models(session)
+        choices = tuple(session.lora_choices())
+        if choices != self._shown_loras:
+            self._shown_loras = choices
+            self._fill_loras(session, choices)
         job = session.job()
         running = job is not None and not job.state.finished
         self.generate_button.setEnabled(session.link is Link.CONNECTED)
@@ -269,19 +278,29 @@ class SfumatoDocker(DockWidget):
         self.message.setText(session.message)
 
     def _fill_models(self, session: Session) -> None:
+        self.model.blockSignals(True)
         self.model.clear()
         self.model.addItem(f"server default ({session.default_model or 'none'})", "")
         for name in session.base_models():
             self.model.addItem(name, name)
         self.model.setCurrentIndex(max(0, self.model.findData(session.settings.model or "")))
+        self.model.blockSignals(False)
+
+    def _fill_loras(self, session: Session, choices: tuple[LoraChoice, ...]) -> None:
+        """The LoRAs that fit the chosen model (``Session.lora_choices``); unapproved ones
+        greyed out, with the reason as their tooltip."""
         self.loras.blockSignals(True)
         self.loras.clear()
-        for name in session.loras():
-            item = QListWidgetItem(name)
-            item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
-            used = name in session.settings.loras
-            item.setCheckState(Qt.Checked if used else Qt.Unchecked)
-            item.setData(Qt.UserRole, session.settings.loras.get(name, 1.0))
+        for choice in choices:
+            item = QListWidgetItem(choice.name)
+            item.setToolTip(choice.note)
+            if choice.usable:
+                item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
+                used = choice.name in session.settings.loras
+                item.setCheckState(Qt.Checked if used else Qt.Unchecked)
+            else:
+                item.setFlags(item.flags() & ~(Qt.ItemIsEnabled | Qt.ItemIsUserCheckable))
+            item.setData(Qt.UserRole, session.settings.loras.get(choice.name, 1.0))
             self.loras.addItem(item)
         self.loras.blockSignals(False)
 

@@ -139,11 +139,45 @@ def round_up8(n: int) -> int:
     return max(MIN_SIDE, -(-n // 8) * 8)
 
 
+def check_size(request: Request, inp: CanvasInput, max_side: int) -> None:
+    """Refuse, before anything is read or sent, a job whose images would exceed the server's
+    ``max_image_side`` (the server would answer image_too_large only after the upload)."""
+    region, canvas = inp.region, (inp.canvas_width, inp.canvas_height)
+    limit = f"this server accepts at most {max_side} a side"
+    if request.mode is Mode.EXPAND:
+        e = request.expand
+        w, h = canvas[0] + 2 * e, canvas[1] + 2 * e
+        if max(w, h) > max_side:
+            raise PluginError(
+                f"expanding the {canvas[0]}×{canvas[1]} image by {e} px a side makes it {w}×{h}; "
+                f"{limit} — scale the image down (Image ▸ Scale Image) first"
+            )
+    elif request.mode is Mode.UPSCALE:
+        s = request.scale
+        w, h = canvas[0] * s, canvas[1] * s
+        if max(w, h) > max_side:
+            raise PluginError(
+                f"upscaling the {canvas[0]}×{canvas[1]} image ×{s} makes it {w}×{h}; {limit} — "
+                f"upscale an image of at most {max_side // s} a side, or crop it first"
+            )
+    elif max(round_up8(region.width), round_up8(region.height)) > max_side:
+        raise PluginError(
+            f"the region is {region.width}×{region.height}; {limit} — select a smaller "
+            "region or scale the image down (Image ▸ Scale Image), then Upscale"
+        )
+
+
 def build_job(
-    request: Request, inp: CanvasInput, capabilities: tuple[str, ...], job_id: str
+    request: Request,
+    inp: CanvasInput,
+    capabilities: tuple[str, ...],
+    job_id: str,
+    max_side: int | None = None,
 ) -> Job:
     """The protocol job for ``request`` on ``inp``; raises PluginError instead of sending
-    what the server did not announce."""
+    what the server did not announce, or images over its ``max_side`` (``limits``)."""
+    if max_side is not None:
+        check_size(request, inp, max_side)
     task = TASKS[request.mode]
     missing = [NEEDS[task]] if NEEDS[task] not in capabilities else []
     if inp.controls and "control" not in capabilities:

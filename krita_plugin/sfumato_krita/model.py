@@ -92,6 +92,29 @@ class Settings:
         )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class LoraChoice:
+    """A LoRA the docker lists: ``usable`` ones can be ticked; ``note`` says why not, or
+    what the LoRA is."""
+
+    name: str
+    usable: bool
+    note: str = ""
+
+
+def lora_choices(models: tuple[ModelInfo, ...], family: str | None) -> list[LoraChoice]:
+    """The LoRAs that fit a model of ``family`` (a LoRA for another family — SDXL on SD1.5 —
+    cannot be applied); unapproved ones are listed but not usable (the server refuses them).
+    No family known (the server named no default model): none."""
+    return [
+        LoraChoice(
+            m.name, m.approved, m.description if m.approved else "not approved on this server"
+        )
+        for m in models
+        if m.kind == "lora" and family is not None and m.family == family
+    ]
+
+
 @dataclass
 class JobRecord:
     """One job as the docker shows it; ``input`` is kept to place the result."""
@@ -150,8 +173,17 @@ class Session:
     def base_models(self) -> list[str]:
         return [m.name for m in self.models if m.kind == "base"]
 
+    def model_family(self) -> str | None:
+        """The family of the chosen model, or of the server's default when none is chosen."""
+        name = self.settings.model or self.default_model
+        return next((m.family for m in self.models if m.kind == "base" and m.name == name), None)
+
+    def lora_choices(self) -> list[LoraChoice]:
+        return lora_choices(self.models, self.model_family())
+
     def loras(self) -> list[str]:
-        return [m.name for m in self.models if m.kind == "lora"]
+        """The LoRAs that can be used with the chosen model."""
+        return [c.name for c in self.lora_choices() if c.usable]
 
     @property
     def capabilities(self) -> tuple[str, ...]:
@@ -174,6 +206,16 @@ class Session:
         )
         self.changed()
 
+    def choose_model(self, name: str | None) -> None:
+        """Use model ``name`` (None: the server's default); untick LoRAs that do not fit it."""
+        self.settings.model = name or None
+        self._keep_usable_loras()
+        self.changed()
+
+    def _keep_usable_loras(self) -> None:
+        usable = set(self.loras())
+        self.settings.loras = {n: w for n, w in self.settings.loras.items() if n in usable}
+
     def start_job(self, inp: CanvasInput) -> Job:
         """Build the job for the current settings; raises PluginError (also shown)."""
         if self.welcome is None or self.link is not Link.CONNECTED:
@@ -181,9 +223,16 @@ class Session:
         request = self.settings.request()
         if request.model is None and self.default_model:
             request = replace(request, model=self.default_model)
+        unfit = sorted(lo.name for lo in request.loras if lo.name not in self.loras())
+        if unfit:
+            raise self.fail(
+                f"the LoRA {', '.join(unfit)} does not fit the model {request.model or '?'} "
+                f"({self.model_family() or 'unknown family'}) or is not approved: untick it"
+            )
         job_id = f"krita-{uuid.uuid4().hex[:16]}"
+        limits = self.welcome.limits
         try:
-            job = build_job(request, inp, self.capabilities, job_id)
+            job = build_job(request, inp, self.capabilities, job_id, limits.max_image_side)
         except PluginError as exc:
             raise self.fail(str(exc)) from None
         self.jobs[job_id] = JobRecord(job_id, request, inp)
@@ -212,6 +261,7 @@ class Session:
                     record.state, record.message = JobState.FAILED, "the connection was lost"
         elif isinstance(event, Models):
             self.models, self.default_model = event.models, event.default_model
+            self._keep_usable_loras()
         elif isinstance(event, Error) and event.id is None:
             self.message = f"{event.code.value}: {event.message}"
         elif (record := self.jobs.get(getattr(event, "id", None) or "")) is not None:
@@ -230,8 +280,7 @@ class Session:
         self.message = welcome.notice
         if self.settings.model not in (None, *self.base_models()):
             self.settings.model = None  # a model this server lacks: use its default
-        known = set(self.loras())
-        self.settings.loras = {n: w for n, w in self.settings.loras.items() if n in known}
+        self._keep_usable_loras()
 
     def _job_event(self, record: JobRecord, event: object) -> Placement | None:
         if isinstance(event, SendFailed):

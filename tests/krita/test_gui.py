@@ -47,6 +47,9 @@ def test_docker_generates_in_the_gui(
     assert report["ok"], report.get("error", report)
     assert report["dockers"], "the plugin's factory made no docker"
     assert report["job"]["state"] == "done", report["job"]
+    # only the LoRAs of the default model's family (tiny-sd is sd15): not tiny-sdxl-style
+    assert report["loras"] == [["tiny-sd-style", True]]
+    assert report["loras_used"] == {"tiny-sd-style": 1.0}
     assert report["job"]["layers"] == [
         "a lighthouse at dusk, oil painting · seed 7",
         "a lighthouse at dusk, oil painting · seed 8",

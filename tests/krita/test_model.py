@@ -27,6 +27,7 @@ from sfumato.protocol import (
     Accepted,
     Array,
     DType,
+    Limits,
     ModelInfo,
     Progress,
     Result,
@@ -94,7 +95,7 @@ def test_session_follows_a_job_and_fails_it_when_the_connection_drops() -> None:
     session = Session()
     seen: list[str] = []
     session.subscribe(lambda s: seen.append(s.link.value))
-    models = (ModelInfo("tiny-sd", "tiny-sd", "base", tiny=True), ModelInfo("s", "t", "lora"))
+    models = (ModelInfo("tiny-sd", "tiny-sd", "base", tiny=True), ModelInfo("s", "tiny-sd", "lora"))
     session.settings.model, session.settings.loras = "gone", {"s": 0.5, "old": 1.0}
     session.handle(Connected(Welcome("0.1", 1, (*CAPS, "lora"), models, "tiny-sd")))
     assert session.link is Link.CONNECTED and "noise" in session.status
@@ -121,3 +122,52 @@ def test_a_send_failure_is_shown_not_raised() -> None:
     session.handle(SendFailed(job.id, "the server closed the connection"))
     assert session.jobs[job.id].state is JobState.FAILED
     assert session.message == "the server closed the connection"
+
+
+def test_only_loras_of_the_models_family_are_offered_and_unapproved_ones_are_not_usable() -> None:
+    models = (
+        ModelInfo("sd", "sd15", "base"), ModelInfo("xl", "sdxl", "base"),
+        ModelInfo("ink", "sd15", "lora"), ModelInfo("xl-ink", "sdxl", "lora"),
+        ModelInfo("banned", "sd15", "lora", approved=False),
+    )  # fmt: skip
+    session = Session()
+    session.settings.loras = {"ink": 0.5, "xl-ink": 1.0}
+    session.handle(Connected(Welcome("0.1", 1, (*CAPS, "lora"), models, "sd")))
+    # no model chosen: the server default's family (sd15)
+    assert [(c.name, c.usable) for c in session.lora_choices()] == [
+        ("ink", True), ("banned", False),
+    ]  # fmt: skip
+    assert "not approved" in session.lora_choices()[1].note
+    assert session.loras() == ["ink"] and session.settings.loras == {"ink": 0.5}
+    session.choose_model("xl")
+    assert session.loras() == ["xl-ink"] and session.settings.loras == {}
+    session.settings.loras = {"ink": 1.0}  # a stale tick is refused, not sent
+    with pytest.raises(PluginError, match=r"LoRA ink does not fit the model xl \(sdxl\)"):
+        session.start_job(CanvasInput(64, 64, Rect(0, 0, 64, 64), None, None))
+    session.settings.loras = {"xl-ink": 0.8}
+    job = session.start_job(CanvasInput(64, 64, Rect(0, 0, 64, 64), None, None))
+    assert [(lo.name, lo.weight) for lo in job.params.loras] == [("xl-ink", 0.8)]
+
+
+def test_a_region_over_the_servers_max_image_side_is_refused_with_what_to_do() -> None:
+    image = Array(DType.UINT8, (1, 1, 4), bytes(4))  # the size check comes first
+    big = CanvasInput(5000, 3000, Rect(0, 0, 5000, 3000), image, None)
+    for mode in (Mode.GENERATE, Mode.REFINE, Mode.INPAINT):
+        with pytest.raises(PluginError, match=r"the region is 5000×3000; this server accepts "
+                           r"at most 4096 a side — select a smaller region or scale"):  # fmt: skip
+            build_job(Request(mode), big, CAPS, "j", max_side=4096)
+    small = CanvasInput(4000, 3000, Rect(0, 0, 4000, 3000), image, None)
+    caps = (*CAPS, "outpaint", "upscale")
+    with pytest.raises(PluginError, match=r"makes it 4128×3128; .* at most 4096 .* scale the"):
+        build_job(Request(Mode.EXPAND), small, caps, "j", max_side=4096)
+    with pytest.raises(PluginError, match=r"×2 makes it 8000×6000; .* at most 2048 a side"):
+        build_job(Request(Mode.UPSCALE), small, caps, "j", max_side=4096)
+    # exactly at the limit (4093 rounds up to 4096) is sent
+    edge = CanvasInput(4093, 64, Rect(0, 0, 4093, 64), None, None)
+    assert build_job(Request(Mode.GENERATE), edge, CAPS, "j", max_side=4096).params.width == 4096
+
+    session = Session()  # the session uses the limit the server announced, and sends nothing
+    session.handle(Connected(Welcome("0.1", 1, CAPS, limits=Limits(max_image_side=1024))))
+    with pytest.raises(PluginError, match=r"the region is 2000×100; .* at most 1024 a side"):
+        session.start_job(CanvasInput(2000, 100, Rect(0, 0, 2000, 100), None, None))
+    assert session.jobs == {} and "at most 1024" in session.message

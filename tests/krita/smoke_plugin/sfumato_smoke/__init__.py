@@ -15,7 +15,7 @@ import traceback
 from typing import Any
 
 from krita import Extension, Krita, Selection
-from PyQt5.QtCore import QTimer
+from PyQt5.QtCore import Qt, QTimer
 
 OUT = os.environ.get("SFUMATO_SMOKE_OUT", "")
 SHOT = os.environ.get("SFUMATO_SMOKE_SHOT", "")
@@ -93,6 +93,13 @@ class Smoke(Extension):
         d.steps.setValue(6)
         d.seed.setValue(7)
         d.variants.setValue(2)
+        items = [d.loras.item(i) for i in range(d.loras.count())]
+        self.report["loras"] = [
+            [item.text(), bool(item.flags() & Qt.ItemIsUserCheckable)] for item in items
+        ]
+        for item in items[:1]:  # tick the first, so the screenshot shows a checked box
+            item.setCheckState(Qt.Checked)
+        self.report["loras_used"] = dict(d.session.settings.loras)
         d.generate_button.click()
         self.step("generate clicked")
         self.poll(self.done, self.shoot)
