@@ -9,6 +9,7 @@ function. ``BRIDGE`` is the add-on's one module-level object, made in ``register
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from sfumato.protocol import Accepted, Cancelled, Error, Job, Models, Progress, 
 
 from . import scene as scene_io
 
+log = logging.getLogger(__name__)
 BUSY_INTERVAL = 0.1  # seconds between timer calls while a job runs
 IDLE_INTERVAL = 0.5
 
@@ -45,7 +47,12 @@ Applier = Callable[[Any, Pending, Result], str]
 class Bridge:
     def __init__(self, apply: Applier) -> None:
         self.client: Client | None = None
+        # The identity the server files our results under: kept across clients (a reconnect
+        # or a new URL makes a new Client) so that a reconnect can fetch what ran meanwhile.
+        self.client_id: str | None = None
         self.pending: dict[str, Pending] = {}
+        self._welcomed: Welcome | None = None  # the welcome already handled (fetches sent)
+        self._applied: list[Pending] = []  # applied by handle(), awaiting tick()'s undo push
         self._apply = apply
         self._connecting: threading.Thread | None = None
         self._connect_error = ""  # set by the connecting thread, shown by tick()
@@ -96,10 +103,9 @@ class Bridge:
 
     def _new_client(self, url: str, token: str) -> Client:
         previous = self.client
-        client_id = previous.client_id if previous is not None else None
         if previous is not None:
             previous.close()
-        self.client = Client(url, token or None, client_id=client_id, name="blender")
+        self.client = Client(url, token or None, client_id=self.client_id, name="blender")
         return self.client
 
     def close(self) -> None:
@@ -131,6 +137,8 @@ class Bridge:
         except ConnectionFailed as exc:
             self._finish(pending.job.id, error=str(exc))
             raise
+        finally:  # no undo step from inside an operator (nor a timer, later, for a script)
+            self._applied = [p for p in self._applied if p is not pending]
         return pending
 
     def cancel(self, job_id: str) -> None:
@@ -147,12 +155,17 @@ class Bridge:
         if self.client is not None:
             for event in self.client.events():
                 self.handle(event)
+        self._forget_lost_jobs()
+        applied, self._applied = self._applied, []
+        for pending in applied:
+            _undo_push(f"Sfumato: {pending.kind.title()} result")
         return BUSY_INTERVAL if self.pending else IDLE_INTERVAL
 
     def handle(self, event: object) -> None:
         """Apply one client event to Blender's data (main thread only)."""
         if isinstance(event, Connected):
-            self._on_welcome(event.welcome)
+            if event.welcome is not self._welcomed:  # ensure_connected handled it already
+                self._on_welcome(event.welcome)
         elif isinstance(event, Disconnected):
             self._set_all(connection="DISCONNECTED")
             if self.pending:
@@ -181,11 +194,13 @@ class Bridge:
 
     def _on_welcome(self, welcome: Welcome) -> None:
         assert self.client is not None
+        self._welcomed, self.client_id = welcome, welcome.client_id
         self._set_all(
             connection="CONNECTED", server_version=welcome.server, notice=welcome.notice, error=""
         )
         self._fill_models(welcome.models, welcome.default_model)
         for job_id in self.pending:  # after a reconnect: results filed under our client_id
+            self._status(job_id, "reconnected; fetching the result")
             self.client.fetch(job_id)
 
     def _fill_models(self, models: tuple[Any, ...], default: str) -> None:
@@ -231,6 +246,7 @@ class Bridge:
             self._finish(result.id, error=pending.failure)
             return
         self._finish(result.id, status=pending.message)
+        self._applied.append(pending)
 
     # ------------------------------------------------------------------ scene state
 
@@ -250,6 +266,13 @@ class Bridge:
             settings.status, settings.error = status or ("failed" if error else ""), error
             if not error:
                 settings.progress = 1.0 if status != "cancelled" else settings.progress
+
+    def _forget_lost_jobs(self) -> None:
+        """A scene that says busy with a job the bridge does not track (an undo back to while
+        it ran, a .blend saved mid-job, the add-on re-enabled) is freed, not stuck running."""
+        for settings in _all_settings():
+            if settings.busy and settings.job_id not in self.pending:
+                settings.busy, settings.status = False, ""
 
     def _status(self, job_id: str, text: str) -> None:
         settings = self._settings_of(job_id)
@@ -274,6 +297,18 @@ def _settings(scene_name: str) -> Any:
 def _all_settings() -> Iterator[Any]:
     for each in bpy.data.scenes:
         yield each.sfumato
+
+
+def _undo_push(message: str) -> None:
+    """One undo step for a result the timer applied, so Ctrl+Z takes it back in one go. The
+    bpy module and ``blender -b`` have an undo stack too; where there is none (poll fails) or
+    Blender refuses, the result simply stays applied without a step."""
+    if not bpy.ops.ed.undo_push.poll():
+        return
+    try:
+        bpy.ops.ed.undo_push(message=message[:63])
+    except RuntimeError as exc:  # an operator's failure; the result itself is applied
+        log.warning("no undo step for %s: %s", message, exc)
 
 
 def _redraw() -> None:

@@ -186,3 +186,97 @@ def test_progress_events_fill_the_bar_and_the_preview(addon: ModuleType) -> None
     assert scenes.pixels(preview)[-1, 0, 0] == pytest.approx(200 / 255)  # top row last
     bridge.get().handle(Progress("j-preview", 3, 8, preview=Array.from_numpy(picture[:16])))
     assert settings.preview == preview and tuple(preview.size) == (48, 16)  # reused, resized
+
+
+def _drop(client: Any) -> None:
+    """A network drop: the socket dies under the websocket, no closing handshake."""
+    import socket
+
+    client._ws.socket.shutdown(socket.SHUT_RDWR)
+
+
+@pytest.mark.parametrize("wait", [False, True], ids=["connect-button", "connect-wait"])
+def test_a_dropped_connection_is_fetched_again_on_reconnect(
+    settings: Any, wait: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Drop the connection mid-job, reconnect through the add-on (the Connect button, or
+    ``wait=True`` as scripts and the actions do): the same client_id comes back, the job is
+    fetched once, its result (live or from the store) is applied exactly once, and the panel
+    ends idle."""
+    from sfumato.client import Client
+
+    fetched: list[str] = []
+    fetch = Client.fetch
+
+    def counting_fetch(self: Client, job_id: str) -> None:
+        fetched.append(job_id)
+        fetch(self, job_id)
+
+    monkeypatch.setattr(Client, "fetch", counting_fetch)
+    settings.steps = 12
+    plane, painted = scenes.textured_plane(128, 128)
+    scenes.select(plane)
+    link = submodule("bridge").get()
+    applied: list[str] = []
+    apply = link._apply
+
+    def counting(target: Any, pending: Any, result: Any) -> str:
+        applied.append(result.id)
+        return apply(target, pending, result)
+
+    link._apply = counting
+    assert bpy.ops.sfumato.inpaint_texture() == {"FINISHED"}
+    job_id, client_id = settings.job_id, link.client.client_id
+    assert client_id and link.client_id == client_id
+    drain(lambda: settings.status.startswith("step"), timeout=60)  # running on the server
+    _drop(link.client)
+    drain(lambda: settings.connection == "DISCONNECTED", timeout=30)
+    assert settings.busy and "Connect to fetch the result" in settings.error
+    assert job_id in link.pending
+
+    assert bpy.ops.sfumato.connect(wait=wait) == {"FINISHED"}
+    drain(lambda: not settings.busy, timeout=120)
+    assert link.client.client_id == client_id == link.client_id
+    assert settings.connection == "CONNECTED"
+    assert settings.error == "", settings.error
+    assert "applied" in settings.status and settings.progress == 1.0
+    for _ in range(10):  # a second copy of the result (live and stored) must not apply again
+        submodule("bridge").tick()
+        time.sleep(0.05)
+    assert applied == [job_id]
+    assert fetched == [job_id]  # once per reconnect, however the welcome reached the bridge
+    assert len(settings.history) == 1 and settings.history[0].job_id == job_id
+    node = plane.material_slots[0].material.node_tree.nodes["Image Texture"]
+    assert node.image is settings.history[0].image and node.image is not painted
+    assert link.pending == {}
+    assert bpy.ops.sfumato.inpaint_texture.poll()  # free for the next job
+
+
+def test_an_applied_result_is_one_undo_step(settings: Any) -> None:
+    """The timer pushes an undo step after applying (headless too: the bpy module keeps an
+    undo stack), so undo takes the result back and redo brings it again; undoing back to
+    while the job ran leaves the panel free, not stuck running."""
+    plane, painted = scenes.textured_plane(64, 64)
+    scenes.select(plane)
+    assert bpy.ops.sfumato.inpaint_texture() == {"FINISHED"}
+    bpy.ops.ed.undo_push(message="before the result")  # what the user did while it ran
+    drain(lambda: not settings.busy)
+    assert settings.error == "" and len(settings.history) == 1
+
+    names = plane.name, painted.name, settings.history[0].image.name  # undo reloads the data
+
+    def node_image() -> str:
+        material = bpy.data.objects[names[0]].material_slots[0].material
+        return material.node_tree.nodes["Image Texture"].image.name
+
+    assert node_image() == names[2]
+    assert bpy.ops.ed.undo() == {"FINISHED"}  # back to "before the result"
+    undone = bpy.context.scene.sfumato
+    assert len(undone.history) == 0 and node_image() == names[1]
+    assert undone.busy  # as it was then …
+    submodule("bridge").tick()
+    assert not undone.busy and bpy.ops.sfumato.inpaint_texture.poll()  # … but no job runs
+    assert bpy.ops.ed.redo() == {"FINISHED"}  # the result's own step
+    redone = bpy.context.scene.sfumato
+    assert len(redone.history) == 1 and node_image() == names[2]
+    assert not redone.busy and "applied" in redone.status
