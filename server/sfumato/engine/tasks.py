@@ -118,18 +118,10 @@ def generate(
 ) -> tuple[np.ndarray, ...]:
     """txt2img at params.width × params.height (the protocol checked both are multiples of 8)."""
     size = (params.width, params.height)
-    out = []
-    for seed in seeds:
-        steps.check()
-        result = pipe(
-            **common(params, seed, steps),
-            **pipeline_kwargs(controls, size, "image"),
-            width=params.width,
-            height=params.height,
-        )
-        steps.check()
-        out.append(images.from_pipeline(result.images[0], size))
-    return tuple(out)
+    control = pipeline_kwargs(controls, size, "image")
+    return per_seed(
+        pipe, params, seeds, steps, size, dict(control, width=params.width, height=params.height)
+    )
 
 
 def refine(
@@ -146,18 +138,10 @@ def refine(
     size = (rgb.shape[1], rgb.shape[0])
     work = images.work_size(*size)
     init = images.to_pil(rgb, work)
-    out = []
-    for seed in seeds:
-        steps.check()
-        result = pipe(
-            **common(params, seed, steps),
-            **pipeline_kwargs(controls, work, "control_image"),
-            image=init,
-            strength=params.strength,
-        )
-        steps.check()
-        out.append(images.from_pipeline(result.images[0], size))
-    return tuple(out)
+    control = pipeline_kwargs(controls, work, "control_image")
+    return per_seed(
+        pipe, params, seeds, steps, size, dict(control, image=init, strength=params.strength)
+    )
 
 
 def inpaint(
@@ -182,21 +166,30 @@ def inpaint(
     work = images.work_size(*size)
     init = images.to_pil(rgb, work)
     mask_image = images.to_pil(plain_mask, work, mask=True)
+    kwargs = dict(
+        pipeline_kwargs(controls, work, "control_image"), image=init, mask_image=mask_image,
+        width=work[0], height=work[1], strength=params.strength,
+    )  # fmt: skip
+    generated = per_seed(pipe, params, seeds, steps, size, kwargs)
+    return tuple(images.paste_back(rgb, image, plain_mask) for image in generated)
+
+
+def per_seed(
+    pipe: Pipeline,
+    params: JobParams,
+    seeds: Sequence[int],
+    steps: Steps,
+    size: tuple[int, int],
+    kwargs: dict[str, Any],
+) -> tuple[np.ndarray, ...]:
+    """One pipeline call per seed (variants one after another, so variant i is bit-identical
+    to a single run with its seed), cancellation checked around each, outputs at ``size``."""
     out = []
     for seed in seeds:
         steps.check()
-        result = pipe(
-            **common(params, seed, steps),
-            **pipeline_kwargs(controls, work, "control_image"),
-            image=init,
-            mask_image=mask_image,
-            width=work[0],
-            height=work[1],
-            strength=params.strength,
-        )
+        result = pipe(**common(params, seed, steps), **kwargs)
         steps.check()
-        generated = images.from_pipeline(result.images[0], size)
-        out.append(images.paste_back(rgb, generated, plain_mask))
+        out.append(images.from_pipeline(result.images[0], size))
     return tuple(out)
 
 
