@@ -281,3 +281,9 @@ def test_arrays_may_share_or_skip_payload_bytes() -> None:
     assert isinstance(decoded, Job) and decoded.image is not None and decoded.mask is not None
     assert bytes(decoded.image.data) == bytes(range(4, 16))
     assert bytes(decoded.mask.data) == bytes(range(12, 16))
+
+
+def test_default_steps_respect_a_smaller_server_limit() -> None:
+    decoded = decode_client_message(job("generate"), Limits(max_steps=8))
+    assert isinstance(decoded, Job) and decoded.params.steps == 8
+    assert decode_client_message(job("generate")).params.steps == 20

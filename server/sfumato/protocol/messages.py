@@ -134,7 +134,8 @@ class JobParams:
             negative=r.text("negative", "", max_len=limits.max_prompt_chars),
             width=r.integer("width", 512, lo=8, hi=2**31),
             height=r.integer("height", 512, lo=8, hi=2**31),
-            steps=r.integer("steps", 20, lo=1, hi=limits.max_steps),
+            # the default never exceeds what this server allows
+            steps=r.integer("steps", min(20, limits.max_steps), lo=1, hi=limits.max_steps),
             guidance=r.number("guidance", 7.0, lo=0.0, hi=50.0),
             seed=r.integer("seed", None, lo=0, hi=SEED_MAX),
             strength=r.number("strength", 0.75, lo=0.0, hi=1.0),
@@ -203,10 +204,9 @@ class Job:
     def _read(cls, r: Reader, limits: Limits) -> Job:
         job_id = _job_id(r)
         task = r.choice("task", Task)
-        p = r.submap("params", None)
-        params = JobParams() if p is None else JobParams._read(p, limits)
-        if p is not None:
-            p.finish()
+        p = r.submap("params", None) or Reader({}, "params")
+        params = JobParams._read(p, limits)
+        p.finish()
         i = r.submap("inputs", None)
         image = mask = None
         controls: tuple[Control, ...] = ()
