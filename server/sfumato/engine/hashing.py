@@ -41,6 +41,7 @@ class WeightHashes:
         except (FileNotFoundError, json.JSONDecodeError):
             self._known = {}
         self.cache_dir = Path(cache_dir)
+        self._locations: dict[str, Path | None] = {}  # hub lookups are not free: once per source
 
     def verify(self, entries: Iterable[ModelEntry]) -> dict[str, str]:
         """Hash each entry's weights; an entry whose registry ``sha256`` differs is refused."""
@@ -89,6 +90,11 @@ class WeightHashes:
         return digest
 
     def _location(self, entry: ModelEntry) -> Path | None:
+        if entry.source not in self._locations or self._locations[entry.source] is None:
+            self._locations[entry.source] = self._resolve(entry)
+        return self._locations[entry.source]
+
+    def _resolve(self, entry: ModelEntry) -> Path | None:
         if entry.scheme == "tiny":
             return tiny_dir(self.cache_dir, entry.location)
         if entry.scheme in ("dir", "file"):

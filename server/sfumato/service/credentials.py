@@ -36,7 +36,7 @@ def job_facts(
 
     def ref(name: str) -> ModelRef:
         entry = registry.get(name)
-        return ModelRef(name, hashes.get(name) or getattr(entry, "sha256", "") or "", entry.license)
+        return ModelRef(name, hashes.get(name) or entry.sha256, entry.license)
 
     params: dict[str, Any] = asdict(job.params)
     for recorded_elsewhere in ("prompt", "negative", "seed", "files"):
@@ -47,11 +47,12 @@ def job_facts(
         {"name": lo.name, "weight": lo.weight, "sha256": ref(lo.name).sha256}
         for lo in job.params.loras
     )
+    base = registry.get(model)
     controls = []
-    for c in job.controls:
-        entry = _controlnet_name(registry, model, c.kind.value)
+    for c in job.controls:  # admission already found a ControlNet for each kind
+        name = registry.controlnet(base.family, c.kind.value, tiny=base.tiny).name
         controls.append({
-            "kind": c.kind.value, "model": entry, "sha256": ref(entry).sha256 if entry else "",
+            "kind": c.kind.value, "model": name, "sha256": ref(name).sha256,
             "strength": c.strength, "start": c.start, "end": c.end, "preprocess": c.preprocess,
         })  # fmt: skip
     inputs = input_hashes(job)
@@ -70,15 +71,3 @@ def job_facts(
         )
         for seed in seeds
     )
-
-
-def _controlnet_name(registry: Registry, model: str, kind: str) -> str:
-    """The registry name of the ControlNet serving ``kind`` for this model's family, if any."""
-    find = getattr(registry, "controlnet", None)
-    if find is None:
-        return ""
-    base = registry.get(model)
-    try:
-        return str(find(base.family, kind, tiny=base.tiny).name)
-    except LookupError:
-        return ""
