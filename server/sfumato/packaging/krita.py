@@ -7,7 +7,8 @@ PyQt5 travels inside the zip as **pure Python** that runs on 3.10+: sfumato's pr
 client copied as they are, and the ``.py`` files of msgpack (which falls back to its pure-Python
 implementation without its C extension) and websockets (which runs without its speedups
 module), taken from their source distributions. The zip's root holds ``sfumato.desktop`` and
-``sfumato_krita/``; the vendored code goes to ``sfumato_krita/vendor/``.
+``sfumato_krita/``, with an entry for every folder (Krita's importer finds the package by its
+folder entry); the vendored code goes to ``sfumato_krita/vendor/``.
 """
 
 from __future__ import annotations
@@ -74,12 +75,30 @@ def build_krita(out: Path) -> Path:
     files.update(vendored_files(sdist_cache()))
     target = out / f"sfumato-krita-{__version__}.zip"
     with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as z:
-        for name in sorted(files):
+        for name in sorted([*files, *directories(files)]):
+            if name.endswith("/"):
+                info = zipfile.ZipInfo(name, EPOCH)
+                info.external_attr = (0o40755 << 16) | 0x10  # a directory, for unix and DOS
+                z.writestr(info, b"")
+                continue
             info = zipfile.ZipInfo(name, EPOCH)
             info.external_attr = 0o644 << 16
             info.compress_type = zipfile.ZIP_DEFLATED
             z.writestr(info, files[name])
     return target
+
+
+def directories(files: dict[str, bytes]) -> set[str]:
+    """An entry ``dir/`` for every folder above a file, as ``zip -r`` writes them.
+
+    Krita's importer needs them: ``PluginImporter.get_source_module`` (Krita 5.1/5.2,
+    plugins/python/plugin_importer) looks for the entry ``<X-KDE-Library>/`` and an
+    ``__init__.py`` beside it; without the entry it answers "No plugins found in archive"."""
+    out = set()
+    for name in files:
+        parts = name.split("/")[:-1]
+        out.update("/".join(parts[: i + 1]) + "/" for i in range(len(parts)))
+    return out
 
 
 def vendored_files(cache: Path) -> dict[str, bytes]:
