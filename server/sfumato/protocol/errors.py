@@ -30,6 +30,9 @@ class ErrorCode(str, Enum):
     NOT_FOUND = "not_found"  # fetch/cancel of a job id this client does not own
     JOB_FAILED = "job_failed"  # the engine failed while running the job
     INTERNAL = "internal"  # a bug in the server; the message says where to report it
+    INTERRUPTED = "interrupted"  # lost to a server restart and could not run again; resubmit
+    STORE_FAILED = "store_failed"  # the result store could not write or read (full, read-only, damaged)
+    ENGINE_UNAVAILABLE = "engine_unavailable"  # the ML engine cannot load (e.g. torch fails to import)
 
 
 class SfumatoError(Exception):
