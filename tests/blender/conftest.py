@@ -1,8 +1,14 @@
-"""Blender add-on tests: the real ``bpy`` module (5.0.1) with the extension installed from the
-zip that ``sfumato package blender`` builds, against a real ``sfumato serve`` subprocess on the
+"""Blender add-on tests: the real ``bpy`` module with the extension installed from the zip
+that ``sfumato package blender`` builds, against a real ``sfumato serve`` subprocess on the
 tiny model, run from the server's own environment (.venv: torch lives there, never here).
 
-Run with ``.venv-blender/bin/python -m pytest tests/blender``.
+What is tested is what users install: the Blender environments (``.venv-blender-4.2``,
+``-5.0``, ``-5.2``, one per claimed Blender release) hold bpy and the test tools only, so
+``sfumato``, ``websockets`` and ``msgpack`` come from the wheels the zip bundles, installed by
+Blender's own extension installer. The zip is built by the server environment (once per
+``./dev test``, passed in ``$SFUMATO_BLENDER_ZIP``; else once per session).
+
+Run with ``.venv-blender-5.2/bin/python -m pytest tests/blender`` (or -4.2, -5.0).
 """
 
 from __future__ import annotations
@@ -28,11 +34,27 @@ os.environ["BLENDER_USER_RESOURCES"] = _USER
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
+import importlib  # noqa: E402
+import importlib.util  # noqa: E402
+
 import bpy  # noqa: E402
+
+# The zip's wheels must be what the tests import: a copy of these in the environment itself
+# (an editable sfumato, a newer websockets) would hide them, as it did once.
+BUNDLED = ("sfumato", "websockets", "msgpack")
+_HIDING = {n: s.origin for n in BUNDLED if (s := importlib.util.find_spec(n)) is not None}
+if _HIDING:
+    raise pytest.UsageError(
+        f"this Blender environment ({sys.prefix}) has its own {', '.join(sorted(_HIDING))} "
+        f"({', '.join(str(o) for o in _HIDING.values())}), which would hide the wheels the "
+        "extension bundles: rebuild it with ./dev setup (bpy and the test tools only)"
+    )
 
 REPO = Path(__file__).resolve().parents[2]
 SERVER_PYTHON = REPO / ".venv" / "bin" / "python"
 ADDON = "bl_ext.user_default.sfumato"
+# Where Blender's extension installer puts the wheels' packages.
+SITE = (Path(bpy.utils.user_resource("EXTENSIONS")) / ".local").resolve()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -77,7 +99,7 @@ def stop_server(server: Server) -> None:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One real server for the session, on the tiny model, offline."""
     if not SERVER_PYTHON.exists():
-        pytest.skip(f"the server environment {SERVER_PYTHON} is missing: run ./dev setup")
+        pytest.fail(f"the server environment {SERVER_PYTHON} is missing: run ./dev setup")
     cache = tmp_path_factory.mktemp("model-cache")
     s = start_server(tmp_path_factory.mktemp("results"), cache)
     yield s
@@ -86,23 +108,35 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture(scope="session")
 def extension_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The zip users install, built as `sfumato package blender` builds it. Its wheels come
-    from the wheel cache (filled by the first build that reached the package index)."""
-    from sfumato.packaging.blender import build_blender
-
-    try:
-        return build_blender(tmp_path_factory.mktemp("dist"))
-    except RuntimeError as exc:  # no cached wheels and no package index
-        pytest.skip(f"cannot build the extension zip: {exc}")
+    """The zip users install: ``$SFUMATO_BLENDER_ZIP`` when ./dev built it for every Blender,
+    else built here by ``sfumato package blender`` in the server environment (packaging is
+    server-side code; this environment has no sfumato). Its wheels come from the wheel cache,
+    filled by the first build that reached the package index."""
+    given = os.environ.get("SFUMATO_BLENDER_ZIP")
+    if given:
+        return Path(given)
+    if not SERVER_PYTHON.exists():
+        pytest.fail(f"the server environment {SERVER_PYTHON} is missing: run ./dev setup")
+    out = tmp_path_factory.mktemp("dist")
+    command = [str(SERVER_PYTHON), "-m", "sfumato.cli", "package", "blender", "--out", str(out)]
+    built = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+    if built.returncode != 0:
+        pytest.fail(f"sfumato package blender failed:\n{built.stderr[-2000:]}")
+    return Path(built.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="session")
 def installed(extension_zip: Path) -> str:
-    """Install the zip into the temp user folder once; tests enable it in a fresh file."""
+    """Install the zip into the temp user folder once, with Blender's installer (which
+    installs the wheels that fit this Python and platform); tests enable it in a fresh file."""
     result = bpy.ops.extensions.package_install_files(
         filepath=str(extension_zip), repo="user_default", enable_on_install=True
     )
     assert result == {"FINISHED"}, result
+    assert ADDON in sys.modules, f"Blender installed {extension_zip.name} but did not enable it"
+    for name in BUNDLED:  # from the extension's own site-packages, nowhere else
+        origin = Path(str(importlib.import_module(name).__file__)).resolve()
+        assert SITE in origin.parents, f"{name} was imported from {origin}, not from {SITE}"
     return ADDON
 
 

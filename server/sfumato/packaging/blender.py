@@ -3,8 +3,10 @@
 The zip holds ``blender_addon/`` as it is in the source tree, plus wheels for what the add-on
 imports besides Blender's own Python: a slim wheel of sfumato (``__init__``, ``client`` and
 ``protocol`` only — never the server or the engine, so nothing in Blender can reach torch) and
-msgpack and websockets for every platform Blender ships (cp311). Blender installs the wheels
-that fit its platform when the extension is enabled.
+msgpack and websockets for every platform Blender ships, once per Python the claimed Blender
+releases embed (cp311 for 4.2 … 5.0, cp313 for 5.1 … 5.2). Blender installs the wheels that fit
+its platform and Python when the extension is enabled, and refuses the extension outright on a
+Python no wheel is built for.
 """
 
 from __future__ import annotations
@@ -24,8 +26,11 @@ from .. import __version__
 REPO = Path(__file__).resolve().parents[3]
 ADDON = REPO / "blender_addon"
 SFUMATO = Path(__file__).resolve().parents[1]
-# Blender 4.2 … 5.x embed Python 3.11. Pinned so a build is reproducible and cacheable.
+# Pinned so a build is reproducible and cacheable.
 DEPENDENCIES = ("msgpack==1.1.2", "websockets==15.0.1")
+# The Pythons of the Blender releases blender_manifest.toml claims: 4.2 … 5.0 embed 3.11,
+# 5.1 and 5.2 embed 3.13. A release with another Python needs its wheels here first.
+PYTHONS = ("3.11", "3.13")
 # Blender platform name → pip --platform tags. pip does not widen a manylinux tag to the older
 # ones, so linux names each; for macOS it does accept older versions of the tag given.
 PLATFORMS = {
@@ -110,36 +115,52 @@ def wheel_cache() -> Path:
 
 
 def download_wheels(cache: Path) -> list[Path]:
-    """msgpack and websockets as cp311 binary wheels for each platform in PLATFORMS: from the
-    cache when it has them, else from the package index. One wheel per package and platform:
-    Blender installs every listed wheel that fits, so a universal wheel beside a binary one
-    would install the package twice."""
+    """msgpack and websockets as binary wheels for each platform in PLATFORMS and each Python
+    in PYTHONS: from the cache when it has them, else from the package index. One wheel per
+    package, platform and Python: Blender installs every listed wheel that fits, so a universal
+    wheel beside a binary one would install the package twice."""
     cache.mkdir(parents=True, exist_ok=True)
     found: set[Path] = set()
-    for tags in PLATFORMS.values():
-        base = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:"]
-        base += ["--python-version", "3.11", "--implementation", "cp", "--abi", "cp311"]
-        base += [arg for tag in tags for arg in ("--platform", tag)]
-        base += ["--dest", str(cache), "--no-deps", *DEPENDENCIES]
-        offline = subprocess.run(
-            [*base, "--no-index", "--find-links", str(cache)], capture_output=True, text=True
-        )
-        if offline.returncode != 0:
-            online = subprocess.run(base, capture_output=True, text=True)
-            if online.returncode != 0:
-                raise RuntimeError(
-                    f"could not download {', '.join(DEPENDENCIES)} for {tags[0]}: "
-                    f"{online.stderr.strip()[-800:]}\n(the wheels are cached in {cache} once "
-                    "a build has reached the package index)"
-                )
-        found |= {_match(cache, dep, tags) for dep in DEPENDENCIES}
+    for python in PYTHONS:
+        for tags in PLATFORMS.values():
+            found |= _wheels_for(cache, python, tags)
     return sorted(found, key=lambda p: p.name)
 
 
-def _match(cache: Path, requirement: str, tags: tuple[str, ...]) -> Path:
-    """The cached binary wheel of ``requirement`` for one platform."""
+def _wheels_for(cache: Path, python: str, tags: tuple[str, ...]) -> set[Path]:
+    """The wheels of DEPENDENCIES for one Python and platform, fetched into ``cache`` first
+    when it lacks one (pip is only started then: it costs a second or two per call)."""
+    try:
+        return {_match(cache, dep, python, tags) for dep in DEPENDENCIES}
+    except LookupError:
+        pass
+    abi = "cp" + python.replace(".", "")
+    base = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:"]
+    base += ["--python-version", python, "--implementation", "cp", "--abi", abi]
+    base += [arg for tag in tags for arg in ("--platform", tag)]
+    base += ["--dest", str(cache), "--no-deps", *DEPENDENCIES]
+    offline = subprocess.run(
+        [*base, "--no-index", "--find-links", str(cache)], capture_output=True, text=True
+    )
+    if offline.returncode != 0:
+        online = subprocess.run(base, capture_output=True, text=True)
+        if online.returncode != 0:
+            raise RuntimeError(
+                f"could not download {', '.join(DEPENDENCIES)} for Python {python} on "
+                f"{tags[0]}: {online.stderr.strip()[-800:]}\n(the wheels are cached in {cache} "
+                "once a build has reached the package index)"
+            )
+    try:
+        return {_match(cache, dep, python, tags) for dep in DEPENDENCIES}
+    except LookupError as exc:
+        raise RuntimeError(str(exc)) from None
+
+
+def _match(cache: Path, requirement: str, python: str, tags: tuple[str, ...]) -> Path:
+    """The cached binary wheel of ``requirement`` for one Python and platform."""
     name, version = requirement.split("==")
-    for wheel in sorted(cache.glob(f"{name}-{version}-cp311-*.whl")):
+    abi = "cp" + python.replace(".", "")
+    for wheel in sorted(cache.glob(f"{name}-{version}-{abi}-{abi}-*.whl")):
         platforms = wheel.stem.split("-")[-1].split(".")
         if set(platforms) & set(tags):
             return wheel
@@ -148,8 +169,8 @@ def _match(cache: Path, requirement: str, tags: tuple[str, ...]) -> Path:
             p.startswith("macosx") and p.endswith(arch) for p in platforms
         ):
             return wheel  # pip took an older macOS tag of the same architecture
-    raise RuntimeError(
-        f"no cp311 binary wheel of {requirement} for {tags[0]} in {cache}; "
+    raise LookupError(
+        f"no {abi} binary wheel of {requirement} for {tags[0]} in {cache}; "
         "Blender would install a universal one beside it"
     )
 
