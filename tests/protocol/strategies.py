@@ -37,7 +37,7 @@ from sfumato.protocol import (
     Tile,
     Welcome,
 )
-from sfumato.protocol.messages import SEED_MAX
+from sfumato.protocol.messages import SEED_MAX, denoising_steps, min_strength
 
 # Properties run many times in a suite that must stay fast; no deadline, as the first example
 # pays for imports and a loaded CI box is not a failure.
@@ -133,6 +133,8 @@ def jobs(draw: st.DrawFn) -> Job:
     params = draw(job_params)
     if task is Task.OUTPAINT and not any(params.expand):
         params = replace(params, expand=(8, 0, 8, 0))
+    if task is not Task.GENERATE and denoising_steps(params.steps, params.strength) < 1:
+        params = replace(params, strength=min_strength(params.steps))  # at least one step
     return Job(
         draw(job_ids), task, params, image, mask, tuple(draw(st.lists(controls(), max_size=2)))
     )

@@ -7,6 +7,7 @@ from typing import Any
 import msgpack
 import pytest
 from hypothesis import given
+from hypothesis import strategies as st
 
 from sfumato.protocol import (
     Array,
@@ -184,10 +185,22 @@ def test_limits_are_the_servers() -> None:
     # characters, not UTF-8 bytes (the 100 "é" are 200 bytes)
     assert isinstance(decode_client_message(data, Limits(max_prompt_chars=100)), Job)
     assert rejected(data, Limits(max_prompt_chars=99)) == (ErrorCode.BAD_FIELD, "params.prompt")
-    assert rejected(data, Limits(max_image_side=256)) == (
+    wide = job("generate", params={"width": 512})
+    assert rejected(wide, Limits(max_image_side=256)) == (
         ErrorCode.IMAGE_TOO_LARGE,
         "params.width",
     )
+
+
+@FAST
+@given(st.integers(64, 8192))
+def test_default_size_fits_the_server(side: int) -> None:
+    """An absent width or height is 512, or max_image_side rounded down to a multiple of 8
+    where that is smaller: a job that leaves them out always fits the server it is sent to."""
+    decoded = decode_client_message(job("generate"), Limits(max_image_side=side))
+    assert isinstance(decoded, Job)
+    expected = min(512, side - side % 8)
+    assert decoded.params.width == decoded.params.height == expected
 
 
 # ----------------------------------------------------------------------------- inputs

@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 from .arrays import Array, DType, check_shape
 from .errors import ErrorCode, ProtocolError
+from .text import clip, echo, loggable
 
 E = TypeVar("E", bound=Enum)
 _MISSING: Any = object()
@@ -51,7 +52,7 @@ class Reader:
     def _bad(self, key: str, want: str, value: Any) -> ProtocolError:
         return ProtocolError(
             ErrorCode.BAD_FIELD,
-            f"{self._name(key)} must be {want}, got {value!r}"[:300],
+            f"{self._name(key)} must be {want}, got {echo(value)}",
             field=self._name(key),
         )
 
@@ -69,12 +70,16 @@ class Reader:
             )
         return value
 
-    def integer(self, key: str, default: Any = _MISSING, *, lo: int, hi: int) -> Any:
+    def integer(
+        self, key: str, default: Any = _MISSING, *, lo: int, hi: int, want: str | None = None
+    ) -> Any:
+        """``want`` says what the field takes when the plain range would mislead (a side is
+        a multiple of 8 up to max_image_side, checked later, not any integer up to 2**31)."""
         value = self._get(key, default)
         if value is default and default is not _MISSING:
             return value
         if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-            raise self._bad(key, f"an integer from {lo} to {hi}", value)
+            raise self._bad(key, want or f"an integer from {lo} to {hi}", value)
         return value
 
     def number(self, key: str, default: Any = _MISSING, *, lo: float, hi: float) -> Any:
@@ -167,11 +172,12 @@ class Reader:
         extra = sorted(str(k) for k in self._data if k not in self._seen)
         if extra:
             where = self._path or "the message"
+            name = self._name(clip(extra[0], 100))
             raise ProtocolError(
                 ErrorCode.BAD_FIELD,
-                f"unknown field {self._name(extra[0])} in {where}; check the spelling or the "
-                "server's capabilities",
-                field=self._name(extra[0]),
+                f"unknown field {loggable(name)} in {where}; check the spelling or the server's "
+                "capabilities",
+                field=name,
             )
 
 

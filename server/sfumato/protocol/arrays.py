@@ -12,6 +12,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from .errors import ErrorCode, ProtocolError
+from .text import echo
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -126,14 +127,14 @@ def check_shape(shape: Any, *, field: str) -> tuple[int, int, int]:
     ):
         raise ProtocolError(
             ErrorCode.BAD_ARRAY,
-            f"{field}: shape must be [height, width, channels], got {shape!r}",
+            f"{field}: shape must be [height, width, channels], got {echo(shape)}",
             field=field,
         )
     h, w, c = shape
     if h < 1 or w < 1 or not 1 <= c <= 4:
         raise ProtocolError(
             ErrorCode.BAD_ARRAY,
-            f"{field}: shape {list(shape)} needs height and width ≥ 1 and 1–4 channels",
+            f"{field}: shape {echo(list(shape))} needs height and width ≥ 1 and 1–4 channels",
             field=field,
         )
     return (h, w, c)

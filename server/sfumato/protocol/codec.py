@@ -17,6 +17,7 @@ from .errors import ErrorCode, ProtocolError
 from .events import Accepted, Cancelled, Error, Models, Progress, Result, Welcome
 from .limits import Limits
 from .messages import JOB_ID, Cancel, Fetch, Hello, Job, ListModels
+from .text import echo
 from .version import PROTOCOL_VERSION
 
 ClientMessage = Hello | Job | Cancel | Fetch | ListModels
@@ -28,6 +29,8 @@ SERVER_TYPES: dict[str, Any] = {
     m.TYPE: m for m in (Welcome, Models, Accepted, Progress, Result, Error, Cancelled)
 }
 MAX_HEADER_BYTES = 1024 * 1024
+MAX_HEADER_ENTRIES = 100_000  # in any one array or map of a header
+MAX_HEADER_DEPTH = 32  # arrays and maps inside each other; v1 messages need at most 6
 
 
 def encode(message: Message) -> list[memoryview]:
@@ -74,6 +77,7 @@ def _decode(
             ErrorCode.FRAME_TOO_LARGE,
             f"message of {view.nbytes} bytes exceeds max_message_bytes {limits.max_message_bytes}; "
             "send smaller images",
+            id=_job_id_of(view),
         )
     header, end = _unpack_header(view)
     version = header.get("v")
@@ -81,8 +85,8 @@ def _decode(
     if type(version) is not int or version != PROTOCOL_VERSION:
         raise ProtocolError(
             ErrorCode.BAD_VERSION,
-            f"protocol version {version!r} is not supported; this peer speaks v{PROTOCOL_VERSION}. "
-            "Update the plugin or the server so both match",
+            f"protocol version {echo(version)} is not supported; this peer speaks "
+            f"v{PROTOCOL_VERSION}. Update the plugin or the server so both match",
             field="v",
         )
     kind = header.get("type")
@@ -91,7 +95,7 @@ def _decode(
         known = ", ".join(sorted(types))
         raise ProtocolError(
             ErrorCode.UNKNOWN_TYPE,
-            f"unknown message type {kind!r}; expected one of {known}",
+            f"unknown message type {echo(kind)}; expected one of {known}",
             field="type",
         )
     reader = Reader({k: v for k, v in header.items() if k not in ("v", "type")}, "", view[end:])
@@ -101,11 +105,24 @@ def _decode(
             reader.finish()
     except ProtocolError as exc:
         # Name the job, so a client waiting on it learns that it failed.
-        job_id = header.get("id")
-        if exc.id is None and isinstance(job_id, str) and JOB_ID.match(job_id):
-            exc.id = job_id
+        if exc.id is None:
+            exc.id = _valid_id(header.get("id"))
         raise
     return message  # type: ignore[no-any-return]
+
+
+def _valid_id(value: Any) -> str | None:
+    return value if isinstance(value, str) and JOB_ID.match(value) else None
+
+
+def _job_id_of(view: memoryview) -> str | None:
+    """The job id of a message refused before decoding (too large), when its header is
+    readable: reading costs at most the 1 MiB header, never the payload."""
+    try:
+        header, _ = _unpack_header(view)
+    except ProtocolError:
+        return None
+    return _valid_id(header.get("id"))
 
 
 def _unpack_header(view: memoryview) -> tuple[dict[Any, Any], int]:
@@ -113,7 +130,8 @@ def _unpack_header(view: memoryview) -> tuple[dict[Any, Any], int]:
     head = view[: MAX_HEADER_BYTES + 16]
     unpacker = msgpack.Unpacker(
         raw=False, max_buffer_size=max(head.nbytes, 1), max_bin_len=MAX_HEADER_BYTES,
-        max_str_len=MAX_HEADER_BYTES, max_array_len=100_000, max_map_len=100_000,
+        max_str_len=MAX_HEADER_BYTES, max_array_len=MAX_HEADER_ENTRIES,
+        max_map_len=MAX_HEADER_ENTRIES,
         strict_map_key=True,
     )  # fmt: skip
     unpacker.feed(head)
@@ -124,7 +142,19 @@ def _unpack_header(view: memoryview) -> tuple[dict[Any, Any], int]:
             ErrorCode.BAD_FRAME,
             "truncated message: the msgpack header is incomplete (or over 1 MiB)",
         ) from None
-    except (msgpack.UnpackException, ValueError, TypeError) as exc:
+    except msgpack.StackError:
+        raise _too_deep() from None
+    except ValueError as exc:
+        if "exceeds max_" in str(exc):  # msgpack's wording for max_array_len / max_map_len
+            raise ProtocolError(
+                ErrorCode.BAD_FRAME,
+                f"an array or map in the header has more than {MAX_HEADER_ENTRIES} entries, "
+                "the protocol's limit; send fewer",
+            ) from None
+        raise ProtocolError(
+            ErrorCode.BAD_FRAME, f"not a msgpack message ({type(exc).__name__})"
+        ) from None
+    except (msgpack.UnpackException, TypeError) as exc:
         raise ProtocolError(
             ErrorCode.BAD_FRAME, f"not a msgpack message ({type(exc).__name__})"
         ) from None
@@ -133,4 +163,30 @@ def _unpack_header(view: memoryview) -> tuple[dict[Any, Any], int]:
             ErrorCode.BAD_FRAME,
             f"a message must start with a msgpack map, got {type(header).__name__}",
         )
+    _check_depth(header)
     return header, unpacker.tell()
+
+
+def _too_deep(job_id: str | None = None) -> ProtocolError:
+    return ProtocolError(
+        ErrorCode.BAD_FRAME,
+        f"the header nests arrays and maps more than {MAX_HEADER_DEPTH} deep, the protocol's "
+        "limit; no message of this protocol needs that many levels",
+        id=job_id,
+    )
+
+
+def _check_depth(header: dict[Any, Any]) -> None:
+    """Refuse deep nesting up front, iteratively: no field reader, error message or equality
+    check after this can then recurse past Python's limit on a peer's input."""
+    level: list[Any] = [header]
+    for _ in range(MAX_HEADER_DEPTH):
+        level = [
+            v
+            for node in level
+            for v in (node.values() if isinstance(node, dict) else node)
+            if isinstance(v, (dict, list))
+        ]
+        if not level:
+            return
+    raise _too_deep(_valid_id(header.get("id")))

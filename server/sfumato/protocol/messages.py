@@ -7,6 +7,7 @@ the limits). The codec adds ``v`` and ``type`` and handles framing.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from enum import Enum
@@ -33,7 +34,8 @@ class Task(str, Enum):
 
 
 def _expand(r: Reader) -> tuple[int, int, int, int]:
-    values = r.integers("expand", lo=0, hi=2**16) if "expand" in r.names() else (0, 0, 0, 0)
+    # nil is absent (protocol.md §2), like every optional field
+    values = r.integers("expand", lo=0, hi=2**16) if r.raw("expand", None) is not None else (0,) * 4
     if len(values) != 4:
         raise ProtocolError(
             ErrorCode.BAD_FIELD,
@@ -93,7 +95,8 @@ class JobParams:
     steps: int = 20
     guidance: float = 7.0
     seed: int | None = None  # None: the server picks one and reports it
-    strength: float = 0.75  # refine/inpaint: 0 keeps the image, 1 replaces it
+    # every task but generate: 1 replaces the image; int(steps × strength) ≥ 1 (denoising_steps)
+    strength: float = 0.75
     variants: int = 1  # images with seeds seed, seed+1, …
     model: str | None = None  # registry name; None: the server's default
     loras: tuple[LoraRef, ...] = ()
@@ -129,12 +132,15 @@ class JobParams:
 
     @classmethod
     def _read(cls, r: Reader, limits: Limits) -> JobParams:
+        # Defaults never exceed what this server allows: a side of 512, or max_image_side
+        # rounded down to a multiple of 8 where that is smaller.
+        side = min(512, limits.max_image_side // 8 * 8)
+        want = f"a multiple of 8 from 64 to max_image_side ({limits.max_image_side})"
         params = cls(
             prompt=r.text("prompt", "", max_len=limits.max_prompt_chars),
             negative=r.text("negative", "", max_len=limits.max_prompt_chars),
-            width=r.integer("width", 512, lo=8, hi=2**31),
-            height=r.integer("height", 512, lo=8, hi=2**31),
-            # the default never exceeds what this server allows
+            width=r.integer("width", side, lo=8, hi=2**31, want=want),
+            height=r.integer("height", side, lo=8, hi=2**31, want=want),
             steps=r.integer("steps", min(20, limits.max_steps), lo=1, hi=limits.max_steps),
             guidance=r.number("guidance", 7.0, lo=0.0, hi=50.0),
             seed=r.integer("seed", None, lo=0, hi=SEED_MAX),
@@ -149,6 +155,22 @@ class JobParams:
             files=r.boolean("files", False),
         )
         return params
+
+    def check_strength(self, task: Task, limits: Limits) -> None:
+        """Every task but generate denoises ``int(steps × strength)`` steps (as diffusers
+        computes it); zero would run nothing, so it is refused before the job queues."""
+        if task is Task.GENERATE or denoising_steps(self.steps, self.strength) >= 1:
+            return
+        fix = f"raise params.strength to at least {min_strength(self.steps)}"
+        steps = min_steps(self.strength, limits.max_steps)
+        if steps is not None:
+            fix += f", or params.steps to at least {steps}"
+        raise ProtocolError(
+            ErrorCode.BAD_FIELD,
+            f"params.strength {self.strength:g} with params.steps {self.steps} gives no "
+            f"denoising step ({task.value} runs int(steps × strength) steps, at least 1); {fix}",
+            field="params.strength",
+        )
 
     def check_size(self, limits: Limits) -> None:
         """The requested output size (generate only: other tasks keep their image's size)."""
@@ -169,6 +191,31 @@ class JobParams:
                     f"(try {max(64, round(value / 8) * 8)})",
                     field=f"params.{name}",
                 )
+
+
+def denoising_steps(steps: int, strength: float) -> int:
+    """How many steps a task that starts from an image runs: diffusers' own formula."""
+    return min(int(steps * strength), steps)
+
+
+def min_strength(steps: int) -> float:
+    """The smallest short decimal strength that gives ``steps`` at least one step."""
+    for digits in range(2, 10):
+        scale = 10**digits
+        strength = min(1.0, math.ceil(scale / steps) / scale)
+        if denoising_steps(steps, strength) >= 1:
+            return strength
+    return 1.0
+
+
+def min_steps(strength: float, most: int) -> int | None:
+    """The fewest steps, up to ``most``, that give ``strength`` one step; None if none do."""
+    if not strength * most >= 1:  # also 0, and the subnormals whose 1/strength overflows
+        return None
+    steps = max(1, math.ceil(1 / strength))
+    while steps <= most and denoising_steps(steps, strength) < 1:
+        steps += 1
+    return steps if steps <= most else None
 
 
 @dataclass(frozen=True)
@@ -250,6 +297,7 @@ class Job:
                     field="inputs.mask",
                 )
         self._check_output_size(limits)
+        self.params.check_strength(self.task, limits)
 
     def _check_output_size(self, limits: Limits) -> None:
         assert self.image is not None

@@ -38,7 +38,8 @@ class ServerSession:
             if self.state is State.READY:
                 raise ProtocolError(
                     ErrorCode.BAD_FIELD,
-                    "hello was already received on this connection",
+                    "type hello: this connection already said hello; send hello once, as the "
+                    "first message (to change client or client_id, open a new connection)",
                     field="type",
                 )
             self._accept_hello(message)
