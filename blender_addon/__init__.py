@@ -2,14 +2,15 @@
 
 Registration only. The modules: ``props`` (state on ``Scene.sfumato``), ``prefs`` (server
 URL, token), ``panels`` (the sidebar tab), ``operators`` (actions), ``jobs`` (what each
-action sends and how its result is applied), ``passes`` (render → arrays), ``scene``
+action sends), ``results`` (how a result is applied, all or nothing: ``rollback``; the
+history's Apply Again and Restore), ``passes`` (render → arrays), ``scene``
 (arrays → images, UVs, materials, world), ``geometry`` (numpy maths), ``bridge`` (the
 client's events → the main thread, via ``bpy.app.timers``).
 """
 
 import bpy
 
-from . import bridge, jobs, operators, panels, prefs, props
+from . import bridge, operators, panels, prefs, props, results
 
 CLASSES = (*props.CLASSES, *prefs.CLASSES, *operators.CLASSES, *panels.CLASSES)
 
@@ -18,7 +19,7 @@ def register() -> None:
     for cls in CLASSES:
         bpy.utils.register_class(cls)
     props.register()
-    bridge.start(jobs.apply)
+    bridge.start(results.apply)
 
 
 def unregister() -> None:

@@ -56,6 +56,7 @@ class Bridge:
         self._apply = apply
         self._connecting: threading.Thread | None = None
         self._connect_error = ""  # set by the connecting thread, shown by tick()
+        self._fetched: set[str] = set()  # jobs asked for again after a reconnect
 
     # ------------------------------------------------------------------ connection
 
@@ -135,7 +136,14 @@ class Bridge:
             self._finish(pending.job.id, error=f"job {pending.job.id} took too long; cancelled")
             raise
         except ConnectionFailed as exc:
-            self._finish(pending.job.id, error=str(exc))
+            if not self.connected:  # the panel must not say Connected to a server that is gone
+                self._set_all(connection="DISCONNECTED")
+            self._finish(
+                pending.job.id, error=f"{exc}; once the server runs again, run the job again"
+            )
+            raise
+        except BaseException as exc:  # a bug: still free the panel, then let it show
+            self._finish(pending.job.id, error=f"job {pending.job.id} stopped: {exc!r}")
             raise
         finally:  # no undo step from inside an operator (nor a timer, later, for a script)
             self._applied = [p for p in self._applied if p is not pending]
@@ -148,7 +156,21 @@ class Bridge:
     # ------------------------------------------------------------------ events
 
     def tick(self) -> float:
-        """One timer call: drain the client's events into the scenes."""
+        """One timer call: drain the client's events into the scenes. Never raises: Blender
+        unregisters a timer that raises, and then no result would ever be applied again."""
+        try:
+            self._tick()
+        except Exception as exc:
+            log.exception("Sfumato's timer hit an unexpected error")
+            try:
+                self._set_all(
+                    error=f"unexpected error in the Sfumato add-on: {exc!r}; please report it"
+                )
+            except Exception:
+                log.exception("could not show the error")
+        return BUSY_INTERVAL if self.pending else IDLE_INTERVAL
+
+    def _tick(self) -> None:
         if self._connect_error:
             error, self._connect_error = self._connect_error, ""
             self._set_all(connection="DISCONNECTED", error=error)
@@ -159,7 +181,6 @@ class Bridge:
         applied, self._applied = self._applied, []
         for pending in applied:
             _undo_push(f"Sfumato: {pending.kind.title()} result")
-        return BUSY_INTERVAL if self.pending else IDLE_INTERVAL
 
     def handle(self, event: object) -> None:
         """Apply one client event to Blender's data (main thread only)."""
@@ -184,6 +205,9 @@ class Bridge:
             self._on_result(event)
         elif isinstance(event, Error):
             message = f"{event.message} [{event.code.value}]"
+            if event.id in self.pending and self._lost_to_restart(event):
+                kind = self.pending[event.id].kind.title().lower()
+                message = f"the {kind} job {event.id} was lost to a server restart — run it again"
             if event.id in self.pending:
                 self._finish(event.id, error=message)
             else:
@@ -201,7 +225,14 @@ class Bridge:
         self._fill_models(welcome.models, welcome.default_model)
         for job_id in self.pending:  # after a reconnect: results filed under our client_id
             self._status(job_id, "reconnected; fetching the result")
+            self._fetched.add(job_id)
             self.client.fetch(job_id)
+
+    def _lost_to_restart(self, error: Error) -> bool:
+        """A job the server no longer has because it restarted: it says so (``interrupted``),
+        or, for servers before that code, answers our reconnect fetch with ``not_found``."""
+        code = error.code.value
+        return code == "interrupted" or (code == "not_found" and error.id in self._fetched)
 
     def _fill_models(self, models: tuple[Any, ...], default: str) -> None:
         for settings in _all_settings():
@@ -241,7 +272,8 @@ class Bridge:
             if target is None:
                 raise LookupError(f"scene {pending.scene!r} is gone")
             pending.message = self._apply(target, pending, result)
-        except (LookupError, ReferenceError, ValueError, RuntimeError) as exc:
+        except Exception as exc:
+            log.warning("could not apply the result of job %s", result.id, exc_info=True)
             pending.failure = f"could not apply the result of job {result.id}: {exc}"
             self._finish(result.id, error=pending.failure)
             return
@@ -258,6 +290,7 @@ class Bridge:
 
     def _finish(self, job_id: str | None, *, status: str = "", error: str = "") -> None:
         pending = self.pending.pop(job_id or "", None)
+        self._fetched.discard(job_id or "")
         settings = _settings(pending.scene) if pending is not None else None
         if pending is not None and error:
             pending.failure = pending.failure or error

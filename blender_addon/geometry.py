@@ -11,17 +11,47 @@ from collections.abc import Sequence
 import numpy as np
 
 MIN_SIDE = 64  # the protocol's smallest image side; sides are multiples of 8
+STEP = 8  # one latent pixel: image sides are multiples of it
 
 
-def frame_size(aspect_x: float, aspect_y: float, long_side: int) -> tuple[int, int]:
-    """Width and height for a frame of the given aspect whose longer side is ``long_side``,
-    both multiples of 8 and at least 64 (what the server accepts)."""
-    long_side = max(MIN_SIDE, int(long_side) // 8 * 8)
-    if aspect_x >= aspect_y:
-        short = max(MIN_SIDE, round(long_side * aspect_y / aspect_x / 8) * 8)
-        return long_side, short
-    short = max(MIN_SIDE, round(long_side * aspect_x / aspect_y / 8) * 8)
-    return short, long_side
+def frame_size(
+    aspect_x: float, aspect_y: float, long_side: int, max_side: int = 4096
+) -> tuple[int, int]:
+    """Width and height for a frame of aspect ``aspect_x:aspect_y`` (display shape: pixel
+    aspect already applied) with the longer side near ``long_side``: both multiples of 8, at
+    least 64 and at most ``max_side`` (what the server accepts). The aspect is what matters
+    (the image is stretched over the camera frame), so the long side follows the short one:
+    the width is within half a latent step (4 px) of ``height × aspect`` and the other way
+    round. A frame too narrow for that within 64 … ``max_side`` raises ValueError with the fix.
+    """
+    if not (aspect_x > 0 and aspect_y > 0):
+        raise ValueError(f"the frame's aspect {aspect_x}:{aspect_y} must be positive")
+    wide = aspect_x >= aspect_y
+    ratio = aspect_x / aspect_y if wide else aspect_y / aspect_x  # long / short, ≥ 1
+    top = int(max_side) // STEP * STEP
+    wanted = min(top, max(MIN_SIDE, int(long_side) // STEP * STEP))
+    short = max(MIN_SIDE, round(wanted / ratio / STEP) * STEP)
+    long = round(short * ratio / STEP) * STEP
+    while long > top and short > MIN_SIDE:  # the short side's minimum made the long one grow
+        short -= STEP
+        long = round(short * ratio / STEP) * STEP
+    if long > top:
+        widest = top / MIN_SIDE
+        raise ValueError(
+            f"the camera frame is {ratio:.1f}:1, wider than images of {MIN_SIDE} … {top} px a "
+            f"side can keep ({widest:.0f}:1 at most); change the render resolution's aspect"
+        )
+    return (long, short) if wide else (short, long)
+
+
+def render_aspect(
+    resolution_x: int, resolution_y: int, percentage: int, pixel_x: float, pixel_y: float
+) -> float:
+    """Width ÷ height of the camera frame as it is displayed: Blender renders
+    ``resolution × percentage ÷ 100`` pixels (integer division) of ``pixel_x:pixel_y`` shape."""
+    width = max(1, resolution_x * percentage // 100) * pixel_x
+    height = max(1, resolution_y * percentage // 100) * pixel_y
+    return width / height
 
 
 def project(points: np.ndarray, world_to_camera: np.ndarray, projection: np.ndarray) -> np.ndarray:

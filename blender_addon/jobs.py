@@ -12,7 +12,6 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import bpy
 import numpy as np
 
 from sfumato.protocol import (
@@ -22,11 +21,11 @@ from sfumato.protocol import (
     Job,
     JobParams,
     LoraRef,
-    Result,
     Task,
     Tile,
     Welcome,
 )
+from sfumato.protocol.messages import SEED_MAX
 
 from . import geometry, passes, scene
 from .bridge import Pending
@@ -63,13 +62,25 @@ def params(
         height=height,
         steps=steps,
         guidance=settings.guidance,
-        seed=None if settings.random_seed else settings.seed,
+        seed=None if settings.random_seed else parse_seed(settings.seed),
         strength=settings.strength,
         model=settings.model or None,
         loras=loras,
         tile=tile,
         preview_every=max(1, steps // 8) if "preview" in caps else 0,
     )
+
+
+def parse_seed(text: str) -> int:
+    """The Seed field as the protocol's seed (0 … 2**32 − 1). The field is a string because
+    Blender's integer properties are 32-bit signed and would lose half of the seeds."""
+    value = text.strip()
+    if not (value.isascii() and value.isdigit()) or int(value) > SEED_MAX:
+        raise UserError(
+            f"Seed {text!r} is not a whole number from 0 to {SEED_MAX}; type one, or tick "
+            "Random Seed"
+        )
+    return int(value)
 
 
 def _job_id(kind: str) -> str:
@@ -87,15 +98,40 @@ def _camera(context: Any) -> Any:
 
 
 def _selected_meshes(context: Any) -> list[Any]:
-    meshes = [o for o in context.selected_objects if o.type == "MESH"]
+    """The selected meshes to texture, leaving out Sfumato's own backdrop planes (Select All
+    selects them too, and they show a result already)."""
+    meshes = [
+        o for o in context.selected_objects if o.type == "MESH" and not o.get(scene.BACKDROP_TAG)
+    ]
     if not meshes:
-        raise UserError("select the mesh objects to texture (click them in the viewport)")
+        raise UserError(
+            "select the mesh objects to texture (click them in the viewport; Sfumato's backdrop "
+            "planes are left out)"
+        )
+    for obj in meshes:
+        if obj.mode == "EDIT":
+            obj.update_from_editmode()  # the passes render the mesh data: sync the edits first
     return meshes
 
 
-def _camera_frame(context: Any, settings: Any) -> tuple[int, int]:
-    render = context.scene.render
-    return geometry.frame_size(render.resolution_x, render.resolution_y, settings.resolution)
+def _frame(aspect_x: float, aspect_y: float, settings: Any, welcome: Welcome) -> tuple[int, int]:
+    """The image size for a frame of this aspect, within what this server accepts."""
+    try:
+        return geometry.frame_size(
+            aspect_x, aspect_y, settings.resolution, welcome.limits.max_image_side
+        )
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _camera_frame(context: Any, settings: Any, welcome: Welcome) -> tuple[int, int]:
+    """The render's frame as displayed (percentage and pixel aspect applied): the generated
+    image covers exactly the camera's view, so its aspect must be the frame's."""
+    r = context.scene.render
+    aspect = geometry.render_aspect(
+        r.resolution_x, r.resolution_y, r.resolution_percentage, r.pixel_aspect_x, r.pixel_aspect_y
+    )
+    return _frame(aspect, 1.0, settings, welcome)
 
 
 def _depth_control(found: passes.Passes, strength: float) -> Control:
@@ -123,7 +159,7 @@ def prepare_texture(context: Any, settings: Any, welcome: Welcome) -> Pending:
     that is then projected onto the selected meshes."""
     camera, meshes = _camera(context), _selected_meshes(context)
     _require_control(welcome)
-    width, height = _camera_frame(context, settings)
+    width, height = _camera_frame(context, settings, welcome)
     job_params = params(settings, welcome, width=width, height=height)
     found = passes.render_passes(context.scene, camera, context.view_layer, width, height)
     normal = Control(
@@ -145,13 +181,16 @@ def prepare_texture(context: Any, settings: Any, welcome: Welcome) -> Pending:
             "uv_map": f"Sfumato {camera.name}"[:63],
             "world_to_camera": to_camera.tolist(),
             "projection": projection.tolist(),
+            # where each object stood when the passes were rendered: the texture sticks to
+            # the object as the camera saw it, even if it moves while the job runs
+            "objects": {o.name: [list(row) for row in o.matrix_world] for o in meshes},
         },
     )
 
 
 def prepare_world(context: Any, settings: Any, welcome: Welcome) -> Pending:
     """World Background: a 2:1 panorama that wraps left to right (tile=x)."""
-    width, height = geometry.frame_size(2, 1, settings.resolution)
+    width, height = _frame(2, 1, settings, welcome)
     job_params = params(settings, welcome, width=width, height=height, tile=Tile.X)
     job = Job(_job_id("world"), Task.GENERATE, job_params)
     return Pending(job, "WORLD", context.scene.name)
@@ -162,7 +201,7 @@ def prepare_backdrop(context: Any, settings: Any, welcome: Welcome) -> Pending:
     it leaves room where the objects stand; placed behind the farthest of them."""
     camera = _camera(context)
     _require_control(welcome)
-    width, height = _camera_frame(context, settings)
+    width, height = _camera_frame(context, settings, welcome)
     job_params = params(settings, welcome, width=width, height=height)
     found = passes.render_passes(context.scene, camera, context.view_layer, width, height)
     far = max(found.far, scene.farthest_depth(context.scene, camera)) * 1.1
@@ -187,6 +226,7 @@ def prepare_inpaint(context: Any, settings: Any, welcome: Welcome) -> Pending:
         raise UserError("make the textured mesh the active object (click it last)")
     if obj.mode == "EDIT":
         obj.update_from_editmode()  # face selection lives in the edit mesh until synced
+    depsgraph = context.evaluated_depsgraph_get()
     try:
         material, node = scene.texture_node(obj)
     except ValueError as exc:
@@ -199,7 +239,10 @@ def prepare_inpaint(context: Any, settings: Any, welcome: Welcome) -> Pending:
         except ValueError as exc:
             raise UserError(str(exc)) from None
     else:
-        polygons = scene.uv_polygons(obj, scene.uv_map_of(node), selected_only=True)
+        try:
+            polygons = scene.uv_polygons(obj, depsgraph, scene.uv_map_of(node), selected_only=True)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
         mask = geometry.rasterize(polygons, width, height, settings.mask_grow)
     if not mask.any():
         raise UserError(
@@ -221,7 +264,7 @@ def prepare_inpaint(context: Any, settings: Any, welcome: Welcome) -> Pending:
 def prepare_seamless(context: Any, settings: Any, welcome: Welcome) -> Pending:
     """Seamless Material: a square texture that tiles in both directions (tile=xy)."""
     meshes = _selected_meshes(context)
-    side = geometry.frame_size(1, 1, settings.resolution)[0]
+    side = _frame(1, 1, settings, welcome)[0]
     job_params = params(settings, welcome, width=side, height=side, tile=Tile.XY)
     job = Job(_job_id("seamless"), Task.GENERATE, job_params)
     return Pending(job, "SEAMLESS", context.scene.name, tuple(o.name for o in meshes))
@@ -234,144 +277,3 @@ PREPARE: dict[str, Callable[[Any, Any, Welcome], Pending]] = {
     "INPAINT": prepare_inpaint,
     "SEAMLESS": prepare_seamless,
 }
-
-
-# ---------------------------------------------------------------------------------- apply
-
-
-def provenance(pending: Pending, result: Result) -> dict[str, Any]:
-    """What made an image, kept on the image so the .blend says it (prompt, seed, model …)."""
-    p = pending.job.params
-    return {
-        "job_id": result.id,
-        "kind": pending.kind.lower(),
-        "task": result.task.value,
-        "prompt": result.prompt or p.prompt,
-        "negative": p.negative,
-        "seed": int(result.seeds[0]),
-        "model": result.model,
-        "loras": {lora.name: lora.weight for lora in p.loras},
-        "steps": p.steps,
-        "guidance": float(p.guidance),
-        "tile": p.tile.value,
-        "tiny": bool(result.tiny),
-    }
-
-
-def apply(target_scene: Any, pending: Pending, result: Result) -> str:
-    """Put a finished job's image where it belongs and record it in the history; returns
-    what was done, for the status line. Runs on the main thread (timer or wait)."""
-    if not result.images:
-        raise ValueError(f"job {result.id} returned no image")
-    label = pending.job.params.prompt[:40] or "untitled"
-    image = scene.new_image(
-        f"Sfumato {pending.kind.title()} {label}",
-        result.images[0].to_numpy(),
-        provenance(pending, result),
-    )
-    entry = target_scene.sfumato.history.add()
-    entry.name, entry.kind, entry.image, entry.job_id = label, pending.kind, image, result.id
-    entry.prompt, entry.seed, entry.model = pending.job.params.prompt, result.seeds[0], result.model
-    target_scene.sfumato.history_index = len(target_scene.sfumato.history) - 1
-    APPLY[pending.kind](target_scene, pending, image, entry)
-    return f"{pending.kind.title().lower()} from job {result.id} applied (seed {result.seeds[0]})"
-
-
-def _object(name: str) -> Any:
-    obj = bpy.data.objects.get(name)
-    if obj is None:
-        raise LookupError(f"object {name!r} was deleted or renamed while the job ran")
-    return obj
-
-
-def _apply_texture(target_scene: Any, pending: Pending, image: Any, entry: Any) -> None:
-    d = pending.data
-    entry.uv_map, entry.camera = d["uv_map"], bpy.data.objects.get(d["camera"])
-    to_camera, projection = np.array(d["world_to_camera"]), np.array(d["projection"])
-    for name in pending.targets:
-        obj = _object(name)
-        scene.set_uv_map(obj, d["uv_map"], scene.projection_uvs(obj, to_camera, projection))
-        _record(entry, obj, scene.texture_material(f"Sfumato {obj.name}", image, d["uv_map"]))
-
-
-def _apply_seamless(target_scene: Any, pending: Pending, image: Any, entry: Any) -> None:
-    for name in pending.targets:
-        obj = _object(name)
-        uv = obj.data.uv_layers.active
-        _record(entry, obj, scene.texture_material(f"Sfumato {obj.name}", image, uv and uv.name))
-
-
-def _record(entry: Any, obj: Any, material: Any) -> None:
-    target = entry.targets.add()
-    target.object, target.material = obj, material
-    for previous in scene.assign_material(obj, material):
-        target.previous.add().material = previous
-
-
-def _apply_world(target_scene: Any, pending: Pending, image: Any, entry: Any) -> None:
-    scene.set_world_environment(target_scene, image)
-
-
-def _apply_backdrop(target_scene: Any, pending: Pending, image: Any, entry: Any) -> None:
-    camera = _object(pending.data["camera"])
-    entry.camera, entry.distance = camera, pending.data["distance"]
-    scene.camera_backdrop(target_scene, camera, image, pending.data["distance"])
-
-
-def _apply_inpaint(target_scene: Any, pending: Pending, image: Any, entry: Any) -> None:
-    obj = _object(pending.targets[0])
-    material = bpy.data.materials.get(pending.data["material"])
-    node = material.node_tree.nodes.get(pending.data["node"]) if material else None
-    if node is None:
-        raise LookupError(f"the texture node of {obj.name} was removed while the job ran")
-    entry.previous_image = node.image
-    image[scene.PROVENANCE]["source_image"] = pending.data["source"]
-    node.image = image
-    target = entry.targets.add()
-    target.object, target.material = obj, material
-
-
-APPLY: dict[str, Callable[[Any, Pending, Any, Any], None]] = {
-    "TEXTURE": _apply_texture,
-    "WORLD": _apply_world,
-    "BACKDROP": _apply_backdrop,
-    "INPAINT": _apply_inpaint,
-    "SEAMLESS": _apply_seamless,
-}
-
-
-# ---------------------------------------------------------------------------------- history
-
-
-def reapply(target_scene: Any, entry: Any) -> None:
-    """Show a past result again where it was first applied."""
-    if entry.image is None:
-        raise LookupError("this result's image was deleted")
-    if entry.kind == "WORLD":
-        scene.set_world_environment(target_scene, entry.image)
-    elif entry.kind == "BACKDROP":
-        if entry.camera is None:
-            raise LookupError("the camera of this backdrop was deleted")
-        scene.camera_backdrop(target_scene, entry.camera, entry.image, entry.distance)
-    elif entry.kind == "INPAINT":
-        for target in entry.targets:
-            if target.object is not None:
-                scene.texture_node(target.object)[1].image = entry.image
-    else:
-        for target in entry.targets:
-            if target.object is not None and target.material is not None:
-                scene.assign_material(target.object, target.material)
-
-
-def restore(entry: Any) -> None:
-    """Undo a result: the materials (or the texture) its objects had before."""
-    for target in entry.targets:
-        if target.object is None:
-            continue
-        if entry.kind == "INPAINT" and entry.previous_image is not None:
-            scene.texture_node(target.object)[1].image = entry.previous_image
-        elif len(target.previous):
-            if len(target.previous) == 1 and target.previous[0].material is None:
-                target.object.data.materials.clear()  # it had no material before
-            else:
-                scene.restore_materials(target.object, [p.material for p in target.previous])

@@ -15,7 +15,7 @@ from bpy.props import BoolProperty, FloatProperty, IntProperty
 from sfumato.client import ConnectionFailed, JobFailed, JobWasCancelled
 from sfumato.protocol import Welcome
 
-from . import bridge, jobs, prefs
+from . import bridge, jobs, prefs, results
 from .bridge import Pending
 
 # What an action can run into, each with a message for the user: their scene, the server,
@@ -169,13 +169,15 @@ class _HistoryOperator(bpy.types.Operator):
             self.report({"ERROR"}, "Sfumato: pick a result in the history first")
             return {"CANCELLED"}
         try:
-            self.act(context, entry)
-        except (LookupError, ValueError) as exc:
+            done = self.act(context, entry)
+        except (LookupError, ValueError, ReferenceError, RuntimeError) as exc:
             self.report({"ERROR"}, f"Sfumato: {exc}")
             return {"CANCELLED"}
+        self.report({"INFO"}, f"Sfumato: {done}")
         return {"FINISHED"}
 
-    def act(self, context: bpy.types.Context, entry: Any) -> None:
+    def act(self, context: bpy.types.Context, entry: Any) -> str:
+        """Do it; return what was done (the report says it, so nothing passes silently)."""
         raise NotImplementedError
 
 
@@ -185,18 +187,19 @@ class SFUMATO_OT_apply_result(_HistoryOperator):
     bl_idname = "sfumato.apply_result"
     bl_label = "Apply Again"
 
-    def act(self, context: bpy.types.Context, entry: Any) -> None:
-        jobs.reapply(context.scene, entry)
+    def act(self, context: bpy.types.Context, entry: Any) -> str:
+        return results.reapply(context.scene, entry)
 
 
 class SFUMATO_OT_restore(_HistoryOperator):
-    """Put back the materials (or texture) the objects had before this result"""
+    """Put back what was there before this result: the materials and UV maps (or the
+    texture) of its objects, the world, the camera's backdrop"""
 
     bl_idname = "sfumato.restore"
     bl_label = "Restore Previous"
 
-    def act(self, context: bpy.types.Context, entry: Any) -> None:
-        jobs.restore(entry)
+    def act(self, context: bpy.types.Context, entry: Any) -> str:
+        return results.restore(context.scene, entry)
 
 
 CLASSES = (

@@ -3,7 +3,7 @@ change nothing (state changes go through operators and the bridge)."""
 
 import bpy
 
-from . import prefs
+from . import jobs, prefs
 
 ACTIONS = (
     ("sfumato.texture_from_view", "UV"),
@@ -60,6 +60,7 @@ class SFUMATO_PT_settings(_Panel, bpy.types.Panel):
         row.prop(settings, "random_seed", text="Random")
         sub = row.row(align=True)
         sub.enabled = not settings.random_seed
+        sub.alert = sub.enabled and not _is_seed(settings.seed)  # red until it is one
         sub.prop(settings, "seed", text="")
         layout.prop(settings, "steps")
         layout.prop(settings, "guidance")
@@ -137,6 +138,14 @@ class SFUMATO_PT_history(_Panel, bpy.types.Panel):
             col = layout.column(align=True)
             col.label(text=f"Prompt: {entry.prompt or '—'}")
             col.label(text=f"Model: {entry.model} · seed {entry.seed} · job {entry.job_id}")
+
+
+def _is_seed(text: str) -> bool:
+    try:
+        jobs.parse_seed(text)
+    except jobs.UserError:
+        return False
+    return True
 
 
 def _wrapped(layout: bpy.types.UILayout, text: str, icon: str, width: int = 48) -> None:

@@ -49,6 +49,9 @@ class SfumatoLora(bpy.types.PropertyGroup):
 
 class SfumatoMaterialRef(bpy.types.PropertyGroup):
     material: PointerProperty(type=bpy.types.Material)
+    # the slot's link before: 'DATA' (the mesh's material) or 'OBJECT' ('material' is the
+    # object's own); empty in entries from before links were recorded
+    link: StringProperty(name="Link")
 
 
 class SfumatoTarget(bpy.types.PropertyGroup):
@@ -58,6 +61,9 @@ class SfumatoTarget(bpy.types.PropertyGroup):
     object: PointerProperty(type=bpy.types.Object)
     material: PointerProperty(type=bpy.types.Material)
     previous: CollectionProperty(type=SfumatoMaterialRef)
+    previous_uv: StringProperty(name="Active UV Map Before")  # texture: for Restore
+    previous_render_uv: StringProperty(name="Render UV Map Before")
+    node: StringProperty(name="Texture Node")  # inpaint: the node whose image it replaced
 
 
 class SfumatoResult(bpy.types.PropertyGroup):
@@ -68,12 +74,19 @@ class SfumatoResult(bpy.types.PropertyGroup):
     previous_image: PointerProperty(type=bpy.types.Image)  # inpaint: the texture before
     job_id: StringProperty(name="Job")
     prompt: StringProperty(name="Prompt")
-    seed: IntProperty(name="Seed")
+    seed: StringProperty(name="Seed")  # decimal: a uint32 does not fit an IntProperty
     model: StringProperty(name="Model")
     uv_map: StringProperty(name="UV Map")
     camera: PointerProperty(type=bpy.types.Object)
     distance: FloatProperty(name="Distance")
     targets: CollectionProperty(type=SfumatoTarget)
+    # world: the world made for this result (a copy of the scene's) and the one it replaced
+    world: PointerProperty(type=bpy.types.World)
+    previous_world: PointerProperty(type=bpy.types.World)
+    # backdrop: what the camera showed before (previous_image: an earlier Sfumato backdrop)
+    previous_distance: FloatProperty(name="Previous Distance")
+    show_background: BoolProperty(name="Background Images Shown Before")
+    had_background_slot: BoolProperty(name="Had an Empty Background Slot")
 
 
 class SfumatoSettings(bpy.types.PropertyGroup):
@@ -97,7 +110,13 @@ class SfumatoSettings(bpy.types.PropertyGroup):
     random_seed: BoolProperty(
         name="Random Seed", default=True, description="Let the server pick a seed (it reports it)"
     )
-    seed: IntProperty(name="Seed", default=0, min=0)
+    # A string: the protocol's seeds are 0 … 2**32 − 1, Blender's IntProperty is 32-bit signed
+    # (half of them would not fit). jobs.parse_seed checks it when a job is sent.
+    seed: StringProperty(
+        name="Seed",
+        default="0",
+        description="A whole number from 0 to 4294967295; the same seed makes the same image",
+    )
     steps: IntProperty(name="Steps", default=20, min=1, max=150)
     guidance: FloatProperty(name="Guidance", default=7.0, min=0.0, max=50.0)
     strength: FloatProperty(

@@ -29,7 +29,7 @@ def drain(until: Any, timeout: float = 120.0) -> None:
 @pytest.fixture
 def settings(connected: ModuleType) -> Any:
     s = bpy.context.scene.sfumato
-    s.prompt, s.steps, s.resolution, s.random_seed, s.seed = "moss", 2, 64, False, 5
+    s.prompt, s.steps, s.resolution, s.random_seed, s.seed = "moss", 2, 64, False, "5"
     return s
 
 

@@ -30,7 +30,7 @@ def needs(*capabilities: str) -> None:
 def settings(connected: ModuleType):
     s = bpy.context.scene.sfumato
     s.prompt, s.steps, s.resolution = "weathered bricks", 2, 128
-    s.random_seed, s.seed = False, 1234
+    s.random_seed, s.seed = False, "1234"
     return s
 
 
@@ -49,7 +49,7 @@ def test_texture_from_view_projects_the_image_onto_the_selected_meshes(settings)
     assert entry.kind == "TEXTURE" and tuple(image.size) == (128, 64)
     assert image.packed_file is not None
     meta = image["sfumato"]
-    assert meta["prompt"] == "weathered bricks" and meta["seed"] == 1234
+    assert meta["prompt"] == "weathered bricks" and meta["seed"] == "1234"
     assert meta["model"] == "tiny-sd" and meta["job_id"] == entry.job_id
     for obj in (box, other):
         uv = obj.data.uv_layers[f"Sfumato {cam.name}"]

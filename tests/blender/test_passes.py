@@ -89,7 +89,7 @@ def test_geometry_helpers(addon: ModuleType) -> None:
     geometry = submodule("geometry")
     assert geometry.frame_size(1920, 1080, 512) == (512, 288)
     assert geometry.frame_size(1080, 1920, 512) == (288, 512)
-    assert geometry.frame_size(2, 1, 100) == (96, 64)  # never under 64
+    assert geometry.frame_size(2, 1, 100) == (128, 64)  # never under 64, and still 2:1
     square = np.array([[0.25, 0.25], [0.75, 0.25], [0.75, 0.75], [0.25, 0.75]])
     mask = geometry.rasterize([square], 8, 8)
     assert mask.dtype == np.uint8 and (mask[2:6, 2:6] == 255).all() and mask.sum() == 16 * 255
