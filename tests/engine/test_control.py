@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sfumato.engine import Engine, ModelUnavailable, UnknownModel
 from sfumato.engine.control import DEPTH_FLOOR, depth_to_map, normal_to_map
@@ -147,6 +149,38 @@ def test_missing_detector_weights_name_the_file_and_the_fetch(
     message = str(caught.value)
     assert "lllyasviel/Annotators" in message and filename in message
     assert "huggingface-cli download" in message
+    assert caught.value.field == "inputs.controls[0].preprocess"  # issue 9.21: not params.model
+
+
+def test_missing_detector_weights_name_the_control_that_asked(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SFUMATO_ANNOTATORS", raising=False)
+    controls = (
+        control(ControlKind.CANNY, picture(64, 64), preprocess=True),  # needs no weights
+        control(ControlKind.DEPTH, picture(64, 64), preprocess=True),
+    )
+    with pytest.raises(ModelUnavailable) as caught:
+        run(engine, job(seed=5, controls=controls))
+    assert caught.value.field == "inputs.controls[1].preprocess"
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.sampled_from([ControlKind.CANNY, ControlKind.SHUFFLE]),
+    st.integers(1, 80),
+    st.integers(1, 80),
+    st.integers(0, 2**32 - 1),
+)
+def test_offline_detectors_take_pictures_of_any_small_size(
+    kind: ControlKind, height: int, width: int, seed: int
+) -> None:
+    """Issue 17: canny on a picture of 32 px or less failed with an OpenCV assertion. Every
+    size works, and the map comes back at the output size, as an RGB map."""
+    from sfumato.engine.control import control_map
+
+    out = control_map(control(kind, picture(height, width), preprocess=True), (64, 48), seed)
+    assert out.shape == (48, 64, 3) and out.dtype == np.uint8
 
 
 def test_no_controlnet_for_the_family_and_kind_is_unknown_model(

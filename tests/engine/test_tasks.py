@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sfumato.engine import Engine, JobCancelled
-from sfumato.protocol import Task
+from sfumato.protocol import ProtocolError, Task
 
 from .helpers import Recorder, box_mask, job, picture, run
 
@@ -134,3 +134,30 @@ def test_soft_mask_blends_between_input_and_generated(engine: Engine) -> None:
     expected = image * (1 - 128 / 255) + generated * (128 / 255)
     assert not np.array_equal(generated, image)
     assert np.abs(blended.astype(float) - expected).max() <= 0.5 + 1e-6
+
+
+@pytest.mark.parametrize("task", [Task.REFINE, Task.INPAINT, Task.UPSCALE])
+@pytest.mark.parametrize(("steps", "strength"), [(4, 0.25), (3, 1 / 3), (7, 0.15), (1, 1.0)])
+def test_one_denoising_step_at_the_strength_boundary_runs(
+    engine: Engine, task: Task, steps: int, strength: float
+) -> None:
+    """Issue 9.19: the smallest strength the protocol accepts runs exactly one step per image
+    (per tile for upscale), as diffusers counts int(steps × strength)."""
+    rec = Recorder()
+    image = picture(32, 32)
+    mask = np.full((32, 32, 1), 255, np.uint8) if task is Task.INPAINT else None
+    out = run(
+        engine, job(task, image=image, mask=mask, seed=2, steps=steps, strength=strength), rec
+    )
+    assert len(out.images) == 1 and rec.steps and rec.steps[0][0] == 1
+    assert rec.steps[-1][0] == rec.steps[-1][1]  # the bar ends at 100 %
+
+
+@pytest.mark.parametrize("task", [Task.REFINE, Task.INPAINT, Task.UPSCALE])
+def test_below_the_boundary_the_engine_names_the_field(engine: Engine, task: Task) -> None:
+    """A caller that builds a Job itself (no decoder) gets the decoder's rule and message."""
+    image = picture(32, 32)
+    mask = np.full((32, 32, 1), 255, np.uint8) if task is Task.INPAINT else None
+    with pytest.raises(ProtocolError) as caught:
+        run(engine, job(task, image=image, mask=mask, seed=2, steps=4, strength=0.2))
+    assert caught.value.field == "params.strength" and "at least 0.25" in caught.value.message

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageFilter
 
-from ..protocol.messages import JobParams
+from ..protocol.messages import JobParams, Task
 from . import images
 from .control import PreparedControl, pipeline_kwargs
 from .loader import Pipeline
@@ -83,7 +83,7 @@ def upscale(
     controls: tuple[PreparedControl, ...] = (),
 ) -> tuple[np.ndarray, ...]:
     """``image`` × params.scale: Lanczos, then img2img over feathered, overlapping tiles."""
-    check_strength(params)
+    check_strength(params, Task.UPSCALE)
     rgb = images.to_rgb(image)
     size = (rgb.shape[1] * params.scale, rgb.shape[0] * params.scale)
     big = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS))

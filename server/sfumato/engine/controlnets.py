@@ -8,11 +8,14 @@ or detected (``control.py``, ``detectors.py``) at the job's output size.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 from ..protocol.messages import Job
 from ..registry import Registry
 from .control import PreparedControl, control_map
+from .errors import ModelUnavailable
 from .loader import LoadedModel, load_part
 
 
@@ -33,18 +36,32 @@ def prepare_controls(
         for c in job.controls
     ]
     prepared = []
-    for control, entry in zip(job.controls, entries, strict=True):
+    for n, (control, entry) in enumerate(zip(job.controls, entries, strict=True)):
+        field = f"inputs.controls[{n}]"
         if entry.name not in loaded.controlnets:
-            model = load_part(entry, ControlNetModel, loaded.dtype, cache_dir)
+            with _blame(f"{field}.kind"):  # the kind picked this ControlNet
+                model = load_part(entry, ControlNetModel, loaded.dtype, cache_dir)
             loaded.controlnets[entry.name] = model.to(loaded.device)
+        with _blame(f"{field}.preprocess"):  # only a detector loads weights here
+            map_ = control_map(control, size, seed)
         prepared.append(
             PreparedControl(
                 kind=control.kind,
                 entry=entry,
-                map=control_map(control, size, seed),
+                map=map_,
                 strength=control.strength,
                 start=control.start,
                 end=control.end,
             )
         )
     return tuple(prepared)
+
+
+@contextlib.contextmanager
+def _blame(field: str) -> Iterator[None]:
+    """Missing weights are reported at the field that asked for them, not params.model."""
+    try:
+        yield
+    except ModelUnavailable as exc:
+        exc.field = field
+        raise

@@ -26,7 +26,10 @@ from .errors import ModelUnavailable
 
 ANNOTATORS = "lllyasviel/Annotators"
 ENV = "SFUMATO_ANNOTATORS"
-DETECT_RESOLUTION = 512  # controlnet_aux's default; smaller pictures are not upscaled
+DETECT_RESOLUTION = 512  # controlnet_aux's default; smaller pictures are not upscaled…
+# … except below 64: controlnet_aux rounds sides to multiples of 64, so a picture of 32 px or
+# less would round to 0 and fail inside OpenCV. Tiny pictures are detected at 64.
+MIN_DETECT_RESOLUTION = 64
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,7 @@ def detect(kind: ControlKind, picture: np.ndarray, seed: int) -> np.ndarray:
     The result has the detector's resolution; the caller resizes it to the output. ``seed``
     makes content shuffle reproducible (it draws its displacement field from numpy's global
     generator)."""
-    resolution = min(DETECT_RESOLUTION, min(picture.shape[:2]))
+    resolution = max(MIN_DETECT_RESOLUTION, min(DETECT_RESOLUTION, min(picture.shape[:2])))
     sizes = {"detect_resolution": resolution, "image_resolution": resolution}
     if kind is ControlKind.CANNY:
         from controlnet_aux.canny import CannyDetector

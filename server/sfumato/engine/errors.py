@@ -9,13 +9,17 @@ from ..protocol.errors import ErrorCode, SfumatoError
 
 
 class ModelUnavailable(SfumatoError):
-    """A registered model whose weights cannot be found; the message says how to get them."""
+    """A registered model whose weights cannot be found; the message says how to get them.
+
+    ``field`` is the job field that asked for the weights: ``params.model`` unless the engine
+    knows better (a control's ControlNet or its preprocessor)."""
 
     code: ClassVar[ErrorCode] = ErrorCode.MODEL_UNAVAILABLE
 
-    def __init__(self, model: str, message: str) -> None:
+    def __init__(self, model: str, message: str, field: str = "params.model") -> None:
         super().__init__(message)
         self.model = model
+        self.field = field
 
 
 class JobCancelled(SfumatoError):

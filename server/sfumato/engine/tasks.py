@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..protocol.limits import Limits
 from ..protocol.messages import Job, JobParams, Task
 from . import images
 from .control import PreparedControl, pipeline_kwargs
@@ -154,7 +155,7 @@ def inpaint(
     controls: tuple[PreparedControl, ...] = (),
 ) -> tuple[np.ndarray, ...]:
     """Regenerate where the mask is 255; where it is 0 the input's pixels come back exactly."""
-    check_strength(params)
+    check_strength(params, Task.INPAINT)
     rgb = images.to_rgb(image)
     plain_mask = images.to_mask(mask)
     if plain_mask.shape != rgb.shape[:2]:
@@ -208,12 +209,8 @@ def common(params: JobParams, seed: int, steps: Steps) -> dict[str, Any]:
     }
 
 
-def check_strength(params: JobParams) -> None:
-    """diffusers runs int(steps × strength) steps and fails on zero; say what to change."""
-    if int(params.steps * params.strength) < 1:
-        need = 1.0 / params.steps
-        raise ValueError(
-            f"params.strength {params.strength} with params.steps {params.steps} leaves no "
-            f"denoising step (steps × strength < 1); raise params.strength to at least "
-            f"{need:.2f} or raise params.steps"
-        )
+def check_strength(params: JobParams, task: Task = Task.REFINE) -> None:
+    """diffusers runs int(steps × strength) steps and fails on zero. The decoder refuses such
+    jobs before they queue (``JobParams.check_strength``); this is the same rule and message
+    for a caller that builds a :class:`Job` itself."""
+    params.check_strength(task, Limits(max_steps=max(params.steps, Limits().max_steps)))

@@ -18,13 +18,15 @@ class Refusal(Exception):
 
 
 def admit(job: Job, registry: Registry, default_model: str) -> ModelEntry:
-    """The base model entry the job will run on; raises :class:`Refusal`."""
+    """The base model entry the job will run on; raises :class:`Refusal`. Every message
+    starts with the field path it is about (``params.loras[1].name: …``), so a client that
+    shows only the text still points at the right widget."""
     name = job.params.model or default_model
     model = _get(registry, name, "params.model")
     if model.kind != "base":
-        raise Refusal(
+        raise _refuse(
             ErrorCode.UNKNOWN_MODEL,
-            f"params.model {name!r} is a {model.kind}, not a base model; pick a base model from "
+            f"{name!r} is a {model.kind}, not a base model; pick a base model from "
             "`sfumato models`",
             "params.model",
         )
@@ -33,10 +35,17 @@ def admit(job: Job, registry: Registry, default_model: str) -> ModelEntry:
         field = f"params.loras[{n}].name"
         try:
             used.append((registry.lora(lora.name, model.family), field))
-        except UnknownModel as exc:
-            raise Refusal(ErrorCode.UNKNOWN_MODEL, str(exc), field) from None
-        except ValueError as exc:
-            raise Refusal(ErrorCode.UNSUPPORTED, str(exc), field) from None
+        except UnknownModel:
+            loras = ", ".join(registry.of_kind("lora", model.family)) or "(none)"
+            raise _refuse(
+                ErrorCode.UNKNOWN_MODEL,
+                f"no LoRA {lora.name!r} in this server's registry; LoRAs for {model.family}: "
+                f"{loras} (see `sfumato models`)",
+                field,
+            ) from None
+        except ValueError as exc:  # not a LoRA, or one of another family
+            message = str(exc).removeprefix("params.loras: ")
+            raise _refuse(ErrorCode.UNSUPPORTED, message, field) from None
     for n, control in enumerate(job.controls):
         field = f"inputs.controls[{n}].kind"
         try:
@@ -44,10 +53,10 @@ def admit(job: Job, registry: Registry, default_model: str) -> ModelEntry:
                 (registry.controlnet(model.family, control.kind.value, tiny=model.tiny), field)
             )
         except UnknownModel as exc:
-            raise Refusal(ErrorCode.UNKNOWN_MODEL, str(exc), field) from None
+            raise _refuse(ErrorCode.UNKNOWN_MODEL, str(exc), field) from None
     for entry, field in used:
         if not entry.approved:
-            raise Refusal(
+            raise _refuse(
                 ErrorCode.NOT_APPROVED,
                 f"{entry.kind} {entry.name!r} is not approved in this server's registry "
                 f"(license: {entry.license or 'unknown'}); jobs may use approved entries only. "
@@ -58,8 +67,12 @@ def admit(job: Job, registry: Registry, default_model: str) -> ModelEntry:
     return model
 
 
+def _refuse(code: ErrorCode, message: str, field: str) -> Refusal:
+    return Refusal(code, f"{field}: {message}", field)
+
+
 def _get(registry: Registry, name: str, field: str) -> ModelEntry:
     try:
         return registry.get(name)
     except UnknownModel as exc:
-        raise Refusal(ErrorCode.UNKNOWN_MODEL, str(exc), field) from None
+        raise _refuse(ErrorCode.UNKNOWN_MODEL, str(exc), field) from None
