@@ -72,14 +72,19 @@ class Welcome:
     limits: Limits = field(default_factory=Limits)
     client_id: str = ""  # the identity results are filed under; reuse it to fetch after reconnect
     notice: str = ""  # something the user should read (e.g. "tiny model: images are noise")
+    ready: bool = True  # False: jobs cannot run now (the engine does not load); see status
+    status: str = ""  # when not ready: why, and what the server's admin should do
 
     def _write(self, w: BlobWriter) -> dict[str, Any]:
-        return {
+        out = {
             "server": self.server, "protocol": self.protocol,
             "capabilities": list(self.capabilities), "models": [m.to_wire() for m in self.models],
             "default_model": self.default_model, "limits": self.limits.to_wire(),
             "client_id": self.client_id, "notice": self.notice,
         }  # fmt: skip
+        if not self.ready:  # written only when false: a ready welcome is unchanged on the wire
+            out |= {"ready": False, "status": self.status}
+        return out
 
     @classmethod
     def _read(cls, r: Reader, limits: Limits) -> Welcome:
@@ -92,6 +97,8 @@ class Welcome:
             limits=Limits.from_wire(r.raw("limits", {})),
             client_id=r.text("client_id", ""),
             notice=r.text("notice", ""),
+            ready=r.boolean("ready", True),
+            status=r.text("status", ""),
         )
 
 

@@ -3,25 +3,47 @@
 The engine (and with it torch) is imported on the worker's own thread the first time it is
 needed, so the server accepts connections within a second of starting while weights load.
 Everything the engine reports crosses back to the event loop with ``call_soon_threadsafe``.
+
+Every job the worker takes ends with exactly one event, stored before it is sent (a result,
+or the terminal record of an error or cancel), after which its journal entry is removed. The
+failure path imports nothing: when the engine itself cannot import (torch broken, out of file
+descriptors) each job still ends, with ``engine_unavailable``, and :attr:`Worker.problem`
+tells ``welcome`` that the server is not ready. A graceful stop (:meth:`Worker.stop`) lets the
+running job finish within a grace period, or interrupts it and leaves it journaled to run
+again after the restart.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from ..protocol import Array, Cancelled, Error, ErrorCode, Progress, Result, ServerMessage
+from ..protocol import (
+    Array,
+    Cancelled,
+    Error,
+    ErrorCode,
+    Progress,
+    ProtocolError,
+    Result,
+    ServerMessage,
+    SfumatoError,
+)
 from ..provenance import GenerationFacts, SigningIdentity
 from ..registry import Registry, UnknownModel
 from .config import ServerConfig
 from .credentials import job_facts
 from .jobs import FairQueue, JobEntry
-from .store import ResultStore
+from .journal import Journal
+from .store import ResultStore, StoreError, disk_problem
 
 if TYPE_CHECKING:
     import numpy as np
@@ -32,6 +54,26 @@ log = logging.getLogger("sfumato.worker")
 Notify = Callable[
     [str, ServerMessage], None
 ]  # (owner, message): deliver to that owner's connections
+STOP_TIMEOUT = 30.0  # seconds an interrupted job may take to reach its next step at a stop
+
+
+class EngineUnavailable(SfumatoError):
+    """The engine cannot import or start; every job fails this way until the install is fixed."""
+
+
+def engine_problem(exc: BaseException) -> str:
+    """Why the engine cannot load and what the server's admin should do, for clients and logs."""
+    cause = f"{type(exc).__name__}: {str(exc)[:300]}"
+    if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
+        fix = "raise the server's file descriptor limit (ulimit -n), then restart the server"
+    elif isinstance(exc, ImportError):
+        missing = exc.name or "a module"
+        cause = f"{missing} does not import ({cause})"
+        fix = "repair the server's ML install (pip install 'sfumato[server]'), then restart it"
+    else:
+        fix = "the server log has the traceback; repair its ML install (pip install "
+        fix += "'sfumato[server]') or its --device, then restart the server"
+    return f"the server cannot load its ML engine: {cause}; {fix}"
 
 
 class Worker:
@@ -43,6 +85,7 @@ class Worker:
         queue: FairQueue,
         notify: Notify,
         identity: SigningIdentity | None = None,
+        journal: Journal | None = None,
     ) -> None:
         self.config = config
         self.identity = identity  # signs every output's content credentials; None: unsigned
@@ -50,26 +93,41 @@ class Worker:
         self.store = store
         self.queue = queue
         self.notify = notify
+        self.journal = journal  # None: jobs are not kept across restarts (in-process tests)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="sfumato-engine")
         self._wakeup = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._engine: Engine | None = None
+        self.problem = ""  # why jobs cannot run now ("" when they can, or not tried yet)
+        self.stopping = False
+        self._suspended: JobEntry | None = None  # interrupted by a stop: stays journaled
+        self.engine_busy = threading.Event()  # the engine thread is inside a job or a load
 
     def kick(self) -> None:
         """A job was queued."""
         self._wakeup.set()
 
     async def run(self) -> None:
-        while True:
+        while not self.stopping:
             entry = self.queue.pop()
             if entry is None:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
             self.queue.running = entry
+            self._idle.clear()
             try:
                 await self._run(entry)
+            except Exception as exc:  # a bug on the way to the event must still end the job
+                log.exception("job %s: the worker failed", entry.job.id)
+                text = f"the server failed running job {entry.job.id!r} ({type(exc).__name__})"
+                await self.end(
+                    entry, Error(ErrorCode.INTERNAL, text + "; report it", id=entry.job.id)
+                )
             finally:
                 self.queue.running = None
+                self._idle.set()
 
     async def preload(self, model: str) -> None:
         """Load the default model in the background so the first job does not wait for it."""
@@ -80,10 +138,45 @@ class Worker:
         except Exception as exc:  # the first job that needs it reports the error to its client
             log.warning("preloading %s failed: %s", model, exc)
 
+    async def stop(self, grace: float) -> list[JobEntry]:
+        """Take no more jobs; let the running one finish within ``grace`` seconds, else
+        interrupt it (it stays journaled and runs again after the restart). Returns the jobs
+        that did not end: the interrupted one first, then the queued ones in order."""
+        self.stopping = True
+        self._wakeup.set()
+        running = self.queue.running
+        if running is not None and not await _wait(self._idle, grace):
+            if not running.cancel.is_set():  # a cancel the user asked for stays a cancel
+                self._suspended = running
+            running.cancel.set()
+            await _wait(self._idle, STOP_TIMEOUT)
+        unfinished = self.queue.order()
+        if running is not None and (running is self._suspended or self.queue.running is running):
+            unfinished.insert(0, running)
+        return unfinished
+
     def shutdown(self) -> None:
         if self.queue.running is not None:
+            if not self.queue.running.cancel.is_set():
+                self._suspended = self.queue.running
             self.queue.running.cancel.set()
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def end(self, entry: JobEntry, message: Error | Cancelled) -> None:
+        """End a job that has no result: store how it ended, forget its journal entry, then
+        tell its owner — in that order, so a ``fetch`` after a crash answers what the client
+        would have heard."""
+
+        def keep() -> None:
+            try:
+                self.store.end(entry.owner, message)
+            except StoreError as exc:  # the client still hears of it, once
+                log.error("job %s: %s", entry.job.id, exc)
+            if self.journal is not None:
+                self.journal.remove(entry.owner, entry.job.id)
+
+        await asyncio.to_thread(keep)
+        self.notify(entry.owner, message)
 
     # ---------------------------------------------------------------- on the event loop
 
@@ -95,27 +188,52 @@ class Worker:
             loop.call_soon_threadsafe(self.notify, owner, message)
 
         entry.started = time.monotonic()
+        if entry.cancel.is_set():  # cancelled while it was being taken from the queue
+            return await self.end(entry, Cancelled(job_id))
         log.info("job %s: %s on %s", job_id, entry.job.task.value, entry.model)
         try:
             result = await loop.run_in_executor(self._executor, self._execute, entry, report)
         except Exception as exc:  # every failure becomes an event for this job only
-            self.notify(owner, self._failure(entry, exc))
+            message = self._failure(entry, exc)
+            if message is None:
+                log.info(
+                    "job %s: interrupted by the stop; journaled to run after the restart", job_id
+                )
+                return
+            await self.end(entry, message)
         else:
             log.info("job %s: done in %.2f s", job_id, result.timings["total"])
             self.notify(owner, result)
 
-    def _failure(self, entry: JobEntry, exc: Exception) -> ServerMessage:
-        from ..engine import JobCancelled, ModelUnavailable
-
+    def _failure(self, entry: JobEntry, exc: Exception) -> Error | Cancelled | None:
+        """The event that ends a failed job (None: interrupted by a stop, it runs again later).
+        Imports nothing: the engine may be exactly what failed to import."""
+        engine = sys.modules.get("sfumato.engine")
         job_id = entry.job.id
-        if isinstance(exc, JobCancelled):
+        if engine is not None and isinstance(exc, engine.JobCancelled):
+            if entry is self._suspended:
+                return None
             log.info("job %s: cancelled", job_id)
             return Cancelled(job_id)
         if isinstance(exc, UnknownModel):
             return Error(ErrorCode.UNKNOWN_MODEL, str(exc), id=job_id, field="params.model")
-        if isinstance(exc, ModelUnavailable):
+        if engine is not None and isinstance(exc, engine.ModelUnavailable):
             log.warning("job %s: %s", job_id, exc)
-            return Error(ErrorCode.MODEL_UNAVAILABLE, str(exc), id=job_id, field="params.model")
+            field = getattr(exc, "field", "params.model")  # a control's weights name the control
+            return Error(ErrorCode.MODEL_UNAVAILABLE, str(exc), id=job_id, field=field)
+        if isinstance(exc, EngineUnavailable):
+            log.error("job %s: %s", job_id, exc)
+            return Error(ErrorCode.ENGINE_UNAVAILABLE, str(exc), id=job_id)
+        if isinstance(exc, StoreError):
+            log.error("job %s: %s", job_id, exc)
+            return Error(ErrorCode.STORE_FAILED, str(exc), id=job_id)
+        if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
+            log.error("job %s failed", job_id, exc_info=exc)
+            return Error(
+                ErrorCode.JOB_FAILED, disk_problem(exc, f"job {job_id!r} failed"), id=job_id
+            )
+        if isinstance(exc, ProtocolError):  # a rule the decoder also checks: same code, field
+            return Error(exc.code, exc.message, id=job_id, field=exc.field)
         if isinstance(exc, ValueError):
             log.warning("job %s: rejected by the engine: %s", job_id, exc)
             return Error(ErrorCode.UNSUPPORTED, str(exc), id=job_id)
@@ -132,26 +250,36 @@ class Worker:
         if self._engine is None:
             try:
                 from ..engine import Engine
-            except ImportError as exc:
-                raise RuntimeError(
-                    f"the server's ML dependencies are missing ({exc.name}); install them with "
-                    "pip install 'sfumato[server]'"
-                ) from exc
-            self._engine = Engine(
-                self.registry, cache_dir=self.config.cache, device=self.config.device
-            )
-            log.info("engine on %s", self._engine.device)
+
+                engine = Engine(
+                    self.registry, cache_dir=self.config.cache, device=self.config.device
+                )
+            except Exception as exc:  # torch broken, out of descriptors, a bad --device …
+                problem = engine_problem(exc)
+                if problem != self.problem:  # the traceback once, not once per job
+                    log.error("%s", problem, exc_info=exc)
+                self.problem = problem
+                raise EngineUnavailable(problem) from exc
+            self._engine, self.problem = engine, ""
+            log.info("engine on %s", engine.device)
         return self._engine
 
     def _load(self, model: str, on_status: Callable[[str], None] | None) -> None:
-        self._get_engine().load(model, on_status=on_status)
+        self.engine_busy.set()
+        try:
+            self._get_engine().load(model, on_status=on_status)
+        finally:
+            self.engine_busy.clear()
 
     def _execute(self, entry: JobEntry, report: Callable[[ServerMessage], None]) -> Result:
-        job_id = entry.job.id
-        if entry.cancel.is_set():
-            from ..engine import JobCancelled
+        self.engine_busy.set()
+        try:
+            return self._execute_job(entry, report)
+        finally:
+            self.engine_busy.clear()
 
-            raise JobCancelled(job_id)
+    def _execute_job(self, entry: JobEntry, report: Callable[[ServerMessage], None]) -> Result:
+        job_id = entry.job.id
         started = time.monotonic()
         self._load(entry.model, lambda status: report(Progress(job_id, 0, 0, stage="loading")))
         loaded = time.monotonic()
@@ -183,8 +311,18 @@ class Worker:
             facts = job_facts(job, out.model, out.seeds, self.registry, out.hashes)
         timings["total"] = time.monotonic() - entry.submitted  # store write included below
         paths = self.store.write(entry.owner, result, job.params, facts, self.identity)
+        if self.journal is not None:  # the result is kept: the job will not run again
+            self.journal.remove(entry.owner, job_id)
         timings["store"] = time.monotonic() - ran
         timings["total"] = time.monotonic() - entry.submitted
         if job.params.files:
             result = replace(result, files=tuple(path.read_bytes() for path in paths))
         return result
+
+
+async def _wait(event: asyncio.Event, timeout: float) -> bool:
+    try:
+        await asyncio.wait_for(event.wait(), timeout)
+    except asyncio.TimeoutError:
+        return False
+    return True
