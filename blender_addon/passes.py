@@ -64,7 +64,11 @@ def render_passes(scene: Any, camera: Any, view_layer: Any, width: int, height: 
 def pass_settings(
     scene: Any, camera: Any, view_layer: Any, width: int, height: int, path: Path
 ) -> Iterator[None]:
-    """Set what a fast, exact pass render needs; put every value back on the way out."""
+    """Set what a fast, exact pass render needs; put every value back on the way out.
+
+    Square pixels: ``width``×``height`` is the frame's display shape already (pixel aspect
+    applied), and Blender cannot write a multi-layer EXR of non-square pixels ("Conflicting
+    attributes … pixelAspectRatio")."""
     render, cycles, image = scene.render, scene.cycles, scene.render.image_settings
     wanted: list[tuple[Any, str, Any]] = [
         (scene, "camera", camera),
@@ -72,10 +76,13 @@ def pass_settings(
         (render, "resolution_x", width),
         (render, "resolution_y", height),
         (render, "resolution_percentage", 100),
+        (render, "pixel_aspect_x", 1.0),
+        (render, "pixel_aspect_y", 1.0),
         (render, "use_border", False),
         (render, "use_compositing", False),
         (render, "use_sequencer", False),
         (render, "use_single_layer", True),
+        (render, "use_multiview", False),
         (render, "filepath", str(path)),
         (cycles, "device", "CPU"),
         (cycles, "samples", 1),
@@ -91,17 +98,75 @@ def pass_settings(
         (image, "exr_codec", "NONE"),
     ]
     # a backdrop made earlier would stand in for the background in the passes
-    wanted += [(o, "hide_render", True) for o in scene.objects if o.get(BACKDROP_TAG)]
-    saved: list[tuple[Any, str, Any]] = []
+    hidden = [o for o in scene.objects if o.get(BACKDROP_TAG)]
+    saved = [(owner, snapshot(owner)) for owner in _touched(scene, view_layer)]
+    was = [(scene, "camera", scene.camera)] + [(o, "hide_render", o.hide_render) for o in hidden]
     try:
         for owner, name, value in wanted:
             if hasattr(owner, name):
-                saved.append((owner, name, getattr(owner, name)))
                 setattr(owner, name, value)
+        for o in hidden:
+            o.hide_render = True
         yield
     finally:
-        for owner, name, value in reversed(saved):
+        for owner, name, value in was:
             setattr(owner, name, value)
+        for owner, values in saved:
+            restore(owner, values)
+
+
+def _touched(scene: Any, view_layer: Any) -> list[Any]:
+    """Every struct whose values a pass render changes, directly or as a side effect: the
+    image settings' own colour management too (a file format switch may reset it)."""
+    image = scene.render.image_settings
+    nested = ["view_settings", "display_settings"]
+    if getattr(image, "has_linear_colorspace", False):  # EXR: the file's linear space
+        nested.append("linear_colorspace_settings")
+    owners = [scene.render, image, scene.cycles, view_layer]
+    return owners + [getattr(image, n) for n in nested if getattr(image, n, None) is not None]
+
+
+# Image settings whose setting resets others, first in this order: in Blender 5 setting
+# ``media_type`` resets ``file_format``, and ``file_format`` resets the depth and the codecs.
+FIRST = ("media_type", "file_format")
+
+
+def snapshot(owner: Any) -> dict[str, Any]:
+    """Every writable plain value of an RNA struct (pointers and collections left out)."""
+    values: dict[str, Any] = {}
+    for prop in owner.bl_rna.properties:
+        name = prop.identifier
+        if prop.is_readonly or prop.type in {"POINTER", "COLLECTION"} or name == "rna_type":
+            continue
+        values[name] = _plain(getattr(owner, name))
+    return values
+
+
+def restore(owner: Any, values: dict[str, Any]) -> list[str]:
+    """Put ``values`` (from :func:`snapshot`) back on ``owner``, setting only what differs, in
+    dependency order and again while a later setting undid an earlier one. Returns the names
+    it could not restore (empty when the struct is as it was)."""
+    order = [n for n in FIRST if n in values] + [n for n in values if n not in FIRST]
+    for _ in range(3):
+        changed = [n for n in order if _plain(getattr(owner, n)) != values[n]]
+        if not changed:
+            return []
+        for name in changed:
+            with contextlib.suppress(AttributeError, TypeError, ValueError, RuntimeError):
+                setattr(owner, name, values[name])
+    return [n for n in order if _plain(getattr(owner, n)) != values[n]]
+
+
+def _plain(value: Any) -> Any:
+    """A comparable copy: RNA arrays (and arrays of arrays) as tuples, flag sets as sets."""
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    if isinstance(value, set):
+        return set(value)
+    try:
+        return tuple(_plain(v) for v in value)
+    except TypeError:
+        return value
 
 
 def read_exr(path: Path) -> dict[str, np.ndarray]:

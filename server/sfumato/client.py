@@ -14,6 +14,7 @@ import os
 import queue
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -58,6 +59,34 @@ DIRECT: dict[str, Any] = (
 
 def default_url() -> str:
     return os.environ.get("SFUMATO_URL") or DEFAULT_URL
+
+
+def check_url(url: str) -> str:
+    """``url`` without surrounding spaces when a connection can be tried on it, else
+    ConnectionFailed naming what is wrong and the form that works. websockets answers some
+    malformed URLs with a bare ValueError (a port over 65535, a broken IPv6 address), which a
+    host would show as a traceback."""
+    text = url.strip()
+    fix = f"write it as ws://HOST:PORT, e.g. {DEFAULT_URL}"
+    try:
+        parts = urllib.parse.urlsplit(text)
+    except ValueError as exc:  # e.g. an unclosed [ of an IPv6 address
+        raise ConnectionFailed(f"the server URL {url!r} is not valid ({exc}); {fix}") from None
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConnectionFailed(
+            f"the server URL {url!r} is not valid: its port must be a number from 1 to 65535; {fix}"
+        ) from None
+    if parts.scheme.lower() not in ("ws", "wss"):
+        raise ConnectionFailed(f"the server URL {url!r} must start with ws:// or wss://; {fix}")
+    if not parts.hostname:
+        raise ConnectionFailed(f"the server URL {url!r} names no host; {fix}")
+    if port == 0:
+        raise ConnectionFailed(
+            f"the server URL {url!r} has port 0, which no server listens on; {fix}"
+        )
+    return text
 
 
 class ConnectionFailed(SfumatoError, ConnectionError):
@@ -133,10 +162,11 @@ class Client:
     def connect(self, timeout: float = 10.0) -> Welcome:
         """Open the websocket, say hello, and wait for the welcome. Blocking."""
         self.close()
+        url = check_url(self.url)
         self.state = ConnectionState.CONNECTING
         try:
             ws = connect(  # type: ignore[call-overload]
-                self.url, compression=None, max_size=None, open_timeout=timeout,
+                url, compression=None, max_size=None, open_timeout=timeout,
                 ping_interval=20, ping_timeout=60, user_agent_header=f"sfumato-client/{__version__}", **DIRECT,
             )  # fmt: skip
         except InvalidStatus as exc:
@@ -145,8 +175,8 @@ class Client:
                 f"{self.url} refused the connection (HTTP {exc.response.status_code}); "
                 "is it a Sfumato server, and is this origin allowed?"
             ) from None
-        except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
-            self.state = ConnectionState.DISCONNECTED
+        except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ValueError) as exc:
+            self.state = ConnectionState.DISCONNECTED  # ValueError: a URL websockets refuses
             raise ConnectionFailed(
                 f"no Sfumato server answers at {self.url} ({exc}); start one with `sfumato serve` "
                 "or check the URL"
