@@ -65,11 +65,10 @@ def camera_matrices(
     camera: Any, depsgraph: Any, width: int, height: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """World → camera and camera → clip matrices for a width×height frame, as the passes were
-    rendered (kept with the job, so UVs match the passes even if the camera moves meanwhile)."""
-    render = depsgraph.scene.render
-    projection = camera.calc_matrix_camera(
-        depsgraph, x=width, y=height, scale_x=render.pixel_aspect_x, scale_y=render.pixel_aspect_y
-    )
+    rendered (kept with the job, so UVs match the passes even if the camera moves meanwhile).
+    Square pixels: width×height is the frame's display shape (pixel aspect already applied,
+    as the passes are rendered), so the render's own pixel aspect must not stretch it again."""
+    projection = camera.calc_matrix_camera(depsgraph, x=width, y=height, scale_x=1.0, scale_y=1.0)
     return (
         np.array(camera.matrix_world.inverted(), dtype=np.float64),
         np.array(projection, dtype=np.float64),
