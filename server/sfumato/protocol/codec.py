@@ -77,7 +77,7 @@ def _decode(
             ErrorCode.FRAME_TOO_LARGE,
             f"message of {view.nbytes} bytes exceeds max_message_bytes {limits.max_message_bytes}; "
             "send smaller images",
-            id=_job_id_of(view),
+            id=message_id(view),
         )
     header, end = _unpack_header(view)
     version = header.get("v")
@@ -115,11 +115,12 @@ def _valid_id(value: Any) -> str | None:
     return value if isinstance(value, str) and JOB_ID.match(value) else None
 
 
-def _job_id_of(view: memoryview) -> str | None:
-    """The job id of a message refused before decoding (too large), when its header is
-    readable: reading costs at most the 1 MiB header, never the payload."""
+def message_id(data: bytes | bytearray | memoryview) -> str | None:
+    """The job id of a message refused before decoding (too large), when its start holds a
+    readable header: reading costs at most the 1 MiB header, never the payload. A transport
+    that drops such a message while it arrives passes its first bytes here."""
     try:
-        header, _ = _unpack_header(view)
+        header, _ = _unpack_header(memoryview(data).cast("B"))
     except ProtocolError:
         return None
     return _valid_id(header.get("id"))

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from websockets.asyncio.server import ServerConnection
 
 from ..protocol import Error, ErrorCode, Limits
+from ..protocol.codec import message_id
 from .config import MIB
 from .limits import ByteBudget
 
@@ -44,8 +45,8 @@ async def receive(
             size += len(fragment)
             if text or refusal is not None:
                 continue  # read to the end of the message, keep nothing
-            if size > limits.max_message_bytes:
-                refusal = _too_large(limits)
+            if size > limits.max_message_bytes:  # named by its job id, read from its start
+                refusal = _too_large(limits, message_id(buffer if buffer is not None else fragment))
             elif not await budget.take(len(fragment), wait):
                 refusal = _busy(budget, wait)
             if refusal is not None:
@@ -72,10 +73,11 @@ async def receive(
     return Incoming(buffer if buffer is not None else b"", held)
 
 
-def _too_large(limits: Limits) -> Error:
+def _too_large(limits: Limits, job_id: str | None) -> Error:
     return Error(
         ErrorCode.FRAME_TOO_LARGE,
         f"message exceeds max_message_bytes {limits.max_message_bytes}; send smaller images",
+        id=job_id,
     )
 
 
