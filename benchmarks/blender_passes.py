@@ -7,7 +7,7 @@ writing a result back takes. Prints JSON.
 ``passes_s``: the add-on's ``render_passes`` — the same render plus the multi-layer EXR
 write, the OpenEXR read and the camera-space conversion. ``ratio`` = passes / bare (goal
 ≤ 1.1). ``write_back_s``: a result image into a packed Blender image, camera-projection UVs
-for the scene's meshes, and a material per mesh. Bare and passes runs alternate after one
+(the projection modifier, see blender_addon/projection.py) for the scene's meshes, and a material per mesh. Bare and passes runs alternate after one
 warm-up each; min and median over ``--repeat`` runs (on a shared machine the min is the
 figure to trust). Runs offline, without a server.
 """
@@ -51,6 +51,8 @@ def install_addon() -> tuple[Any, Any]:
 
 
 passes, scene = install_addon()
+geometry = importlib.import_module("bl_ext.user_default.sfumato.geometry")
+uv_projection = importlib.import_module("bl_ext.user_default.sfumato.projection")
 
 
 def build_scene() -> tuple[object, list[object]]:
@@ -107,7 +109,8 @@ def measure(size: int, repeat: int) -> dict[str, object]:
         image = scene.new_image("bench", pixels, {"job_id": "bench"})
         to_camera, projection = scene.camera_matrices(cam, depsgraph, size, size)
         for obj in meshes:
-            scene.set_uv_map(obj, "bench", scene.projection_uvs(obj, to_camera, projection))
+            rows = geometry.projection_rows(to_camera, projection, np.array(obj.matrix_world))
+            uv_projection.project(obj, "bench", rows)
             scene.assign_material(obj, scene.texture_material("bench", image, "bench"))
 
     bare_t, passes_t = interleaved(bare, extract, repeat)

@@ -64,6 +64,25 @@ def project(points: np.ndarray, world_to_camera: np.ndarray, projection: np.ndar
     return clip[:, :2] / w * 0.5 + 0.5
 
 
+def projection_rows(
+    world_to_camera: np.ndarray, projection: np.ndarray, object_to_world: np.ndarray
+) -> np.ndarray:
+    """The camera projection of an object's local points as three rows (3×4: U, V, W) such
+    that ``u = (U·p + U₃) / (W·p + W₃)`` and likewise v: the same numbers as ``project`` of
+    the points moved to world space, folded into one matrix so that a geometry-nodes modifier
+    can evaluate it with a few dot products on whatever positions the modifier stack made.
+    Clip x, y run −1…1 and UVs 0…1, so U = (X + W) / 2 and V = (Y + W) / 2."""
+    m = projection @ world_to_camera @ object_to_world
+    return np.stack([(m[0] + m[3]) * 0.5, (m[1] + m[3]) * 0.5, m[3]])
+
+
+def apply_rows(rows: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Local points (N×3) → UVs (N×2) through ``projection_rows``: what the modifier computes."""
+    h = points @ rows[:, :3].T + rows[:, 3]
+    w = np.where(np.abs(h[:, 2:3]) < 1e-12, 1e-12, h[:, 2:3])
+    return h[:, :2] / w
+
+
 def planes_to_camera(planes: Sequence[np.ndarray], camera_rotation: np.ndarray) -> np.ndarray:
     """World-space normals, given as the EXR's separate X, Y, Z planes (H×W each) → camera
     space H×W×3: x right, y up, z toward the camera (Blender's camera looks down its local −z).

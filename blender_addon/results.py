@@ -57,11 +57,13 @@ def apply(target_scene: Any, pending: Pending, result: Result) -> str:
 def _apply(target_scene: Any, pending: Pending, result: Result, changes: Changes) -> str:
     settings, scene_name = target_scene.sfumato, target_scene.name
     label = pending.job.params.prompt[:40] or "untitled"
-    image = scene.new_image(
-        f"Sfumato {pending.kind.title()} {label}",
-        result.images[0].to_numpy(),
-        provenance(pending, result),
-    )
+    name, pixels = f"Sfumato {pending.kind.title()} {label}", result.images[0].to_numpy()
+    if pending.kind == "INPAINT":  # the source with the new pixels inside the mask only
+        image = scene.inpainted_image(
+            name, _inpaint_source(pending), pixels, _mask(pending), provenance(pending, result)
+        )
+    else:
+        image = scene.new_image(name, pixels, provenance(pending, result))
     index_before = settings.history_index
     entry = settings.history.add()
     position = len(settings.history) - 1
@@ -78,6 +80,19 @@ def _apply(target_scene: Any, pending: Pending, result: Result, changes: Changes
     settings.history_index = position
     APPLY[pending.kind](target_scene, pending, image, entry, changes)
     return f"{pending.kind.title().lower()} from job {result.id} applied (seed {result.seeds[0]})"
+
+
+def _inpaint_source(pending: Pending) -> Any:
+    source = bpy.data.images.get(pending.data["source"])
+    if source is None:
+        raise LookupError(f"the texture {pending.data['source']!r} was deleted while the job ran")
+    return source
+
+
+def _mask(pending: Pending) -> np.ndarray:
+    if pending.job.mask is None:
+        raise ValueError(f"job {pending.job.id} was sent without a mask")
+    return pending.job.mask.to_numpy()
 
 
 def _object(name: str) -> Any:
@@ -100,7 +115,9 @@ def _apply_texture(
         layers = obj.data.uv_layers
         target.previous_uv = layers.active.name if layers.active is not None else ""
         target.previous_render_uv = next((x.name for x in layers if x.active_render), "")
-        rows = geometry.projection_rows(to_camera, camera_to_clip, np.array(obj.matrix_world))
+        # where the object stood when the passes were rendered (it may move while the job runs)
+        stood = np.array(d.get("objects", {}).get(obj.name, obj.matrix_world))
+        rows = geometry.projection_rows(to_camera, camera_to_clip, stood)
         name = obj.name
         before = projection.project(obj, uv_map, rows)
         changes.on_undo(
@@ -110,6 +127,7 @@ def _apply_texture(
             ),
         )
         material = scene.texture_material(f"Sfumato {obj.name}", image, uv_map)
+        projection.remember(material, uv_map, rows)  # for Apply Again / Restore (sync)
         _record(target, obj, material, changes)
 
 
@@ -126,8 +144,9 @@ def _apply_seamless(
 def _record(target: Any, obj: Any, material: Any, changes: Changes) -> None:
     changes.keep_materials(obj)
     target.object, target.material = obj, material
-    for previous in scene.assign_material(obj, material):
-        target.previous.add().material = previous
+    for material_before, link in scene.assign_material(obj, material):
+        previous = target.previous.add()
+        previous.material, previous.link = material_before, link
 
 
 def _apply_world(
@@ -270,6 +289,7 @@ def reapply(target_scene: Any, entry: Any) -> str:
             _inpaint_node(target).image = entry.image
         elif target.material is not None:
             scene.assign_material(obj, target.material)
+            projection.sync(obj)  # the projection this material was made for
         done.append(obj.name)
     if not done:
         raise LookupError("the objects this result was applied to were deleted")
@@ -292,16 +312,25 @@ def restore(target_scene: Any, entry: Any) -> str:
             if entry.previous_image is None:
                 raise LookupError("the texture this inpaint replaced was deleted")
             _inpaint_node(target).image = entry.previous_image
-        elif len(target.previous):
-            if len(target.previous) == 1 and target.previous[0].material is None:
-                obj.data.materials.clear()  # it had no material before
-            else:
-                scene.restore_materials(obj, [p.material for p in target.previous])
+        else:
+            scene.restore_materials(obj, _previous_slots(target))
+            projection.sync(obj)  # the projections of the materials it shows again, no other
             _activate_uv(obj, target.previous_uv, target.previous_render_uv)
         done.append(obj.name)
     if not done:
         raise LookupError("the objects this result was applied to were deleted")
     return f"{', '.join(done)}: back to before {entry.name!r}"
+
+
+def _previous_slots(target: Any) -> list[tuple[Any, str]]:
+    """What the target's slots held before, as ``scene.restore_materials`` takes it. Entries
+    from before links were recorded: one empty entry meant no slot, others were the mesh's."""
+    previous = [(p.material, p.link) for p in target.previous]
+    if any(link == "" for _, link in previous):
+        if len(previous) == 1 and previous[0][0] is None:
+            return []
+        return [(material, "OBJECT") for material, _ in previous]
+    return previous
 
 
 def _restore_world(target_scene: Any, entry: Any) -> str:

@@ -56,17 +56,12 @@ class Changes:
 
     def keep_materials(self, obj: Any) -> None:
         """Before assigning a material: what the object's slots hold now."""
-        had_slots = len(obj.material_slots) > 0
-        previous = [slot.material for slot in obj.material_slots]
-        name = obj.name
+        from . import scene  # slots are linked per object: scene knows how to put them back
+
+        previous, name = scene.slot_state(obj), obj.name
 
         def put_back() -> None:
-            target = bpy.data.objects[name]
-            if not had_slots:
-                target.data.materials.clear()
-                return
-            for slot, material in zip(target.material_slots, previous, strict=False):
-                slot.material = material
+            scene.restore_materials(bpy.data.objects[name], previous)
 
         self.on_undo(f"the materials of {name}", put_back)
 

@@ -13,8 +13,6 @@ from typing import Any
 import bpy
 import numpy as np
 
-from . import geometry
-
 PROVENANCE = "sfumato"  # the custom property on each result image
 BACKDROP_TAG = "sfumato_backdrop"  # marks backdrop planes, which the passes leave out
 
@@ -58,6 +56,64 @@ def show_preview(image: Any, pixels: np.ndarray) -> Any:
     return image
 
 
+def inpainted_image(
+    name: str,
+    source: Any,
+    generated: np.ndarray,
+    mask: np.ndarray,
+    provenance: Mapping[str, Any] | None = None,
+) -> Any:
+    """A copy of ``source`` with the generated pixels (uint8 sRGB, row 0 at the top) inside
+    ``mask`` (H×W[×1], ≥ 128 inside) and nothing else changed: pixels outside the mask and
+    the alpha channel everywhere are the source's values bit for bit, a float image stays
+    float with its full range (4.0 stays 4.0), and its colour space and alpha mode are kept.
+    The server sees and returns 8-bit sRGB colour only, so only colour inside the mask may
+    come from it (decoded to linear for float images, as ``passes.image_pixels`` encoded it)."""
+    width, height = source.size
+    if tuple(generated.shape[:2]) != (height, width) or tuple(mask.shape[:2]) != (height, width):
+        raise ValueError(
+            f"the inpainted image is {generated.shape[1]}×{generated.shape[0]} but the texture "
+            f"{source.name!r} is now {width}×{height}; it was resized while the job ran: "
+            "inpaint again"
+        )
+    channels = source.channels
+    flat = np.empty(width * height * channels, dtype=np.float32)
+    source.pixels.foreach_get(flat)
+    out = np.zeros((height, width, 4), dtype=np.float32)
+    out[..., 3] = 1.0
+    before = flat.reshape(height, width, channels)
+    if channels >= 3:
+        out[..., : min(channels, 4)] = before[..., :4]
+    else:  # grey (and grey + alpha): the colour channels repeat it
+        out[..., :3] = before[..., :1]
+        out[..., 3] = before[..., 1] if channels == 2 else 1.0
+    colour = generated[::-1, :, :3].astype(np.float32) / np.float32(255.0)  # rows bottom up
+    if source.is_float:
+        colour = srgb_to_linear(colour)
+    inside = np.asarray(mask)[::-1].reshape(height, width) >= 128
+    if channels < 3:
+        colour = np.repeat(colour.mean(axis=-1, keepdims=True, dtype=np.float32), 3, axis=-1)
+    out[inside, :3] = colour[inside]
+    image = bpy.data.images.new(
+        name, width, height, alpha=channels in (2, 4), float_buffer=bool(source.is_float)
+    )
+    image.colorspace_settings.name = source.colorspace_settings.name
+    image.alpha_mode = source.alpha_mode
+    image.pixels.foreach_set(out.ravel())
+    image.update()
+    image.pack()
+    if provenance is not None:
+        image[PROVENANCE] = dict(provenance)
+    return image
+
+
+def srgb_to_linear(srgb: np.ndarray) -> np.ndarray:
+    """The inverse of ``passes.linear_to_srgb`` (the sRGB transfer function)."""
+    return np.where(srgb <= 0.04045, srgb / 12.92, np.power((srgb + 0.055) / 1.055, 2.4)).astype(
+        np.float32
+    )
+
+
 # ------------------------------------------------------------------------------------ UVs
 
 
@@ -75,45 +131,36 @@ def camera_matrices(
     )
 
 
-def projection_uvs(obj: Any, world_to_camera: np.ndarray, projection: np.ndarray) -> np.ndarray:
-    """Per face corner, where its vertex lands in the camera frame (0…1): the UVs that make a
-    texture rendered from the camera line up with the geometry."""
-    mesh = obj.data
-    co = np.empty(len(mesh.vertices) * 3, dtype=np.float64)
-    mesh.vertices.foreach_get("co", co)
-    corners = np.empty(len(mesh.loops), dtype=np.int64)
-    mesh.loops.foreach_get("vertex_index", corners)
-    to_world = np.array(obj.matrix_world, dtype=np.float64)
-    points = co.reshape(-1, 3) @ to_world[:3, :3].T + to_world[:3, 3]
-    return geometry.project(points, world_to_camera, projection)[corners]
-
-
-def set_uv_map(obj: Any, name: str, uvs: np.ndarray) -> Any:
-    """Write per-corner UVs into the UV map ``name`` (made if missing) and make it active for
-    rendering, so the new material finds it even without a UV Map node."""
-    layers = obj.data.uv_layers
-    layer = layers.get(name) or layers.new(name=name)
-    layer.uv.foreach_set("vector", np.ascontiguousarray(uvs, dtype=np.float32).ravel())
-    layers.active = layer
-    layer.active_render = True
-    obj.data.update()
-    return layer
-
-
-def uv_polygons(obj: Any, uv_map: str | None, selected_only: bool) -> list[np.ndarray]:
-    """The UV outline of each (selected) face: what a texture mask is rasterised from."""
-    mesh = obj.data
-    layer = mesh.uv_layers.get(uv_map or "") or mesh.uv_layers.active
-    if layer is None:
-        raise ValueError(f"{obj.name} has no UV map to find its faces in the texture")
-    uvs = np.empty(len(mesh.loops) * 2, dtype=np.float64)
-    layer.uv.foreach_get("vector", uvs)
-    uvs = uvs.reshape(-1, 2)
-    return [
-        uvs[p.loop_start : p.loop_start + p.loop_total]
-        for p in mesh.polygons
-        if p.select or not selected_only
-    ]
+def uv_polygons(
+    obj: Any, depsgraph: Any, uv_map: str | None, selected_only: bool
+) -> list[np.ndarray]:
+    """The UV outline of each (selected) face of the mesh as it renders: what a texture mask
+    is rasterised from. Read from the evaluated mesh, because that is where the texture shows
+    (a Mirror's copy, a projection modifier's UV map exist only there) and because in Edit
+    Mode the mesh's own UV arrays are empty (the edit mesh holds them); the evaluated copy
+    carries the current edit selection through the modifiers."""
+    evaluated = obj.evaluated_get(depsgraph)
+    mesh = evaluated.to_mesh()
+    try:
+        layer = mesh.uv_layers.get(uv_map or "") or mesh.uv_layers.active
+        if layer is None:
+            raise ValueError(
+                f"{obj.name} has no UV map to find its faces in the texture; texture it with "
+                "Texture from View, or add a UV map (UV ▸ Unwrap)"
+            )
+        uvs = np.empty(len(mesh.loops) * 2, dtype=np.float64)
+        layer.uv.foreach_get("vector", uvs)
+        uvs = uvs.reshape(-1, 2)
+        count = len(mesh.polygons)
+        starts, totals = np.empty(count, dtype=np.int64), np.empty(count, dtype=np.int64)
+        selected = np.ones(count, dtype=bool)
+        mesh.polygons.foreach_get("loop_start", starts)
+        mesh.polygons.foreach_get("loop_total", totals)
+        if selected_only:
+            mesh.polygons.foreach_get("select", selected)
+        return [uvs[s : s + t] for s, t, keep in zip(starts, totals, selected, strict=True) if keep]
+    finally:
+        evaluated.to_mesh_clear()
 
 
 # ------------------------------------------------------------------------------------ materials
@@ -159,39 +206,125 @@ def texture_material(name: str, image: Any, uv_map: str | None, *, emit: bool = 
     return material
 
 
-def assign_material(obj: Any, material: Any) -> list[Any]:
-    """Put ``material`` in every slot of ``obj`` (one slot if it has none) and return what the
-    slots held, so the caller can keep it for an undo-able restore."""
-    slots = obj.material_slots
-    if not len(slots):
-        obj.data.materials.append(material)
-        return [None]
-    previous = [slot.material for slot in slots]
-    for slot in slots:
+def assign_material(obj: Any, material: Any) -> list[tuple[Any, str]]:
+    """Put ``material`` in every slot of ``obj`` (one slot if it has none), linked to the
+    object, not its mesh: linked duplicates share one mesh, and each keeps its own material
+    (and its own projection); the mesh's own materials are never changed. Returns, per slot,
+    the object's own material there and the slot's link (or [] when there was no slot), for
+    ``restore_materials``."""
+    previous = slot_state(obj)
+    if not previous:
+        obj.data.materials.append(None)  # an empty slot: the mesh's other users show nothing new
+    for slot in obj.material_slots:
+        slot.link = "OBJECT"
         slot.material = material
     return previous
 
 
-def restore_materials(obj: Any, materials: list[Any]) -> None:
-    for slot, material in zip(obj.material_slots, materials, strict=False):
-        slot.material = material
+def slot_state(obj: Any) -> list[tuple[Any, str]]:
+    """Per material slot, the object's own material there and the slot's link ([] when it
+    has no slot): what ``restore_materials`` puts back. Reading the object's own material
+    needs the link switched to OBJECT for a moment; it is switched back."""
+    state = []
+    for slot in obj.material_slots:
+        link = slot.link
+        slot.link = "OBJECT"
+        state.append((slot.material, link))
+        slot.link = link
+    return state
+
+
+def restore_materials(obj: Any, previous: list[tuple[Any, str]]) -> None:
+    """Put back what ``assign_material`` returned: each slot's own material and its link, and
+    no slot for an object that had none (unless another user of the mesh fills that slot)."""
+    if previous:
+        for slot, (material, link) in zip(obj.material_slots, previous, strict=False):
+            slot.link = "OBJECT"
+            slot.material = material
+            slot.link = link
+        return
+    for slot in obj.material_slots:
+        slot.link = "OBJECT"
+        slot.material = None
+        slot.link = "DATA"
+    mesh = obj.data
+    others = [o for o in bpy.data.objects if o.data == mesh and o != obj]
+    used = any(s.link == "OBJECT" and s.material for o in others for s in o.material_slots)
+    if not used and all(m is None for m in mesh.materials):
+        mesh.materials.clear()
 
 
 def texture_node(obj: Any) -> tuple[Any, Any]:
-    """The image texture an object shows: Sfumato's node if there is one, else the first image
-    texture of its first material with one. Raises ValueError with the fix otherwise."""
+    """The image texture that gives ``obj`` its colour: the one feeding the surface shader's
+    Base Color (or Color), traced back through links from the material output (Mix, Hue …
+    between them are fine), Sfumato's own first. A PBR material has several images, and the
+    others (roughness, normal maps) are data, not pictures. Where several images feed the
+    colour, or none does, the active node of the material (clicked last in the Shader
+    Editor) decides; otherwise ValueError names the candidates and the fix."""
+    candidates: list[str] = []
     for slot in obj.material_slots:
         tree = slot.material.node_tree if slot.material else None
         if tree is None:
             continue
-        nodes = [n for n in tree.nodes if n.type == "TEX_IMAGE" and n.image is not None]
-        nodes.sort(key=lambda n: n.name != "Sfumato Texture")
-        if nodes:
-            return slot.material, nodes[0]
+        images = [n for n in tree.nodes if n.type == "TEX_IMAGE" and n.image is not None]
+        if not images:
+            continue
+        colour = _colour_images(tree)
+        ours = [n for n in colour if n.name == "Sfumato Texture"]
+        active = tree.nodes.active
+        if ours or len(colour) == 1:
+            return slot.material, (ours or colour)[0]
+        if active is not None and active in (colour or images):
+            return slot.material, active
+        names = ", ".join(f"{n.name!r} ({n.image.name})" for n in colour or images)
+        candidates.append(
+            f"material {slot.material.name!r}: "
+            + (f"several images feed the colour: {names}" if colour else f"images {names}, none feeding Base Color")
+        )  # fmt: skip
+    if candidates:
+        raise ValueError(
+            f"cannot tell which texture of {obj.name} to inpaint ({'; '.join(candidates)}); "
+            "connect the colour texture to the shader's Base Color, or click the image node to "
+            "inpaint in the Shader Editor so that it is the active node"
+        )
     raise ValueError(
         f"{obj.name} has no image texture to inpaint; texture it first (Texture from View or "
         "Seamless Material)"
     )
+
+
+_COLOUR_INPUTS = ("Base Color", "Color")
+
+
+def _colour_images(tree: Any) -> list[Any]:
+    """Image texture nodes upstream of the active material output's colour: through shader
+    mixes, then each shader's Base Color/Color, then any colour input of the nodes between."""
+    outputs = [n for n in tree.nodes if n.type == "OUTPUT_MATERIAL"]
+    output = next((n for n in outputs if n.is_active_output), outputs[0] if outputs else None)
+    if output is None:
+        return []
+    found: list[Any] = []
+    queue, seen = [output.inputs["Surface"]], set()
+    while queue:
+        socket = queue.pop(0)
+        for link in socket.links:
+            node = link.from_node
+            if node.name in seen or link.is_muted:
+                continue
+            seen.add(node.name)
+            if node.type == "TEX_IMAGE":
+                if node.image is not None:
+                    found.append(node)
+                continue
+            shader = any(o.type == "SHADER" for o in node.outputs)
+            for given in node.inputs:
+                if (
+                    node.type == "REROUTE"
+                    or given.type == "SHADER"
+                    or (given.type == "RGBA" and (not shader or given.name in _COLOUR_INPUTS))
+                ):
+                    queue.append(given)
+    return found
 
 
 def uv_map_of(node: Any) -> str | None:

@@ -51,13 +51,15 @@ def test_texture_from_view_projects_the_image_onto_the_selected_meshes(settings)
     meta = image["sfumato"]
     assert meta["prompt"] == "weathered bricks" and meta["seed"] == "1234"
     assert meta["model"] == "tiny-sd" and meta["job_id"] == entry.job_id
+    depsgraph = bpy.context.evaluated_depsgraph_get()
     for obj in (box, other):
-        uv = obj.data.uv_layers[f"Sfumato {cam.name}"]
-        got = np.empty(len(obj.data.loops) * 2)
+        mesh = obj.evaluated_get(depsgraph).data  # the projection is a modifier: see test_mesh
+        uv = mesh.uv_layers[f"Sfumato {cam.name}"]
+        got = np.empty(len(mesh.loops) * 2)
         uv.uv.foreach_get("vector", got)
         expected = [
-            tuple(world_to_camera_view(scene, cam, obj.matrix_world @ obj.data.vertices[loop.vertex_index].co))[:2]
-            for loop in obj.data.loops
+            tuple(world_to_camera_view(scene, cam, obj.matrix_world @ mesh.vertices[loop.vertex_index].co))[:2]
+            for loop in mesh.loops
         ]  # fmt: skip
         np.testing.assert_allclose(got.reshape(-1, 2), expected, atol=1e-5)
         material = obj.material_slots[0].material
