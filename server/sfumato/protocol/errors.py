@@ -33,6 +33,9 @@ class ErrorCode(str, Enum):
     INTERRUPTED = "interrupted"  # lost to a server restart and could not run again; resubmit
     STORE_FAILED = "store_failed"  # the result store could not write or read (full, read-only, damaged)
     ENGINE_UNAVAILABLE = "engine_unavailable"  # the ML engine cannot load (e.g. torch fails to import)
+    TOO_MANY_CONNECTIONS = "too_many_connections"  # the server is at max_connections; it closes (1013)
+    SERVER_BUSY = "server_busy"  # no room in the server's memory budget for this message; resend soon
+    HELLO_TIMEOUT = "hello_timeout"  # no hello within the server's hello_timeout; it closes (1008)
 
 
 class SfumatoError(Exception):

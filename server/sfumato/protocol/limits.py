@@ -15,7 +15,7 @@ MIB = 1024 * 1024
 class Limits:
     max_message_bytes: int = 256 * MIB
     max_image_side: int = 4096
-    max_queued_jobs: int = 8  # per connection, queued plus running
+    max_queued_jobs: int = 8  # per identity (token + client_id), queued plus running
     max_variants: int = 16
     max_steps: int = 150
     max_prompt_chars: int = 4000

@@ -17,10 +17,70 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 DEFAULT_PORT = 8746
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+MIN_FRAME_BYTES = 2 * MIB  # docs/protocol.md section 7: every server takes frames this big
 
 
 class ConfigError(SfumatoError, ValueError):
     """A setting that cannot work; the message names the setting and the fix."""
+
+
+@dataclass(frozen=True)
+class Resources:
+    """The ``[resources]`` table of the config file. Sizes in bytes, times in seconds."""
+
+    hello_timeout: float = 10.0  # a connection must send hello this soon, or it is closed
+    max_connections: int = 128  # websocket connections at once; more get too_many_connections
+    outbox_bytes: int = 64 * MIB  # unsent bytes queued for one connection before it is closed
+    send_timeout: float = 60.0  # a message may stall unsent this long before the peer is dropped
+    ping_interval: float = 20.0  # keepalive pings
+    ping_timeout: float = 20.0  # a pong must come back this soon
+    inflight_bytes: int = 1 * GIB  # client messages held at once: being received or queued jobs
+    inflight_wait: float = 10.0  # a message waits this long for room, then gets server_busy
+    max_frame_bytes: int = 4 * MIB  # one websocket frame (clients send 1 MiB fragments); ≥ 2 MiB
+    retention_days: float = 30.0  # finished results older than this are pruned; 0 keeps them
+    retention_bytes: int = 10 * GIB  # the store is pruned (oldest first) past this; 0: no cap
+    log_repeat_window: float = 10.0  # the same log message repeated within it is collapsed
+
+    def check(self, limits: Limits) -> None:
+        """Types and ranges, each error naming the setting; then the cross-checks."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            integer = f.type in ("int", int)
+            ok_type = type(value) is int if integer else type(value) in (int, float)
+            if not ok_type:
+                kind = "an integer" if integer else "a number"
+                raise ConfigError(
+                    f"resources.{f.name} must be {kind}, got {value!r}; see docs/quickstart.md"
+                )
+            if value < 0 or (value == 0 and f.name not in _ZERO_MEANS_OFF):
+                raise ConfigError(
+                    f"resources.{f.name} must be greater than 0, got {value!r}"
+                    + ("; 0 turns it off" if f.name in _ZERO_MEANS_OFF else "")
+                )
+        if self.max_frame_bytes < MIN_FRAME_BYTES:
+            raise ConfigError(
+                f"resources.max_frame_bytes must be at least {MIN_FRAME_BYTES} (2 MiB: the "
+                f"protocol lets a client send a whole header in one frame), got {self.max_frame_bytes}"
+            )
+        if self.inflight_bytes < limits.max_message_bytes:
+            raise ConfigError(
+                f"resources.inflight_bytes ({self.inflight_bytes}) is below "
+                f"limits.max_message_bytes ({limits.max_message_bytes}): a message of the "
+                "allowed size could never be received; raise inflight_bytes or lower the limit"
+            )
+
+
+_ZERO_MEANS_OFF = frozenset({"retention_days", "retention_bytes", "log_repeat_window"})
+
+
+def check_limits(limits: Limits) -> None:
+    """The ``[limits]`` table's types and ranges, each error naming the limit."""
+    for f in fields(limits):
+        value = getattr(limits, f.name)
+        if type(value) is not int or value < 1:
+            raise ConfigError(f"limits.{f.name} must be a positive integer, got {value!r}")
 
 
 def default_data_dir() -> Path:
@@ -50,12 +110,23 @@ class ServerConfig:
     credentials: bool = True  # sign content credentials (C2PA) into every output
     signing_cert: Path | None = None  # PEM chain, leaf first; None: a local development identity
     signing_key: Path | None = None  # PEM PKCS#8 private key of the leaf
+    # A graceful stop (SIGTERM) lets the running job finish this many seconds, then interrupts
+    # it; it and the queued jobs stay journaled and run again after the restart.
+    shutdown_grace: float = 10.0
     limits: Limits = field(default_factory=Limits)
+    resources: Resources = field(default_factory=Resources)
 
     def check(self) -> None:
         """Refuse unsafe or impossible settings before anything binds."""
+        check_limits(self.limits)
+        self.resources.check(self.limits)
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port {self.port} must be from 0 to 65535 (0 picks a free one)")
+        if type(self.shutdown_grace) not in (int, float) or not self.shutdown_grace >= 0:
+            raise ConfigError(
+                f"shutdown_grace must be a number of seconds ≥ 0, got {self.shutdown_grace!r} "
+                "(0 interrupts the running job at once; it runs again after the restart)"
+            )
         if not is_loopback(self.host) and not self.token:
             raise ConfigError(
                 f"refusing to listen on {self.host} without a token: anyone on that network could "
@@ -71,13 +142,14 @@ class ServerConfig:
             raise ConfigError(f"config file {path} does not exist; check --config") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-        unknown = set(data) - {"server", "limits"}
+        unknown = set(data) - {"server", "limits", "resources"}
         if unknown:
             raise ConfigError(
-                f"{path}: unknown table [{sorted(unknown)[0]}]; use [server] or [limits]"
+                f"{path}: unknown table [{sorted(unknown)[0]}]; use [server], [limits] or "
+                "[resources]"
             )
         server = dict(data.get("server", {}))
-        known = {f.name for f in fields(cls)} - {"limits"}
+        known = {f.name for f in fields(cls)} - {"limits", "resources"}
         for key in server:
             if key not in known:
                 raise ConfigError(
@@ -95,7 +167,15 @@ class ServerConfig:
                 raise ConfigError(
                     f"{path}: unknown limit limits.{key}; known: {', '.join(sorted(limit_names))}"
                 )
-        config = cls(**server, limits=Limits(**limits_data))
+        resources_data = data.get("resources", {})
+        resource_names = {f.name for f in fields(Resources)}
+        for key in resources_data:
+            if key not in resource_names:
+                raise ConfigError(
+                    f"{path}: unknown setting resources.{key}; "
+                    f"known: {', '.join(sorted(resource_names))}"
+                )
+        config = cls(**server, limits=Limits(**limits_data), resources=Resources(**resources_data))
         return replace(config, **{k: v for k, v in overrides.items() if v is not None})
 
 

@@ -48,7 +48,9 @@ async def receive(
             if size > limits.max_message_bytes:  # named by its job id, read from its start
                 refusal = _too_large(limits, message_id(buffer if buffer is not None else fragment))
             elif not await budget.take(len(fragment), wait):
-                refusal = _busy(budget, wait)
+                refusal = _busy(
+                    budget, wait, message_id(buffer if buffer is not None else fragment)
+                )
             if refusal is not None:
                 buffer = None
                 budget.give(held)
@@ -81,10 +83,11 @@ def _too_large(limits: Limits, job_id: str | None) -> Error:
     )
 
 
-def _busy(budget: ByteBudget, wait: float) -> Error:
+def _busy(budget: ByteBudget, wait: float, job_id: str | None) -> Error:
     return Error(
         ErrorCode.SERVER_BUSY,
         f"the server is holding {budget.used // MIB} MiB of other clients' messages (its "
         f"budget is {budget.capacity // MIB} MiB) and found no room for this one within "
         f"{wait:g} s; send it again in a few seconds",
+        id=job_id,
     )

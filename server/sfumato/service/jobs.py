@@ -1,7 +1,9 @@
 """Jobs waiting and running, and the fair order in which the one worker takes them.
 
-Fairness is round-robin across connections: a client that queues eight jobs does not make a
-client that queues one wait for all eight. Pure data structure; no asyncio.
+Fairness is round-robin across identities (token + client_id, what results are filed under):
+a client that queues eight jobs does not make a client that queues one wait for all eight, and
+opening more connections under one identity buys no bigger share, nor a longer queue (the
+``max_queued_jobs`` limit counts per identity too). Pure data structure; no asyncio.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from ..protocol import Job
 @dataclass(eq=False)
 class JobEntry:
     job: Job
-    owner: str  # identity results are filed under (store.owner_key)
-    connection: int  # the connection that submitted it: the unit of fairness and limits
+    owner: str  # identity results are filed under (store.owner_key): the unit of fairness
+    connection: int  # the connection that submitted it (for the log)
     model: str  # resolved registry name
     submitted: float = field(default_factory=time.monotonic)
     started: float | None = None
@@ -31,7 +33,7 @@ class JobEntry:
 
 class FairQueue:
     def __init__(self) -> None:
-        self._lanes: OrderedDict[int, deque[JobEntry]] = OrderedDict()
+        self._lanes: OrderedDict[str, deque[JobEntry]] = OrderedDict()  # by owner
         self.running: JobEntry | None = None
 
     def __len__(self) -> int:
@@ -39,18 +41,18 @@ class FairQueue:
 
     def push(self, entry: JobEntry) -> int:
         """Queue a job; returns how many jobs will run before it (the running one included)."""
-        self._lanes.setdefault(entry.connection, deque()).append(entry)
+        self._lanes.setdefault(entry.owner, deque()).append(entry)
         return self.order().index(entry) + (self.running is not None)
 
     def pop(self) -> JobEntry | None:
         """The next job in round-robin order; its lane moves to the back."""
         if not self._lanes:
             return None
-        connection, lane = next(iter(self._lanes.items()))
+        owner, lane = next(iter(self._lanes.items()))
         entry = lane.popleft()
-        del self._lanes[connection]
+        del self._lanes[owner]
         if lane:
-            self._lanes[connection] = lane
+            self._lanes[owner] = lane
         return entry
 
     def order(self) -> list[JobEntry]:
@@ -73,15 +75,16 @@ class FairQueue:
 
     def remove(self, entry: JobEntry) -> bool:
         """Take a queued job out (cancel). False if it is not queued (running or gone)."""
-        lane = self._lanes.get(entry.connection)
+        lane = self._lanes.get(entry.owner)
         if lane is None or entry not in lane:
             return False
         lane.remove(entry)
         if not lane:
-            del self._lanes[entry.connection]
+            del self._lanes[entry.owner]
         return True
 
-    def load(self, connection: int) -> int:
-        """Jobs of one connection, queued plus running (for the per-client limit)."""
-        running = self.running is not None and self.running.connection == connection
-        return len(self._lanes.get(connection, ())) + running
+    def load(self, owner: str) -> int:
+        """Jobs of one identity over all its connections, queued plus running (the
+        ``max_queued_jobs`` limit)."""
+        running = self.running is not None and self.running.owner == owner
+        return len(self._lanes.get(owner, ())) + running
