@@ -138,10 +138,9 @@ class Bridge:
         except ConnectionFailed as exc:
             if not self.connected:  # the panel must not say Connected to a server that is gone
                 self._set_all(connection="DISCONNECTED")
-            self._finish(
-                pending.job.id, error=f"{exc}; once the server runs again, run the job again"
-            )
-            raise
+            message = f"{exc}; once the server runs again, run the job again"
+            self._finish(pending.job.id, error=message)
+            raise ConnectionFailed(message) from None
         except BaseException as exc:  # a bug: still free the panel, then let it show
             self._finish(pending.job.id, error=f"job {pending.job.id} stopped: {exc!r}")
             raise

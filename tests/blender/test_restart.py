@@ -1,0 +1,148 @@
+"""A server killed mid-job and started again (issue 9, item 14): the add-on either applies the
+result (the server ran the job again after its restart) or says plainly that the job was lost
+to the restart, frees the panel, and never shows Connected to a server that is gone.
+
+Each test runs its own server on its own results folder, kills it with SIGKILL (no goodbye, no
+journal flush beyond what the server already wrote) and starts it again on the same port and
+folder. Older servers answer the reconnect's fetch with ``not_found``; newer ones re-run the
+job or answer ``interrupted``: the add-on must read all three right.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import bpy
+import pytest
+
+from . import scenes
+from .conftest import ADDON, Server, start_server, stop_server, submodule
+from .test_bridge import drain
+
+LOST = "lost to a server restart — run it again"
+
+
+class Restartable:
+    """This test's own server; ``kill_and_restart`` kills it (SIGKILL) and starts a new one
+    on the same port, results folder and model cache."""
+
+    def __init__(self, results: Path, cache: Path) -> None:
+        self.cache = cache
+        self.servers = [start_server(results, cache)]
+
+    @property
+    def now(self) -> Server:
+        return self.servers[-1]
+
+    def kill(self) -> None:
+        self.now.proc.send_signal(signal.SIGKILL)
+        self.now.proc.wait()
+
+    def kill_and_restart(self) -> None:
+        if self.now.proc.poll() is None:
+            self.kill()
+        first = self.now
+        port = str(urlparse(first.url).port)
+        self.servers.append(start_server(first.results, self.cache, "--port", port))
+        assert self.now.url == first.url
+
+
+@pytest.fixture
+def own_server(tmp_path_factory: pytest.TempPathFactory, addon: Any) -> Iterator[Restartable]:
+    server = Restartable(tmp_path_factory.mktemp("results"), tmp_path_factory.mktemp("cache"))
+    bpy.context.preferences.addons[ADDON].preferences.url = server.now.url
+    yield server
+    for each in server.servers:
+        if each.proc.poll() is None:
+            stop_server(each)
+
+
+def settings_for_a_long_job() -> Any:
+    s = bpy.context.scene.sfumato
+    s.prompt, s.steps, s.resolution, s.random_seed, s.seed = "moss", 40, 64, False, "4294967295"
+    plane, _ = scenes.textured_plane(128, 128)
+    scenes.select(plane)
+    return s
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("wait", [False, True], ids=["connect-button", "connect-wait"])
+def test_a_job_running_when_the_server_is_killed(own_server: Restartable, wait: bool) -> None:
+    s = settings_for_a_long_job()
+    assert bpy.ops.sfumato.inpaint_texture() == {"FINISHED"}
+    drain(lambda: s.status.startswith("step"), timeout=120)  # running on the server
+    own_server.kill_and_restart()
+    drain(lambda: s.connection == "DISCONNECTED", timeout=30)
+    assert s.busy and "Connect to fetch the result" in s.error
+
+    assert bpy.ops.sfumato.connect(wait=wait) == {"FINISHED"}
+    drain(lambda: not s.busy, timeout=300)
+    assert s.connection == "CONNECTED"
+    assert "not_found" not in s.error and "client_id" not in s.error, s.error
+    if s.error:  # the server could not run it again
+        assert LOST in s.error, s.error
+        assert len(s.history) == 0
+    else:  # it ran it again after the restart: applied once
+        assert "applied" in s.status and len(s.history) == 1
+        assert s.history[0].seed == "4294967295"
+    assert submodule("bridge").get().pending == {}
+    assert bpy.ops.sfumato.inpaint_texture.poll()  # free for the next job
+
+
+@pytest.mark.slow
+def test_a_waiting_action_whose_server_is_killed(own_server: Restartable) -> None:
+    """``wait=True`` (scripts): the action fails with what to do, the panel is free and says
+    Disconnected, not Connected; after the restart a Connect works again."""
+    s = settings_for_a_long_job()
+    link = submodule("bridge").get()
+    handle = link.handle
+
+    def kill_once_running(event: object) -> None:
+        handle(event)
+        if type(event).__name__ == "Progress" and own_server.now.proc.poll() is None:
+            own_server.kill()
+
+    link.handle = kill_once_running
+    with pytest.raises(RuntimeError, match="run the job again"):
+        bpy.ops.sfumato.inpaint_texture(wait=True, timeout=120)
+    link.handle = handle
+    assert s.connection == "DISCONNECTED" and not s.busy
+    assert "run the job again" in s.error
+    assert link.pending == {} and bpy.ops.sfumato.inpaint_texture.poll()
+    own_server.kill_and_restart()
+    assert bpy.ops.sfumato.connect(wait=True) == {"FINISHED"}
+    assert s.connection == "CONNECTED"
+
+
+@pytest.mark.parametrize("code", ["interrupted", "not_found"])
+def test_a_lost_job_is_said_plainly(addon: Any, code: str) -> None:
+    """The answers a restarted server gives to the reconnect's fetch: ``interrupted`` (it
+    knows it lost the job) or, from servers before that code, ``not_found``."""
+    from sfumato.protocol import Error, ErrorCode, Job, Task
+
+    bridge = submodule("bridge")
+    link = bridge.get()
+    s = bpy.context.scene.sfumato
+    pending = bridge.Pending(Job("j-lost", Task.GENERATE), "WORLD", bpy.context.scene.name)
+    link.pending[pending.job.id] = pending
+    link._started(pending)
+    link._fetched.add(pending.job.id)  # what a reconnect's welcome does
+    link.handle(Error(ErrorCode(code), "no result for job j-lost", id="j-lost"))
+    assert not s.busy and link.pending == {}
+    assert s.error == f"the world job j-lost was {LOST}"
+
+
+def test_not_found_without_a_reconnect_stays_what_the_server_said(addon: Any) -> None:
+    from sfumato.protocol import Error, ErrorCode, Job, Task
+
+    bridge = submodule("bridge")
+    link = bridge.get()
+    pending = bridge.Pending(Job("j-other", Task.GENERATE), "WORLD", bpy.context.scene.name)
+    link.pending[pending.job.id] = pending
+    link._started(pending)
+    link.handle(Error(ErrorCode.NOT_FOUND, "cancel of an unknown job", id="j-other"))
+    assert bpy.context.scene.sfumato.error == "cancel of an unknown job [not_found]"
