@@ -15,13 +15,14 @@ import math
 from types import ModuleType
 from typing import Any
 
+import bmesh
 import bpy
 import numpy as np
 import pytest
 from bpy_extras.object_utils import world_to_camera_view
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mathutils import Vector
+from mathutils import Matrix, Vector
 
 from . import scenes
 from .conftest import submodule
@@ -602,3 +603,39 @@ def test_inpainted_image_composites_only_inside_the_mask(addon: ModuleType) -> N
         bpy.data.images.remove(source)
 
     check()
+
+
+def test_inpaint_in_edit_mode_finds_faces_through_the_projection(sfumato: Any) -> None:
+    """A mesh textured from the camera through a Mirror: in Edit Mode, the mask of the
+    selected faces is where the camera saw them (both the face and its mirrored copy)."""
+    cam = scenes.camera((1.0, -8.0, 2.5), width=128, height=64)
+    box = scenes.cube(size=1.2)
+    box.data.transform(Matrix.Translation((0.9, 0.0, 0.0)))  # the mirror copy lands at -x
+    box.modifiers.new("Mirror", "MIRROR")
+    texture(box)
+    scenes.select(box)
+    sfumato.mask_grow = 0
+    facing = int(np.argmin([p.normal.y for p in box.data.polygons]))  # the face toward -y
+    bpy.ops.object.mode_set(mode="EDIT")
+    edit = bmesh.from_edit_mesh(box.data)  # select as a user does: in the edit mesh only
+    for element in (*edit.verts, *edit.edges, *edit.faces):
+        element.select = False
+    edit.faces.ensure_lookup_table()
+    edit.faces[facing].select_set(True)
+    bmesh.update_edit_mesh(box.data)
+    pending = submodule("jobs").prepare_inpaint(bpy.context, sfumato, welcome())
+    mask = pending.job.mask.to_numpy()[..., 0]
+    scene = bpy.context.scene
+    polygons = []
+    for sign in (1.0, -1.0):  # the face and its mirror image across the object's x = 0
+        corners = [box.data.vertices[i].co.copy() for i in box.data.polygons[facing].vertices]
+        for co in corners:
+            co.x *= sign
+        polygons.append(
+            np.array(
+                [tuple(world_to_camera_view(scene, cam, box.matrix_world @ c))[:2] for c in corners]
+            )
+        )
+    expected = submodule("geometry").rasterize(polygons, 128, 64, 0)
+    differ = np.mean(mask != expected)
+    assert expected.mean() > 5 and differ < 0.002, differ  # at most an edge pixel or two
