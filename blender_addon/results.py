@@ -185,7 +185,7 @@ def _apply_backdrop(
     plane_name = f"Sfumato Backdrop {camera_name}"
     old = bpy.data.objects.get(plane_name)
     if old is not None:  # kept aside (scene.camera_backdrop would delete it) until done
-        entry.previous_distance = _plane_distance(old)
+        entry.previous_distance = scene.backdrop_distance(old)
         old.name = f"{plane_name} (replaced)"
         kept_name = old.name
 
@@ -221,12 +221,6 @@ def _our_background(camera_data: Any, also: Any = None) -> Any:
         if b.image is None or b.image == also or scene.PROVENANCE in b.image:
             return b
     return None
-
-
-def _plane_distance(plane: Any) -> float:
-    """How far in front of its camera a backdrop plane stands (its corners share one z)."""
-    vertices = plane.data.vertices
-    return float(-vertices[0].co.z) if len(vertices) else 0.0
 
 
 def _remove_object(obj: Any) -> None:

@@ -374,6 +374,13 @@ def farthest_depth(scene: Any, camera: Any) -> float:
     return far
 
 
+def backdrop_distance(plane: Any) -> float:
+    """How far in front of its camera a backdrop plane stands (its corners share one z in the
+    camera's space, which is the plane's parent space); 0 for an empty mesh."""
+    vertices = plane.data.vertices
+    return float(-vertices[0].co.z) if len(vertices) else 0.0
+
+
 def camera_backdrop(scene: Any, camera: Any, image: Any, distance: float) -> Any:
     """Show ``image`` behind everything: as the camera's background image (the viewport) and
     on a plane that fills the frame at ``distance`` (renders). Returns the plane."""
