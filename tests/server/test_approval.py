@@ -94,6 +94,7 @@ def test_unapproved_entries_are_refused_by_name(studio, params, field, name) -> 
     assert isinstance(error, Error) and error.code is ErrorCode.NOT_APPROVED, error
     assert error.field == field and error.id == job.id
     assert name in error.message and "approved" in error.message
+    assert error.message.startswith(f"{field}: ")  # issue 9.22: the text names the path too
     peer.close()
 
 

@@ -93,3 +93,4 @@ def test_unknown_lora_is_refused_before_queueing_with_its_field(peer: Peer) -> N
     assert isinstance(error, Error) and error.id == job.id
     assert error.code is ErrorCode.UNKNOWN_MODEL and error.field == "params.loras[1].name"
     assert "'nope'" in error.message
+    assert error.message.startswith("params.loras[1].name: ") and "tiny-sd-style" in error.message
