@@ -53,6 +53,10 @@ def install_addon(out: Path) -> None:
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
     zip_path = build_blender(out / "dist")
+    # from here on, sfumato is the copy the extension bundles, as in a user's Blender
+    sys.path.remove(str(REPO / "server"))
+    for name in [n for n in sys.modules if n == "sfumato" or n.startswith("sfumato.")]:
+        del sys.modules[name]
     bpy.ops.extensions.package_install_files(
         filepath=str(zip_path), repo="user_default", enable_on_install=True
     )

@@ -47,7 +47,8 @@ if _HIDING:
     raise pytest.UsageError(
         f"this Blender environment ({sys.prefix}) has its own {', '.join(sorted(_HIDING))} "
         f"({', '.join(str(o) for o in _HIDING.values())}), which would hide the wheels the "
-        "extension bundles: rebuild it with ./dev setup (bpy and the test tools only)"
+        "extension bundles: keep them off PYTHONPATH, or rebuild the environment with "
+        "./dev setup (bpy and the test tools only)"
     )
 
 REPO = Path(__file__).resolve().parents[2]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import zipfile
 from pathlib import Path
@@ -17,7 +18,10 @@ from .conftest import ADDON, SITE
 PLATFORMS = {"linux-x64": ("manylinux", "_x86_64"), "windows-x64": ("win_amd64",),
              "macos-arm64": ("macosx", "_arm64"), "macos-x64": ("macosx", "_x86_64")}  # fmt: skip
 PYTHONS = ("cp311", "cp313")
-TESTED = ((4, 2), (5, 0), (5, 2))
+_DEV = (Path(__file__).resolve().parents[2] / "dev").read_text()
+TESTED = tuple(
+    tuple(int(x) for x in release.split(".")) for release in re.findall(r'"(\d+\.\d+) bpy==', _DEV)
+)
 
 
 def test_manifest_is_a_blender_extension_with_its_wheels(extension_zip: Path) -> None:
@@ -46,6 +50,7 @@ def test_manifest_claims_only_the_tested_releases(extension_zip: Path) -> None:
     release, and the Blender running this test lies inside it."""
     with zipfile.ZipFile(extension_zip) as z:
         manifest = tomllib.loads(z.read("blender_manifest.toml").decode())
+    assert len(TESTED) >= 2, f"could not read the tested releases from ./dev: {TESTED}"
     low = tuple(int(x) for x in manifest["blender_version_min"].split("."))
     high = tuple(int(x) for x in manifest["blender_version_max"].split("."))
     assert low[:2] == min(TESTED) and high == (*max(TESTED)[:1], max(TESTED)[1] + 1, 0)
