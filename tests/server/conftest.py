@@ -19,6 +19,8 @@ from sfumato.protocol import (
     encode_bytes,
 )
 
+from .procs import serve  # noqa: F401  (fixture: server processes whose logs are checked)
+
 
 class Peer:
     def __init__(self, url: str, **kwargs: Any) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 
 from .config import ConfigError, ServerConfig
@@ -30,7 +31,13 @@ def run(config: ServerConfig) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
-        log.info("shutting down")
+        log.info("stopping: unfinished jobs stay journaled and run after the restart")
         await server.close()
+        if server.worker is not None and server.worker.engine_busy.is_set():
+            # The engine thread cannot be stopped from outside (a model still loading, say);
+            # waiting for it would make the stop unbounded, and its job is journaled.
+            log.warning("the engine is still busy; exiting without waiting for it")
+            logging.shutdown()
+            os._exit(0)
 
     asyncio.run(main())
