@@ -118,14 +118,14 @@ def _apply_texture(
         # where the object stood when the passes were rendered (it may move while the job runs)
         stood = np.array(d.get("objects", {}).get(obj.name, obj.matrix_world))
         rows = geometry.projection_rows(to_camera, camera_to_clip, stood)
-        name = obj.name
-        before = projection.project(obj, uv_map, rows)
+        name, before = obj.name, projection.rows_of(obj, uv_map)  # None: no projection yet
         changes.on_undo(
             f"the projection of {name}",
             lambda name=name, before=before: projection.project(
                 bpy.data.objects[name], uv_map, before
             ),
         )
+        projection.project(obj, uv_map, rows)
         material = scene.texture_material(f"Sfumato {obj.name}", image, uv_map)
         projection.remember(material, uv_map, rows)  # for Apply Again / Restore (sync)
         _record(target, obj, material, changes)
