@@ -97,7 +97,7 @@ def texture_and_render(args: argparse.Namespace) -> int:
     bpy.context.preferences.addons[ADDON].preferences.url = args.url
     settings = scene.sfumato
     settings.prompt, settings.steps, settings.resolution = args.prompt, args.steps, args.size
-    settings.random_seed, settings.seed = False, 7
+    settings.random_seed, settings.seed = False, "7"  # text: seeds go up to 2**32 − 1
     for obj in scene.objects:
         obj.select_set(obj.type == "MESH")
     started = time.monotonic()
