@@ -15,7 +15,6 @@ from sfumato.protocol import Result
 from .fuzzframes import FUZZ_LIMITS, fire
 from .limited import limited_server
 
-
 SEED = 2026  # fixed: a failure reproduces with the same frames (fuzzframes.frames(SEED, n))
 
 
