@@ -159,13 +159,13 @@ class Bridge:
         unregisters a timer that raises, and then no result would ever be applied again."""
         try:
             self._tick()
-        except Exception as exc:
+        except Exception as exc:  # whatever it is: the timer must survive, the panel says it
             log.exception("Sfumato's timer hit an unexpected error")
             try:
                 self._set_all(
                     error=f"unexpected error in the Sfumato add-on: {exc!r}; please report it"
                 )
-            except Exception:
+            except Exception:  # no scene to say it on: the log has it
                 log.exception("could not show the error")
         return BUSY_INTERVAL if self.pending else IDLE_INTERVAL
 
@@ -271,9 +271,14 @@ class Bridge:
             if target is None:
                 raise LookupError(f"scene {pending.scene!r} is gone")
             pending.message = self._apply(target, pending, result)
-        except Exception as exc:
+        except Exception as exc:  # any failure ends this job (apply took its changes back)
             log.warning("could not apply the result of job %s", result.id, exc_info=True)
-            pending.failure = f"could not apply the result of job {result.id}: {exc}"
+            said = type(exc) in (LookupError, ValueError, RuntimeError, ReferenceError)
+            detail = str(exc) if said else f"{type(exc).__name__}: {exc}"
+            pending.failure = (
+                f"could not apply the result of job {result.id}: {detail}; nothing was changed, "
+                "run it again (and report it if it keeps failing)"
+            )
             self._finish(result.id, error=pending.failure)
             return
         self._finish(result.id, status=pending.message)

@@ -41,7 +41,7 @@ class Changes:
         for what, step in reversed(self._steps):
             try:
                 step()
-            except Exception:
+            except Exception:  # best effort: the caller is already handling a failure
                 log.exception("could not take back %s", what)
         self._steps.clear()
         for name in COLLECTIONS:
