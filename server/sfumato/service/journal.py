@@ -169,11 +169,10 @@ def _read_entry(owner: str, path: Path) -> Pending:
 def recover(
     journal: Journal, store: ResultStore, registry: Registry, default_model: str, limits: Limits
 ) -> list[JobEntry]:
-    """Read the journal at start: the jobs to run again, in order, each owner in a lane of
-    its own (negative lane numbers: no live connection has them). Entries that cannot run are
+    """Read the journal at start: the jobs to run again, oldest first (connection 0: no live
+    connection submitted them; the queue's lanes are per owner anyway). Entries that cannot run are
     ended with ``interrupted`` terminal records, so a ``fetch`` answers that, not ``not_found``.
     Blocking: call it before serving."""
-    lanes: dict[str, int] = {}
     entries: list[JobEntry] = []
     for pending in journal.pending():
         owner, job_id = pending.owner, pending.job_id
@@ -204,8 +203,7 @@ def recover(
             _interrupt(journal, store, owner, job_id, why)
             continue
         journal.count_restart(owner, job_id)
-        lane = lanes.setdefault(owner, -1 - len(lanes))
-        entries.append(JobEntry(job, owner, lane, model))
+        entries.append(JobEntry(job, owner, 0, model))
     if entries:
         log.info("journal: %d unfinished jobs queued again after the restart", len(entries))
     return entries
