@@ -213,7 +213,8 @@ class Result:
 
 
 def _timings(r: Reader) -> dict[str, float]:
-    return {str(k): r.number(str(k), lo=0.0, hi=1e9) for k in r.names()}
+    timings = {k: r.number(k, None, lo=0.0, hi=1e9) for k in r.names()}
+    return {k: v for k, v in timings.items() if v is not None}  # nil is absent (§2)
 
 
 @dataclass(frozen=True)
