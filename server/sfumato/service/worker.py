@@ -37,6 +37,7 @@ from ..protocol import (
     ServerMessage,
     SfumatoError,
 )
+from ..protocol.text import loggable
 from ..provenance import GenerationFacts, SigningIdentity
 from ..registry import Registry, UnknownModel
 from .config import ServerConfig
@@ -235,7 +236,7 @@ class Worker:
         if isinstance(exc, ProtocolError):  # a rule the decoder also checks: same code, field
             return Error(exc.code, exc.message, id=job_id, field=exc.field)
         if isinstance(exc, ValueError):
-            log.warning("job %s: rejected by the engine: %s", job_id, exc)
+            log.warning("job %s: rejected by the engine: %s", job_id, loggable(str(exc), 500))
             return Error(ErrorCode.UNSUPPORTED, str(exc), id=job_id)
         log.exception("job %s failed", job_id, exc_info=exc)
         return Error(
