@@ -281,6 +281,9 @@ def reapply(target_scene: Any, entry: Any) -> str:
             continue
         if entry.kind == "INPAINT":
             _inpaint_node(target).image = entry.image
+            shown = {slot.material for slot in obj.material_slots}
+            if target.material is not None and target.material not in shown:
+                scene.assign_material(obj, target.material)  # its material was replaced since
         elif target.material is not None:
             scene.assign_material(obj, target.material)
             projection.sync(obj)  # the projection this material was made for

@@ -435,6 +435,10 @@ def test_apply_again_after_restoring_an_inpaint(addon: Any) -> None:
     assert node.image is inpainted
     assert bpy.ops.sfumato.restore() == {"FINISHED"}
     assert node.image is painted
+    material = plane.material_slots[0].material
+    plane.material_slots[0].material = bpy.data.materials.new("Other")  # e.g. a Restore
+    assert bpy.ops.sfumato.apply_result() == {"FINISHED"}
+    assert plane.material_slots[0].material is material and node.image is inpainted
 
 
 # ------------------------------------------------------------------------------ with a server
