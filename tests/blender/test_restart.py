@@ -42,12 +42,14 @@ class Restartable:
         self.now.proc.send_signal(signal.SIGKILL)
         self.now.proc.wait()
 
-    def kill_and_restart(self) -> None:
+    def kill_and_restart(self, results: Path | None = None) -> None:
+        """``results``: a different folder, as a server that lost its journal and store."""
         if self.now.proc.poll() is None:
             self.kill()
         first = self.now
         port = str(urlparse(first.url).port)
-        self.servers.append(start_server(first.results, self.cache, "--port", port))
+        folder = results or first.results
+        self.servers.append(start_server(folder, self.cache, "--port", port))
         assert self.now.url == first.url
 
 
@@ -91,6 +93,26 @@ def test_a_job_running_when_the_server_is_killed(own_server: Restartable, wait: 
         assert s.history[0].seed == "4294967295"
     assert submodule("bridge").get().pending == {}
     assert bpy.ops.sfumato.inpaint_texture.poll()  # free for the next job
+
+
+@pytest.mark.slow
+def test_a_job_lost_with_the_servers_results_folder(
+    own_server: Restartable, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A server restarted without its journal and result store (or one from before the
+    journal) knows nothing of the job and answers the reconnect's fetch with ``not_found``:
+    the add-on says the job was lost to the restart, not a fetch problem."""
+    s = settings_for_a_long_job()
+    assert bpy.ops.sfumato.inpaint_texture() == {"FINISHED"}
+    job_id = s.job_id
+    drain(lambda: s.status.startswith("step"), timeout=120)
+    own_server.kill_and_restart(tmp_path_factory.mktemp("other-results"))
+    drain(lambda: s.connection == "DISCONNECTED", timeout=30)
+    assert bpy.ops.sfumato.connect() == {"FINISHED"}
+    drain(lambda: not s.busy, timeout=120)
+    assert s.connection == "CONNECTED"
+    assert s.error == f"the inpaint job {job_id} was {LOST}", s.error
+    assert len(s.history) == 0 and bpy.ops.sfumato.inpaint_texture.poll()
 
 
 @pytest.mark.slow
