@@ -115,10 +115,13 @@ def _valid_id(value: Any) -> str | None:
     return value if isinstance(value, str) and JOB_ID.match(value) else None
 
 
-def message_id(data: bytes | bytearray | memoryview) -> str | None:
+def message_id(data: bytes | bytearray | memoryview | str) -> str | None:
     """The job id of a message refused before decoding (too large), when its start holds a
     readable header: reading costs at most the 1 MiB header, never the payload. A transport
-    that drops such a message while it arrives passes its first bytes here."""
+    that drops such a message while it arrives passes its first bytes here (a text frame has
+    no id)."""
+    if isinstance(data, str):
+        return None
     try:
         header, _ = _unpack_header(memoryview(data).cast("B"))
     except ProtocolError:
