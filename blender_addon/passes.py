@@ -119,9 +119,7 @@ def _touched(scene: Any, view_layer: Any) -> list[Any]:
     """Every struct whose values a pass render changes, directly or as a side effect: the
     image settings' own colour management too (a file format switch may reset it)."""
     image = scene.render.image_settings
-    nested = ["view_settings", "display_settings"]
-    if getattr(image, "has_linear_colorspace", False):  # EXR: the file's linear space
-        nested.append("linear_colorspace_settings")
+    nested = ("view_settings", "display_settings", "linear_colorspace_settings")
     owners = [scene.render, image, scene.cycles, view_layer]
     return owners + [getattr(image, n) for n in nested if getattr(image, n, None) is not None]
 
