@@ -140,7 +140,7 @@ def _gated(gate: SocketGate) -> type[ServerConnection]:
             super().connection_made(transport)
             self.admitted = gate.admit()
             if not self.admitted:
-                transport.abort()
+                self.transport.abort()  # the Transport websockets keeps (BaseTransport has none)
 
         def connection_lost(self, exc: Exception | None) -> None:
             if self.admitted:
