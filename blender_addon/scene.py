@@ -1,5 +1,7 @@
-"""Arrays → Blender: images, camera-projection UVs, materials, the world, a camera backdrop.
-The other module (with ``passes``) that touches bpy's image APIs.
+"""Arrays → Blender: images (new ones, and inpainted copies of the user's), materials and the
+texture they show, the UV outlines of faces, the world, a camera backdrop. The other module
+(with ``passes``) that touches bpy's image APIs; the camera projection itself is a modifier,
+in ``projection``.
 
 Pixels go through ``foreach_set`` in one call; Blender stores image rows bottom to top while
 the protocol sends them top to bottom, so every write flips once, here.
@@ -66,7 +68,7 @@ def inpainted_image(
     """A copy of ``source`` with the generated pixels (uint8 sRGB, row 0 at the top) inside
     ``mask`` (H×W[×1], ≥ 128 inside) and nothing else changed: pixels outside the mask and
     the alpha channel everywhere are the source's values bit for bit, a float image stays
-    float with its full range (4.0 stays 4.0), and its colour space and alpha mode are kept.
+    float with its full range (4.0 stays 4.0), also once saved and read back.
     The server sees and returns 8-bit sRGB colour only, so only colour inside the mask may
     come from it (decoded to linear for float images, as ``passes.image_pixels`` encoded it)."""
     width, height = source.size
@@ -97,14 +99,32 @@ def inpainted_image(
     image = bpy.data.images.new(
         name, width, height, alpha=channels in (2, 4), float_buffer=bool(source.is_float)
     )
-    image.colorspace_settings.name = source.colorspace_settings.name
-    image.alpha_mode = source.alpha_mode
+    _describe_like(image, source)
     image.pixels.foreach_set(out.ravel())
     image.update()
     image.pack()
     if provenance is not None:
         image[PROVENANCE] = dict(provenance)
     return image
+
+
+def _describe_like(image: Any, source: Any) -> None:
+    """Give the copy the colour space and alpha mode that keep its pixels as the source's,
+    in the session and after the packed copy is read back. A byte buffer holds the values
+    its colour space names: copy both. A float buffer is scene-linear and premultiplied
+    whatever file it came from (a 16-bit PNG is sRGB and straight on disk), and the copy is
+    packed as OpenEXR: it must say linear (or Non-Color for data) and premultiplied, or
+    reading the EXR back would decode or premultiply the values a second time."""
+    if not source.is_float:
+        image.colorspace_settings.name = source.colorspace_settings.name
+        image.alpha_mode = source.alpha_mode
+        return
+    if source.colorspace_settings.is_data:
+        image.colorspace_settings.name = source.colorspace_settings.name
+    if source.alpha_mode in ("STRAIGHT", "PREMUL"):
+        image.alpha_mode = "PREMUL"
+    else:  # CHANNEL_PACKED, NONE: alpha is not about colour; keep what the user chose
+        image.alpha_mode = source.alpha_mode
 
 
 def srgb_to_linear(srgb: np.ndarray) -> np.ndarray:

@@ -698,3 +698,36 @@ def test_shared_meshes_texture_and_restore_in_any_order(sfumato: Any) -> None:
         assert list(first.data.materials) == mesh_before
 
     check()
+
+
+@pytest.mark.parametrize("kind", ["16-bit PNG", "8-bit PNG", "EXR"])
+def test_inpainted_copy_of_a_texture_file_reads_back_the_same(
+    addon: ModuleType, tmp_path: Any, kind: str
+) -> None:
+    """Texture files as users have them (sRGB and straight alpha on disk for PNGs, linear and
+    premultiplied for EXR): the inpainted copy, packed, saved and read back, still has the
+    source's pixels outside the mask, bit for bit."""
+    rng = np.random.default_rng(4)
+    width, height = 24, 16
+    made = bpy.data.images.new("Made", width, height, alpha=True, float_buffer=kind != "8-bit PNG")
+    values = rng.uniform(0.0, 1.0, (height, width, 4)).astype(np.float32)
+    values[..., 3] = rng.uniform(0.2, 1.0, (height, width))
+    made.pixels.foreach_set(values.ravel())
+    path = tmp_path / ("texture.exr" if kind == "EXR" else "texture.png")
+    made.filepath_raw, made.file_format = str(path), "OPEN_EXR" if kind == "EXR" else "PNG"
+    made.save()
+    source = bpy.data.images.load(str(path))
+    assert source.is_float == (kind != "8-bit PNG")
+    before = scenes.pixels(source)
+    mask = np.zeros((height, width, 1), np.uint8)
+    mask[:, width // 2 :] = 255
+    generated = rng.integers(0, 256, (height, width, 3), np.uint8)
+    copy = submodule("scene").inpainted_image("Inpainted", source, generated, mask)
+    copy.use_fake_user = source.use_fake_user = True
+    np.testing.assert_array_equal(scenes.pixels(copy)[:, : width // 2], before[:, : width // 2])
+    blend = str(tmp_path / "saved.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=blend)
+    bpy.ops.wm.open_mainfile(filepath=blend)
+    reloaded = scenes.pixels(bpy.data.images["Inpainted"])
+    np.testing.assert_array_equal(reloaded[:, : width // 2], before[:, : width // 2])
+    np.testing.assert_array_equal(reloaded[..., 3], before[..., 3])
