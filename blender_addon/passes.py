@@ -119,7 +119,11 @@ def _touched(scene: Any, view_layer: Any) -> list[Any]:
     """Every struct whose values a pass render changes, directly or as a side effect: the
     image settings' own colour management too (a file format switch may reset it)."""
     image = scene.render.image_settings
-    nested = ("view_settings", "display_settings", "linear_colorspace_settings")
+    nested = ["view_settings", "display_settings"]
+    # the file's linear colour space: only meaningful (and only readable without Blender
+    # warning of an unset enum) for a linear format or an overridden colour management
+    if getattr(image, "has_linear_colorspace", False) or image.color_management == "OVERRIDE":
+        nested.append("linear_colorspace_settings")
     owners = [scene.render, image, scene.cycles, view_layer]
     return owners + [getattr(image, n) for n in nested if getattr(image, n, None) is not None]
 

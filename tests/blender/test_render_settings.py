@@ -6,6 +6,7 @@ malformed server URL is named with the fix, never raised as a bare ValueError.""
 from __future__ import annotations
 
 import math
+import os
 import time
 from types import ModuleType
 from typing import Any
@@ -31,8 +32,8 @@ FORMATS = {
 }
 # Where a pass render writes, or may write as a side effect: compared value by value.
 NESTED = ("view_settings", "display_settings", "linear_colorspace_settings")
-HYPOTHESIS = {
-    "max_examples": 6,
+HYPOTHESIS = {  # SFUMATO_EXAMPLES=40 for a deeper search than the suite can afford
+    "max_examples": int(os.environ.get("SFUMATO_EXAMPLES", "6")),
     "deadline": None,
     "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 }
