@@ -731,3 +731,29 @@ def test_inpainted_copy_of_a_texture_file_reads_back_the_same(
     reloaded = scenes.pixels(bpy.data.images["Inpainted"])
     np.testing.assert_array_equal(reloaded[:, : width // 2], before[:, : width // 2])
     np.testing.assert_array_equal(reloaded[..., 3], before[..., 3])
+
+
+def test_seamless_material_in_edit_mode_on_a_shared_mesh(sfumato: Any) -> None:
+    """Seamless Material started in Edit Mode on one of two objects sharing a mesh: it gets
+    the material (through its UV map), the other keeps its own, and leaving Edit Mode keeps
+    it so."""
+    from sfumato.protocol import Array, Result, Task
+
+    box = scenes.cube()
+    clay = bpy.data.materials.new("Clay")
+    box.data.materials.append(clay)
+    twin = bpy.data.objects.new("Twin", box.data)
+    bpy.context.scene.collection.objects.link(twin)
+    scenes.select(box)
+    bpy.ops.object.mode_set(mode="EDIT")
+    pending = submodule("jobs").prepare_seamless(bpy.context, sfumato, welcome())
+    side = pending.job.params.width
+    pixels = np.random.default_rng(2).integers(0, 256, (side, side, 3), np.uint8)
+    result = Result(pending.job.id, Task.GENERATE, (Array.from_numpy(pixels),), (1,), "tiny-sd")
+    submodule("results").apply(bpy.context.scene, pending, result)
+    bpy.ops.object.mode_set(mode="OBJECT")
+    material = sfumato.history[-1].targets[0].material
+    assert box.material_slots[0].material == material and material != clay
+    assert twin.material_slots[0].material == clay and list(box.data.materials) == [clay]
+    uv_node = next(n for n in material.node_tree.nodes if n.type == "UVMAP")
+    assert uv_node.uv_map == box.data.uv_layers.active.name
