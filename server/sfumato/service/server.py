@@ -13,6 +13,7 @@ import errno
 import itertools
 import logging
 import uuid
+import weakref
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -183,7 +184,9 @@ class SfumatoServer:
         self.budget = ByteBudget(resources.inflight_bytes)  # client messages held at once
         self.gate = SocketGate(resources.max_connections)
         self._connections: set[Connection] = set()
-        self._held: dict[tuple[str, str], int] = {}  # accepted jobs' message bytes, by key
+        # accepted jobs' message bytes, by key: (a number for this hold, bytes)
+        self._held: dict[tuple[str, str], tuple[int, int]] = {}
+        self._holds = itertools.count()
         self._owners: dict[str, set[Connection]] = defaultdict(set)
         self._numbers = itertools.count(1)
         self._server: Server | None = None
@@ -432,7 +435,12 @@ class SfumatoServer:
         finally:
             entry = self.queue.find(conn.owner, message.id) if isinstance(message, Job) else None
             if entry is not None and entry.job is message and entry.key not in self._held:
-                self._held[entry.key] = held
+                number = next(self._holds)
+                self._held[entry.key] = (number, held)
+                # Safety net: the bytes come back when the job's message is freed, even if
+                # its end never passed through _notify (from any thread, so via the loop).
+                loop = asyncio.get_running_loop()
+                weakref.finalize(message, self._free_soon, loop, entry.key, number)
             else:
                 self.budget.give(held)
 
@@ -442,9 +450,23 @@ class SfumatoServer:
         while not conn.outbox.empty() and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.01)
 
+    def _free_soon(
+        self, loop: asyncio.AbstractEventLoop, key: tuple[str, str], number: int
+    ) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is gone: so is the budget
+            loop.call_soon_threadsafe(self._free, key, number)
+
+    def _free(self, key: tuple[str, str], number: int | None = None) -> None:
+        """An accepted job's message bytes back to the budget, once (``number``: only if the
+        hold is still that one)."""
+        hold = self._held.get(key)
+        if hold is not None and number in (None, hold[0]):
+            del self._held[key]
+            self.budget.give(hold[1])
+
     def _notify(self, owner: str, message: ServerMessage) -> None:
         if isinstance(message, TERMINAL) and message.id is not None:
-            self.budget.give(self._held.pop((owner, message.id), 0))
+            self._free((owner, message.id))
         for conn in self._owners.get(owner, ()):
             conn.post(message)
 
