@@ -41,7 +41,7 @@ class Resources:
     max_frame_bytes: int = 4 * MIB  # one websocket frame (clients send 1 MiB fragments); ≥ 2 MiB
     retention_days: float = 30.0  # finished results older than this are pruned; 0 keeps them
     retention_bytes: int = 10 * GIB  # the store is pruned (oldest first) past this; 0: no cap
-    log_repeat_window: float = 10.0  # the same log message repeated within it is collapsed
+    log_repeat_window: float = 10.0  # one kind of log line: 20 per window, then counted
 
     def check(self, limits: Limits) -> None:
         """Types and ranges, each error naming the setting; then the cross-checks."""

@@ -13,25 +13,32 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 MAX_KEYS = 1024  # distinct messages tracked at once; beyond this the oldest are forgotten
+BURST = 20  # records of one kind let through per window before the rest are counted
 
 
 @dataclass
 class _Seen:
     first: float
+    passed: int = 1
     suppressed: int = 0
 
 
 class RepeatFilter(logging.Filter):
-    """Lets the first record of a kind through, drops repeats for ``window`` seconds, and
-    tells how many it dropped on the next record of that kind after the window.
+    """Lets the first ``burst`` records of a kind through in each ``window`` seconds, drops the
+    rest, and tells how many it dropped on the next record of that kind after the window.
 
     A kind is the logger, the level, the message template (not its arguments, which often
-    carry a changing number) and the exception type."""
+    carry a changing number) and the exception type. The burst keeps ordinary lines (a job
+    done, a client connected) while a failure repeating thousands of times a second costs
+    a few lines per window."""
 
-    def __init__(self, window: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, window: float, clock: Callable[[], float] = time.monotonic, burst: int = BURST
+    ) -> None:
         super().__init__()
         self.window = window
         self.clock = clock
+        self.burst = burst
         self._seen: dict[tuple[str, int, str, str], _Seen] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -42,6 +49,9 @@ class RepeatFilter(logging.Filter):
         now = self.clock()
         seen = self._seen.get(key)
         if seen is not None and now - seen.first < self.window:
+            if seen.passed < self.burst:
+                seen.passed += 1
+                return True
             seen.suppressed += 1
             return False
         if seen is not None and seen.suppressed:
