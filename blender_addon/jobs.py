@@ -178,7 +178,8 @@ def prepare_texture(context: Any, settings: Any, welcome: Welcome) -> Pending:
         tuple(o.name for o in meshes),
         {
             "camera": camera.name,
-            "uv_map": f"Sfumato {camera.name}"[:63],
+            # one name for the modifier, the UV map and the UV Map node: Blender keeps 63 bytes
+            "uv_map": f"Sfumato {camera.name}".encode()[:63].decode(errors="ignore"),
             "world_to_camera": to_camera.tolist(),
             "projection": projection.tolist(),
             # where each object stood when the passes were rendered: the texture sticks to

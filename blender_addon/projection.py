@@ -160,26 +160,6 @@ def project(obj: Any, name: str, rows: np.ndarray | None) -> np.ndarray | None:
     return previous
 
 
-def evaluated_uvs(obj: Any, depsgraph: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """The UV map ``name`` of the evaluated mesh and the projection's input, its positions
-    per corner (both per corner of the evaluated mesh): what tests and benchmarks compare."""
-    evaluated = obj.evaluated_get(depsgraph)
-    mesh = evaluated.to_mesh()
-    try:
-        layer = mesh.uv_layers.get(name)
-        if layer is None:
-            raise LookupError(f"{obj.name}'s evaluated mesh has no UV map {name!r}")
-        uvs = np.empty(len(mesh.loops) * 2, dtype=np.float64)
-        layer.uv.foreach_get("vector", uvs)
-        co = np.empty(len(mesh.vertices) * 3, dtype=np.float64)
-        mesh.vertices.foreach_get("co", co)
-        corners = np.empty(len(mesh.loops), dtype=np.int64)
-        mesh.loops.foreach_get("vertex_index", corners)
-        return uvs.reshape(-1, 2), co.reshape(-1, 3)[corners]
-    finally:
-        evaluated.to_mesh_clear()
-
-
 def remember(material: Any, name: str, rows: np.ndarray) -> None:
     """Keep the projection a texture material was made for on the material itself, so that
     whichever of an object's Sfumato materials is shown (Apply Again, Restore Previous), its

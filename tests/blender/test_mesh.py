@@ -757,3 +757,19 @@ def test_seamless_material_in_edit_mode_on_a_shared_mesh(sfumato: Any) -> None:
     assert twin.material_slots[0].material == clay and list(box.data.materials) == [clay]
     uv_node = next(n for n in material.node_tree.nodes if n.type == "UVMAP")
     assert uv_node.uv_map == box.data.uv_layers.active.name
+
+
+def test_a_long_camera_name_keeps_one_projection(sfumato: Any) -> None:
+    """Blender keeps 63 bytes of a name: a long, non-ASCII camera name still gives one
+    modifier, one UV map and a material that finds it, textured twice."""
+    cam = scenes.camera()
+    cam.name = "Vue latérale über-weit " * 3  # 72 characters, more bytes
+    box = scenes.cube()
+    texture(box)
+    texture(box)
+    name = sfumato.history[-1].uv_map
+    assert len(name.encode()) <= 63
+    assert [m.name for m in box.modifiers] == [name]
+    assert float(uv_error(box, cam, name).max()) < 1e-4
+    material = box.material_slots[0].material
+    assert next(n for n in material.node_tree.nodes if n.type == "UVMAP").uv_map == name
