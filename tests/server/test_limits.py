@@ -214,7 +214,7 @@ def test_a_reader_that_stalls_is_dropped_after_send_timeout(
 
 
 def test_keepalive_drops_a_peer_that_stopped_reading(tmp_path: Path, model_cache: Path) -> None:
-    resources = {"ping_interval": 0.3, "ping_timeout": 0.5}
+    resources = {"ping_interval": 0.3, "ping_timeout": 0.5, "inflight_wait": 0.2}
     with limited_server(tmp_path, model_cache, resources) as server:
         plant(server.results, "dead", "small")
         dead = Peer(server.url, max_queue=1, ping_interval=None)

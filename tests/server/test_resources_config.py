@@ -44,6 +44,7 @@ def test_resources_are_read_from_the_config_file(tmp_path: Path) -> None:
             "[limits]\nmax_message_bytes = 2000000000\n",
             "resources.inflight_bytes (1073741824) is below limits.max_message_bytes",
         ),
+        ("[resources]\ninflight_wait = 30\n", "resources.inflight_wait (30 s) must be below"),
         ("[limits]\nmax_queued_jobs = 0\n", "limits.max_queued_jobs must be a positive integer"),
         ('[limits]\nmax_steps = "9"\n', "limits.max_steps must be a positive integer"),
     ],

@@ -64,6 +64,12 @@ class Resources:
                 f"resources.max_frame_bytes must be at least {MIN_FRAME_BYTES} (2 MiB: the "
                 f"protocol lets a client send a whole header in one frame), got {self.max_frame_bytes}"
             )
+        if self.inflight_wait >= self.ping_timeout:
+            raise ConfigError(
+                f"resources.inflight_wait ({self.inflight_wait:g} s) must be below "
+                f"resources.ping_timeout ({self.ping_timeout:g} s): a connection waiting for "
+                "room reads nothing, so its keepalive would time out first"
+            )
         if self.inflight_bytes < limits.max_message_bytes:
             raise ConfigError(
                 f"resources.inflight_bytes ({self.inflight_bytes}) is below "
