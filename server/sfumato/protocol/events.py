@@ -136,7 +136,7 @@ class Progress:
     id: str
     step: int
     total: int
-    stage: str = "denoise"  # loading (model weights), denoise
+    stage: str = "denoise"  # loading (model weights), denoise, suspended (kept over a restart)
     preview: Array | None = None  # small uint8 RGB image of the current latents
 
     def _write(self, w: BlobWriter) -> dict[str, Any]:
