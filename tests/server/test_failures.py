@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from sfumato.client import make_job
-from sfumato.protocol import Accepted, Error, ErrorCode, Fetch, Result
+from sfumato.protocol import Accepted, Cancel, Cancelled, Error, ErrorCode, Fetch, Result
 from sfumato.service.store import owner_key
 
 from .conftest import Peer, finished
@@ -153,3 +153,31 @@ def test_serve_on_a_read_only_results_folder_exits_with_a_message(tmp_path: Path
     assert "Traceback" not in proc.stderr, proc.stderr
     assert "results folder" in proc.stderr and "--results" in proc.stderr, proc.stderr
     assert str(results) in proc.stderr  # the admin's console may name the path
+
+
+def test_jobs_that_end_without_a_result_answer_fetch_with_how_they_ended(
+    serve: Callable[..., ServerProcess],
+) -> None:
+    server = serve()
+    peer = Peer(server.url)
+    client_id = peer.hello().client_id
+    running = make_job("generate", prompt="x", width=128, height=128, steps=40, seed=2)
+    queued, never = _small(), _small()
+    for job in (running, queued):
+        peer.send(job)
+    peer.until(lambda m: isinstance(m, Accepted) and m.id == queued.id)
+    peer.send(Cancel(queued.id))
+    assert isinstance(peer.until(finished(queued.id))[-1], Cancelled)
+    peer.until(finished(running.id))
+    peer.close()
+    later = Peer(server.url)  # the same identity, reconnected
+    later.hello(client_id=client_id)
+    later.send(Fetch(queued.id))
+    again = later.until(lambda m: getattr(m, "id", None) == queued.id)[-1]
+    assert isinstance(again, Cancelled)
+    later.send(Fetch(never.id))  # never submitted: that one is not found
+    missing = later.until(lambda m: getattr(m, "id", None) == never.id)[-1]
+    assert isinstance(missing, Error) and missing.code is ErrorCode.NOT_FOUND
+    later.send(queued)  # the id of a job that ended without a result may be used again
+    assert isinstance(later.until(finished(queued.id))[-1], Result)
+    later.close()
