@@ -13,14 +13,17 @@ from PyQt5.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
+    QFrame,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QListWidget,
     QListWidgetItem,
+    QMessageBox,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QToolButton,
     QVBoxLayout,
@@ -32,7 +35,7 @@ from sfumato.protocol import Array, ControlKind
 from . import canvas
 from .bridge import Bridge
 from .controller import Controller
-from .jobs import Mode
+from .jobs import SEED_MAX, Mode, check_seed
 from .model import ControlLayer, JobState, Link, LoraChoice, Session, Settings
 
 MODES = {
@@ -44,8 +47,30 @@ KINDS = {
     ControlKind.LINEART: "Line art", ControlKind.SCRIBBLE: "Scribble", ControlKind.POSE: "Pose",
     ControlKind.SHUFFLE: "Shuffle (style)",
 }  # fmt: skip
-SEED_RANDOM = -1
 PREVIEW_WIDTH = 256
+PREVIEW_HEIGHT = 128
+PROMPT_HEIGHT = 64
+SCROLL_MIN_HEIGHT = 120
+MESSAGE_CHARS = 240  # longer messages are cut here; Details… shows all of it
+
+
+class SeedBox(QDoubleSpinBox):
+    """The seed: "random" or any of the protocol's 0 … 2**32 − 1. A QSpinBox holds a signed
+    32-bit int (half the seeds); a double holds every integer below 2**53 exactly."""
+
+    RANDOM = -1.0
+
+    def __init__(self) -> None:
+        super().__init__(decimals=0, minimum=self.RANDOM, maximum=float(SEED_MAX))
+        self.setSpecialValueText("random")
+        self.setValue(self.RANDOM)
+
+    def seed(self) -> int | None:
+        value = round(self.value())
+        return None if value < 0 else value
+
+    def set_seed(self, seed: int | None) -> None:
+        self.setValue(self.RANDOM if seed is None else float(check_seed(seed)))
 
 
 class ControlRow(QWidget):
@@ -104,6 +129,7 @@ class SfumatoDocker(DockWidget):
         self._rows: list[ControlRow] = []
         self._shown_models: tuple[object, ...] = ()
         self._shown_loras: tuple[LoraChoice, ...] = ()
+        self._shown_preview: Array | None = None
         self._build()
         self.session.subscribe(self._render)
         self._render(self.session)
@@ -114,18 +140,38 @@ class SfumatoDocker(DockWidget):
     # ------------------------------------------------------------------ widgets
 
     def _build(self) -> None:
+        """Two parts: the settings scroll (a small docker scrolls instead of pushing Krita's
+        window past the screen), and a footer that never scrolls away — Generate, Cancel,
+        progress, preview, the connection status and the last message."""
         s = self.session.settings
         root = QWidget()
         box = QVBoxLayout(root)
+        box.setContentsMargins(2, 2, 2, 2)
+        scroll = QScrollArea(widgetResizable=True, frameShape=QFrame.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        scroll.setMinimumHeight(SCROLL_MIN_HEIGHT)
+        scroll.setWidget(self._settings_widget(s))
+        self.scroll = scroll
+        box.addWidget(scroll, 1)
+        box.addWidget(self._footer())
+        self.setWidget(root)
+        self.model.currentIndexChanged.connect(self._choose_model)
+        self.loras.itemChanged.connect(self._store_loras)
+        self.loras.currentItemChanged.connect(self._show_lora_weight)
+        self.lora_weight.valueChanged.connect(self._store_loras)
+
+    def _settings_widget(self, s: Settings) -> QWidget:
+        page = QWidget()
+        box = QVBoxLayout(page)
+        box.setContentsMargins(0, 0, 0, 0)
         form = QFormLayout()
         self.url = QLineEdit(s.url)
         self.token = QLineEdit(s.token, echoMode=QLineEdit.Password, placeholderText="(none)")
         self.connect_button = QPushButton("Connect")
         self.connect_button.clicked.connect(self.connect_server)
-        self.status = QLabel(wordWrap=True)
         form.addRow("Server", self.url)
         form.addRow("Token", self.token)
-        form.addRow(self.connect_button, self.status)
+        form.addRow("", self.connect_button)
         self.mode = QComboBox()
         for mode, label in MODES.items():
             self.mode.addItem(label, mode.value)
@@ -134,18 +180,38 @@ class SfumatoDocker(DockWidget):
         form.addRow("Mode", self.mode)
         form.addRow("Model", self.model)
         self.prompt = QPlainTextEdit(s.prompt, placeholderText="what to paint")
-        self.prompt.setMaximumHeight(70)
+        self.prompt.setMinimumHeight(PROMPT_HEIGHT)
+        self.prompt.setMaximumHeight(PROMPT_HEIGHT)
         self.negative = QLineEdit(s.negative, placeholderText="what to avoid")
         form.addRow("Prompt", self.prompt)
         form.addRow("Negative", self.negative)
         self.strength = QSpinBox(minimum=0, maximum=100, suffix=" %", value=round(s.strength * 100))
-        self.seed = QSpinBox(minimum=SEED_RANDOM, maximum=2**31 - 1, specialValueText="random")
-        self.seed.setValue(SEED_RANDOM if s.seed is None else s.seed)
         self.variants = QSpinBox(minimum=1, maximum=16, value=s.variants)
+        form.addRow("Strength", self.strength)
+        form.addRow("Variants", self.variants)
+        box.addLayout(form)
+        self.advanced_toggle = QToolButton(text="Advanced", checkable=True)
+        self.advanced_toggle.setToolButtonStyle(Qt.ToolButtonTextBesideIcon)
+        self.advanced_toggle.setArrowType(Qt.RightArrow)
+        self.advanced_toggle.setAutoRaise(True)
+        self.advanced = self._advanced_widget(s)
+        self.advanced.setVisible(False)  # folded: the everyday settings fit without scrolling
+        self.advanced_toggle.toggled.connect(self._fold)
+        box.addWidget(self.advanced_toggle)
+        box.addWidget(self.advanced)
+        box.addStretch(1)
+        return page
+
+    def _advanced_widget(self, s: Settings) -> QWidget:
+        page = QWidget()
+        box = QVBoxLayout(page)
+        box.setContentsMargins(0, 0, 0, 0)
+        form = QFormLayout()
+        self.seed = SeedBox()
+        self.seed.set_seed(s.seed)
         self.steps = QSpinBox(minimum=1, maximum=150, value=s.steps)
-        for label, widget in (("Strength", self.strength), ("Seed", self.seed),
-                              ("Variants", self.variants), ("Steps", self.steps)):  # fmt: skip
-            form.addRow(label, widget)
+        form.addRow("Seed", self.seed)
+        form.addRow("Steps", self.steps)
         box.addLayout(form)
         box.addWidget(QLabel("LoRAs (tick to use; weight applies to the selected one)"))
         self.loras = QListWidget()
@@ -158,6 +224,12 @@ class SfumatoDocker(DockWidget):
         add.clicked.connect(self.add_control)
         box.addLayout(self.controls)
         box.addWidget(add)
+        return page
+
+    def _footer(self) -> QWidget:
+        footer = QWidget()
+        box = QVBoxLayout(footer)
+        box.setContentsMargins(0, 0, 0, 0)
         buttons = QHBoxLayout()
         self.generate_button = QPushButton("Generate")
         self.generate_button.clicked.connect(self.generate)
@@ -168,15 +240,24 @@ class SfumatoDocker(DockWidget):
         box.addLayout(buttons)
         self.progress = QProgressBar(minimum=0, maximum=100, value=0)
         self.preview = QLabel(alignment=Qt.AlignCenter)
+        self.preview.setMinimumSize(1, 1)  # a preview never makes the docker taller
+        self.preview.setMaximumHeight(PREVIEW_HEIGHT)
+        self.preview.setVisible(False)
+        self.status = QLabel(wordWrap=True)
         self.message = QLabel(wordWrap=True, textInteractionFlags=Qt.TextSelectableByMouse)
-        for widget in (self.progress, self.preview, self.message):
+        self.details = QToolButton(text="Details…", autoRaise=True)
+        self.details.setVisible(False)
+        self.details.clicked.connect(self._show_details)
+        for widget in (self.progress, self.preview, self.status, self.message, self.details):
             box.addWidget(widget)
-        box.addStretch(1)
-        self.setWidget(root)
-        self.model.currentIndexChanged.connect(self._choose_model)
-        self.loras.itemChanged.connect(self._store_loras)
-        self.loras.currentItemChanged.connect(self._show_lora_weight)
-        self.lora_weight.valueChanged.connect(self._store_loras)
+        return footer
+
+    def _fold(self, unfolded: bool) -> None:
+        self.advanced.setVisible(unfolded)
+        self.advanced_toggle.setArrowType(Qt.DownArrow if unfolded else Qt.RightArrow)
+
+    def _show_details(self) -> None:
+        QMessageBox.information(self, "Sfumato", self.session.message)
 
     # ------------------------------------------------------------------ actions
 
@@ -220,7 +301,7 @@ class SfumatoDocker(DockWidget):
         s.model = self.model.currentData() or None
         s.prompt, s.negative = self.prompt.toPlainText(), self.negative.text()
         s.strength = self.strength.value() / 100
-        s.seed = None if self.seed.value() == SEED_RANDOM else self.seed.value()
+        s.seed = self.seed.seed()
         s.variants, s.steps = self.variants.value(), self.steps.value()
         app = Krita.instance()
         for key in ("url", "token", "prompt", "negative"):
@@ -268,14 +349,24 @@ class SfumatoDocker(DockWidget):
             self._fill_loras(session, choices)
         job = session.job()
         running = job is not None and not job.state.finished
-        self.generate_button.setEnabled(session.link is Link.CONNECTED)
+        self.generate_button.setEnabled(session.link is Link.CONNECTED and not session.busy)
         self.cancel_button.setEnabled(running)
         if job is not None:
             self.progress.setValue(100 * job.step // job.total if job.total else 0)
             self.progress.setFormat(_progress_text(job.state, job.position))
-            if job.preview is not None:
-                self.preview.setPixmap(_pixmap(job.preview))
-        self.message.setText(session.message)
+        if job is None or job.preview is None:
+            self.preview.clear()  # never the last job's picture under this one's progress
+            self.preview.setVisible(False)
+        elif job.preview is not self._shown_preview:
+            self.preview.setPixmap(_pixmap(job.preview))
+            self.preview.setVisible(True)
+        self._shown_preview = None if job is None else job.preview
+        text = session.message
+        cut = len(text) > MESSAGE_CHARS
+        self.message.setText(text[: MESSAGE_CHARS - 1] + "…" if cut else text)
+        self.message.setToolTip(text if cut else "")
+        self.message.setVisible(bool(text))
+        self.details.setVisible(cut)
 
     def _fill_models(self, session: Session) -> None:
         self.model.blockSignals(True)
@@ -324,4 +415,5 @@ def _pixmap(image: Array) -> QPixmap:
     fmt = QImage.Format_RGB888 if c == 3 else QImage.Format_RGBA8888
     qimage = QImage(bytes(image.data), w, h, c * w, fmt).copy()
     pixmap = QPixmap.fromImage(qimage)
-    return pixmap.scaledToWidth(min(PREVIEW_WIDTH, w * 4), Qt.SmoothTransformation)
+    width, height = min(PREVIEW_WIDTH, w * 4), min(PREVIEW_HEIGHT, h * 4)
+    return pixmap.scaled(width, height, Qt.KeepAspectRatio, Qt.SmoothTransformation)

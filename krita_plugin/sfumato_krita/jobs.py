@@ -15,6 +15,7 @@ from typing import Any
 
 from sfumato.protocol import Array, Control, ControlKind, Job, JobParams, LoraRef, Result, Task
 from sfumato.protocol import DType as _DType
+from sfumato.protocol.messages import SEED_MAX  # the protocol's seeds: uint32
 
 MIN_SIDE = 64  # the smallest side the server generates; smaller regions grow to it
 GROUP = "Sfumato"
@@ -126,6 +127,16 @@ class Request:
     preview_every: int = 0
 
 
+def check_seed(seed: int) -> int:
+    """A seed the protocol carries (0 … 2**32 − 1, docs/protocol.md), else PluginError."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+        raise PluginError(
+            f"the seed {seed!r} is not a whole number from 0 to {SEED_MAX}: type one in that "
+            "range, or set Seed to random"
+        )
+    return seed
+
+
 def region_for(mode: Mode, width: int, height: int, selection: Rect | None, pad: int) -> Rect:
     """The part of the canvas a job works on: the selection's bounds plus ``pad`` pixels of
     context, or the whole canvas (always, for Expand and Upscale, which work on all of it)."""
@@ -178,6 +189,8 @@ def build_job(
     what the server did not announce, or images over its ``max_side`` (``limits``)."""
     if max_side is not None:
         check_size(request, inp, max_side)
+    if request.seed is not None:
+        check_seed(request.seed)
     task = TASKS[request.mode]
     missing = [NEEDS[task]] if NEEDS[task] not in capabilities else []
     if inp.controls and "control" not in capabilities:

@@ -220,6 +220,8 @@ class Session:
         """Build the job for the current settings; raises PluginError (also shown)."""
         if self.welcome is None or self.link is not Link.CONNECTED:
             raise self.fail("not connected: press Connect (is `sfumato serve` running?)")
+        if self.busy:
+            raise self.fail("a job is still running: wait for it, or press Cancel first")
         request = self.settings.request()
         if request.model is None and self.default_model:
             request = replace(request, model=self.default_model)

@@ -1,22 +1,29 @@
-"""The full Krita GUI under Xvfb: the plugin's factory makes the docker, which connects to
-``$SFUMATO_URL`` by itself; a helper plugin (smoke_plugin/) types a prompt, presses Generate
-and screenshots the window. Judged by the file the helper writes."""
+"""The full Krita GUI under Xvfb (1600×1000): the plugin's factory makes the docker, which
+connects to ``$SFUMATO_URL`` by itself; a helper plugin (smoke_plugin/) measures the docker,
+types into its widgets, presses Generate, fires the menu actions through Krita's action
+system and screenshots the window. One Krita run per module (a start is slow); each test
+judges one part of the file the helper writes."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
-import subprocess
-from pathlib import Path
+from typing import Any
+
+import pytest
 
 from ..conftest import RunningServer
-from .conftest import HERE, KritaEnv
+from .conftest import HERE, KritaEnv, run_gui
+
+SEED_MAX = 2**32 - 1
 
 
-def test_docker_generates_in_the_gui(
-    krita_env: KritaEnv, krita_server: RunningServer, tmp_path: Path
-) -> None:
+@pytest.fixture(scope="module")
+def gui(
+    krita_env: KritaEnv, krita_server: RunningServer, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    tmp_path = tmp_path_factory.mktemp("gui")
     env = dict(krita_env.env)
     for name in ("config", "data", "cache", "runtime"):
         (tmp_path / name).mkdir(mode=0o700)
@@ -25,36 +32,84 @@ def test_docker_generates_in_the_gui(
         XDG_CACHE_HOME=str(tmp_path / "cache"), XDG_RUNTIME_DIR=str(tmp_path / "runtime"),
         SFUMATO_URL=krita_server.url, SFUMATO_SMOKE_OUT=str(tmp_path / "smoke.json"),
         SFUMATO_SMOKE_SHOT=os.environ.get("SFUMATO_KRITA_SCREENSHOT", str(tmp_path / "shot.png")),
-        SFUMATO_SMOKE_DOCKER_SHOT=str(tmp_path / "docker.png"),
+        SFUMATO_SMOKE_KRA=str(tmp_path / "saved.kra"),
     )  # fmt: skip
     pykrita = tmp_path / "data" / "krita" / "pykrita"
-    shutil.copytree(krita_env.pykrita, pykrita)
+    shutil.copytree(krita_env.pykrita, pykrita)  # as Krita's importer installed it
     shutil.copytree(HERE / "smoke_plugin", pykrita, dirs_exist_ok=True)
     (tmp_path / "config" / "kritarc").write_text(
         "[python]\nenable_sfumato_krita=true\nenable_sfumato_smoke=true\n"
         "[General]\nshowsplash=false\n",
         "utf-8",
     )
-    cmd = ["krita", "--nosplash"]
-    try:
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=280)
-        log = proc.stdout[-2000:] + proc.stderr[-3000:]
-    except subprocess.TimeoutExpired as exc:
-        log = f"Krita did not quit within {exc.timeout} s"
+    log = run_gui(env)
     out = tmp_path / "smoke.json"
     assert out.is_file(), f"the smoke helper wrote nothing:\n{log}"
-    report = json.loads(out.read_text("utf-8"))
+    report: dict[str, Any] = json.loads(out.read_text("utf-8"))
     assert report["ok"], report.get("error", report)
     assert report["dockers"], "the plugin's factory made no docker"
-    assert report["job"]["state"] == "done", report["job"]
+    return report
+
+
+def test_docker_generates_in_the_gui(gui: dict[str, Any]) -> None:
+    assert gui["job"]["state"] == "done", gui["job"]
     # only the LoRAs of the default model's family (tiny-sd is sd15): not tiny-sdxl-style
-    assert report["loras"] == [["tiny-sd-style", True]]
-    assert report["loras_used"] == {"tiny-sd-style": 1.0}
-    assert report["job"]["layers"] == [
+    assert gui["loras"] == [["tiny-sd-style", True]]
+    assert gui["loras_used"] == {"tiny-sd-style": 1.0}
+    assert gui["job"]["layers"] == [
         "a lighthouse at dusk, oil painting · seed 7",
         "a lighthouse at dusk, oil painting · seed 8",
     ]
-    groups = {name: children for name, kind, children in report["tree"] if kind == "grouplayer"}
-    assert groups["Sfumato"] == report["job"]["layers"][::-1]  # Krita lists bottom first
-    assert report["progress"] == 100 and report["has_preview"]
-    assert report["screenshot"] and report["docker_shot"]
+    groups = {name: children for name, kind, children in gui["tree"] if kind == "grouplayer"}
+    assert groups["Sfumato"] == gui["job"]["layers"][::-1]  # Krita lists bottom first
+    assert gui["progress"] == 100 and gui["has_preview"]
+    assert gui["screenshot"] and gui["docker_shot"]
+
+
+def test_the_docker_fits_a_1600x1000_window(gui: dict[str, Any]) -> None:
+    """Issue 9 item 18, issue 18 item 3: the window's minimum height with the docker shown
+    fits the screen, and the footer (Generate, Cancel, progress, status) is on it."""
+    layout = gui["layout"]
+    assert layout["window"] == [1600, 1000], layout
+    assert layout["minimum"][1] <= 1000, layout
+    assert all(layout["on_screen"].values()), layout
+    assert layout["advanced_folded"], layout
+    assert "KisLayerBox" in layout["other_dockers"], layout  # beside Krita's default dockers
+
+
+def test_every_protocol_seed_goes_through_the_seed_box(gui: dict[str, Any]) -> None:
+    """Issue 9 item 2: a QSpinBox holds only a signed 32-bit int; the seed box holds all."""
+    assert gui["seeds"] == {
+        "4294967295": SEED_MAX,
+        "2147483648": 2**31,
+        "0": 0,
+        "4294967296": 0,  # out of range: the box refuses the keystrokes, the last value stays
+        "random": None,
+    }
+
+
+def test_the_generate_action_works_after_its_window_wrapper_is_gone(gui: dict[str, Any]) -> None:
+    """Issue 18 item 1, with seeds at the top of the range (issue 9 item 2): the layers, the
+    document's history and the .kra saved and opened again keep them."""
+    assert gui["exceptions"] == []
+    job = gui["action_job"]
+    assert job["state"] == "done", job
+    assert job["layers"] == [
+        f"a lighthouse at dusk, oil painting · seed {SEED_MAX}",
+        "a lighthouse at dusk, oil painting · seed 0",  # seeds wrap at 2**32 (protocol.md)
+    ]
+    assert job["history_seeds"] == [SEED_MAX, 0]
+    assert gui["kra_saved"]
+    assert gui["kra_history_seeds"] == [[7, 8], [SEED_MAX, 0]]
+    assert set(job["layers"]) <= set(gui["kra_layers"])
+
+
+def test_the_cancel_action_stops_a_running_job_and_a_second_start_is_refused(
+    gui: dict[str, Any],
+) -> None:
+    running = gui["while_running"]
+    assert running["generate_enabled"] is False
+    assert running["jobs_started"] == 1, running  # the second action started nothing
+    assert "still running" in running["message"]
+    assert gui["cancel_job"] == {"state": "cancelled", "layers": []}
+    assert gui["generate_enabled_after"] is True

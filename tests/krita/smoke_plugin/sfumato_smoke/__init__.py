@@ -1,31 +1,46 @@
 """Test helper loaded by the full Krita GUI (tests/krita/test_gui.py), never shipped.
 
 Once the main window is up it opens an image, finds the Sfumato docker made by the plugin's
-factory, types a prompt into its widgets and presses Generate, waits for the layer, grabs a
-screenshot, writes what it saw to ``$SFUMATO_SMOKE_OUT`` and quits through Krita's own action.
-Everything runs from QTimers on the main thread, as a user's clicks would.
+factory and, in one Krita session (a Krita start is slow):
+1. measures the docker in a 1600×1000 window (it must fit or scroll; Generate visible);
+2. types seeds at both ends of the protocol's range into the Seed box;
+3. types a prompt and presses Generate, waits for the layers, grabs screenshots;
+4. fires *Sfumato: Generate* through Krita's action system with seed 2**32 − 1, saves the
+   image as .kra and opens it again to read the history back;
+5. starts a long job with the action, tries to start a second, and stops it with
+   *Sfumato: Cancel*.
+It writes what it saw to ``$SFUMATO_SMOKE_OUT`` (with every exception that reached Krita's
+excepthook) and quits through Krita's own action. Everything runs from QTimers on the main
+thread, as a user's clicks would.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 import traceback
 from typing import Any
 
 from krita import Extension, Krita, Selection
-from PyQt5.QtCore import Qt, QTimer
+from PyQt5.QtCore import QRect, Qt, QTimer
+from PyQt5.QtWidgets import QApplication
 
 OUT = os.environ.get("SFUMATO_SMOKE_OUT", "")
 SHOT = os.environ.get("SFUMATO_SMOKE_SHOT", "")
 DOCKER_SHOT = os.environ.get("SFUMATO_SMOKE_DOCKER_SHOT", "")
-TIMEOUT = 180.0
+KRA = os.environ.get("SFUMATO_SMOKE_KRA", "")
+TIMEOUT = 240.0
+WINDOW = (1600, 1000)
+SEED_MAX = 2**32 - 1
 
 
 class Smoke(Extension):
     def setup(self) -> None:
-        self.report: dict[str, Any] = {"ok": False, "steps": []}
+        self.report: dict[str, Any] = {"ok": False, "steps": [], "exceptions": []}
+        self._hook = sys.excepthook
+        sys.excepthook = self.excepthook
         self.started = time.monotonic()
         self.doc: Any = None
         self.docker: Any = None
@@ -35,6 +50,11 @@ class Smoke(Extension):
 
     def createActions(self, window: Any) -> None:
         pass
+
+    def excepthook(self, kind: Any, value: Any, tb: Any) -> None:
+        """Exceptions raised in slots (an action's handler) land here, not in our code."""
+        self.report["exceptions"].append("".join(traceback.format_exception(kind, value, tb)))
+        self._hook(kind, value, tb)
 
     def step(self, name: str) -> None:
         self.report["steps"].append([name, round(time.monotonic() - self.started, 1)])
@@ -62,12 +82,62 @@ class Smoke(Extension):
         self.docker = docks[0]
         self.docker.setVisible(True)
         self.docker.raise_()
-        window.qwindow().resize(1280, 860)
+        window.qwindow().resize(*WINDOW)
         sel = Selection()
         sel.select(72, 40, 120, 96, 255)
         self.doc.setSelection(sel)
         self.step("opened")
-        self.poll(self.connected, self.generate)
+        self.poll(self.connected, lambda: QTimer.singleShot(500, self.guarded_layout))
+
+    def guarded_layout(self) -> None:
+        self.guarded(self.layout)
+
+    def layout(self) -> None:
+        """Issue 9 item 18 / issue 18 item 3: in a 1600×1000 window with the default
+        dockers the docker fits or scrolls, and its footer is on screen."""
+        self.step("connected")
+        d, qwindow = self.docker, Krita.instance().activeWindow().qwindow()
+        qwindow.resize(*WINDOW)
+        QApplication.processEvents()
+        window_rect = QRect(0, 0, qwindow.width(), qwindow.height())
+
+        def on_screen(widget: Any) -> bool:
+            top_left = widget.mapTo(qwindow, widget.rect().topLeft())
+            inside = window_rect.contains(QRect(top_left, widget.size()))
+            return widget.isVisible() and not widget.visibleRegion().isEmpty() and inside
+
+        self.report["layout"] = {
+            "window": [qwindow.width(), qwindow.height()],
+            "minimum": [qwindow.minimumSizeHint().width(), qwindow.minimumSizeHint().height()],
+            "docker": [d.width(), d.height()],
+            "docker_minimum": d.minimumSizeHint().height(),
+            "on_screen": {
+                name: on_screen(getattr(d, name))
+                for name in ("generate_button", "cancel_button", "progress", "status", "scroll")
+            },
+            "advanced_folded": not d.advanced.isVisible(),
+            "other_dockers": sorted(
+                w.objectName() for w in Krita.instance().dockers() if w.isVisible()
+            ),
+        }
+        if SHOT:
+            self.report["layout_shot"] = qwindow.grab().save(SHOT.replace(".png", "-layout.png"))
+        self.seeds()
+        self.generate()
+
+    def seeds(self) -> None:
+        """Issue 9 item 2: every seed the protocol allows goes through the Seed box."""
+        d, seen = self.docker, {}
+        for text in ("4294967295", "2147483648", "0", "4294967296"):
+            d.seed.lineEdit().selectAll()
+            d.seed.lineEdit().setText(text)
+            d.seed.interpretText()
+            d._store()
+            seen[text] = d.session.settings.seed
+        d.seed.set_seed(None)
+        d._store()
+        seen["random"] = d.session.settings.seed
+        self.report["seeds"] = seen
 
     def poll(self, ready: Any, then: Any) -> None:
         def tick() -> None:
@@ -87,11 +157,11 @@ class Smoke(Extension):
         return self.docker.session.link.value == "connected"
 
     def generate(self) -> None:
-        self.step("connected")
         d = self.docker
+        d.advanced_toggle.setChecked(True)  # unfolded: the screenshot shows the LoRAs
         d.prompt.setPlainText("a lighthouse at dusk, oil painting")
         d.steps.setValue(6)
-        d.seed.setValue(7)
+        d.seed.set_seed(7)
         d.variants.setValue(2)
         items = [d.loras.item(i) for i in range(d.loras.count())]
         self.report["loras"] = [
@@ -132,8 +202,86 @@ class Smoke(Extension):
         self.report["has_preview"] = (
             self.docker.preview.pixmap() is not None and not self.docker.preview.pixmap().isNull()
         )
-        self.report["ok"] = True
         self.step("shot")
+        self.action_generate()
+
+    def action(self, name: str) -> None:
+        action = Krita.instance().action(name)
+        if action is None:
+            raise RuntimeError(f"Krita has no action {name}")
+        self.report.setdefault("actions", []).append([name, action.isEnabled()])
+        if sys.excepthook is not self.excepthook:  # Krita installs its own after setup()
+            self._hook, sys.excepthook = sys.excepthook, self.excepthook
+        action.trigger()
+
+    def action_generate(self) -> None:
+        """Issue 18 item 1: the menu action, fired after its window wrapper is gone."""
+        d = self.docker
+        d.seed.set_seed(SEED_MAX)
+        d.variants.setValue(2)
+        d.steps.setValue(2)
+        self.jobs_before = len(d.session.jobs)
+        self.action("sfumato_generate")
+        self.started_by_action()
+        self.step("action generate")
+        self.poll(lambda: len(d.session.jobs) > self.jobs_before and self.done(), self.saved)
+
+    def saved(self) -> None:
+        job = self.docker.session.job()
+        from sfumato_krita import canvas
+
+        self.report["action_job"] = {
+            "state": job.state.value, "message": job.message, "layers": job.layers,
+            "history_seeds": canvas.read_history(self.doc)[-1]["seeds"],
+        }  # fmt: skip
+        if KRA:
+            self.doc.setBatchmode(True)
+            self.report["kra_saved"] = self.doc.saveAs(KRA)
+            again = Krita.instance().openDocument(KRA)
+            self.report["kra_history_seeds"] = [e["seeds"] for e in canvas.read_history(again)]
+            self.report["kra_layers"] = [
+                c.name() for n in again.rootNode().childNodes() for c in n.childNodes()
+            ]
+            again.close()
+        self.step("kra")
+        self.action_cancel()
+
+    def action_cancel(self) -> None:
+        d = self.docker
+        d.steps.setValue(150)
+        d.seed.set_seed(3)
+        d.variants.setValue(1)
+        self.jobs_before = len(d.session.jobs)
+        self.action("sfumato_generate")
+        self.started_by_action()
+        self.poll(lambda: d.session.job().state.value == "running", self.cancel_running)
+
+    def started_by_action(self) -> None:
+        from sfumato_krita.extension import find_docker
+
+        if len(self.docker.session.jobs) == self.jobs_before:
+            raise RuntimeError(
+                f"the action started no job: {self.docker.session.message!r}; "
+                f"exceptions: {self.report['exceptions']}; actions: {self.report['actions']};"
+                f"its docker: {find_docker(Krita.instance().action('sfumato_generate'))} "
+                f"(ours: {self.docker})"
+            )
+
+    def cancel_running(self) -> None:
+        d = self.docker
+        self.report["while_running"] = {"generate_enabled": d.generate_button.isEnabled()}
+        self.action("sfumato_generate")  # a second start while one runs is refused
+        self.report["while_running"]["jobs_started"] = len(d.session.jobs) - self.jobs_before
+        self.report["while_running"]["message"] = d.session.message
+        self.action("sfumato_cancel")
+        self.step("action cancel")
+        self.poll(self.done, self.cancelled)
+
+    def cancelled(self) -> None:
+        job = self.docker.session.job()
+        self.report["cancel_job"] = {"state": job.state.value, "layers": job.layers}
+        self.report["generate_enabled_after"] = self.docker.generate_button.isEnabled()
+        self.report["ok"] = True
         self.finish()
 
     def finish(self) -> None:
