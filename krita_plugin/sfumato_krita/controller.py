@@ -39,13 +39,13 @@ class Controller:
         """Start a job on ``doc`` with the current settings; the job id, or None when the
         request was refused (the session then says why)."""
         if doc is None:
-            self.session.fail("open an image first")
+            self.session.refuse("open an image first")
             return None
         try:
             job = self.session.start_job(canvas.read_input(doc, self.session.settings))
         except PluginError as exc:
             if self.session.message != str(exc):
-                self.session.fail(str(exc))
+                self.session.refuse(str(exc))
             return None
         self._docs[job.id] = doc
         try:
@@ -76,7 +76,7 @@ class Controller:
             if placement is None or doc is None or not isinstance(event, Result):
                 continue
             if not self._is_open(doc):
-                self.session.fail(f"the image of job {record.id} was closed; fetch it again")
+                self.session.orphaned(record.id)
                 continue
             names = canvas.apply(doc, placement)
             record.layers = names

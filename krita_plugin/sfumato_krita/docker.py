@@ -354,6 +354,9 @@ class SfumatoDocker(DockWidget):
         if job is not None:
             self.progress.setValue(100 * job.step // job.total if job.total else 0)
             self.progress.setFormat(_progress_text(job.state, job.position))
+        else:  # nothing started (or refused): no old "done" under the refusal
+            self.progress.setValue(0)
+            self.progress.setFormat("")
         if job is None or job.preview is None:
             self.preview.clear()  # never the last job's picture under this one's progress
             self.preview.setVisible(False)

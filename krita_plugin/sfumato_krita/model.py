@@ -219,7 +219,7 @@ class Session:
     def start_job(self, inp: CanvasInput) -> Job:
         """Build the job for the current settings; raises PluginError (also shown)."""
         if self.welcome is None or self.link is not Link.CONNECTED:
-            raise self.fail("not connected: press Connect (is `sfumato serve` running?)")
+            raise self.refuse("not connected: press Connect (is `sfumato serve` running?)")
         if self.busy:
             raise self.fail("a job is still running: wait for it, or press Cancel first")
         request = self.settings.request()
@@ -227,7 +227,7 @@ class Session:
             request = replace(request, model=self.default_model)
         unfit = sorted(lo.name for lo in request.loras if lo.name not in self.loras())
         if unfit:
-            raise self.fail(
+            raise self.refuse(
                 f"the LoRA {', '.join(unfit)} does not fit the model {request.model or '?'} "
                 f"({self.model_family() or 'unknown family'}) or is not approved: untick it"
             )
@@ -236,7 +236,7 @@ class Session:
         try:
             job = build_job(request, inp, self.capabilities, job_id, limits.max_image_side)
         except PluginError as exc:
-            raise self.fail(str(exc)) from None
+            raise self.refuse(str(exc)) from None
         self.jobs[job_id] = JobRecord(job_id, request, inp)
         self.current, self.message = job_id, ""
         self.changed()
@@ -247,6 +247,23 @@ class Session:
         self.message = message
         self.changed()
         return PluginError(message)
+
+    def refuse(self, message: str) -> PluginError:
+        """A job that was not started: show why, and stop showing the last job's progress
+        and preview under it (unless a job still runs: that one stays in view)."""
+        if not self.busy:
+            self.current = None
+        return self.fail(message)
+
+    def orphaned(self, job_id: str) -> None:
+        """The result of ``job_id`` arrived after its image was closed: nothing was added."""
+        record = self.jobs[job_id]
+        record.state, record.layers = JobState.FAILED, []
+        record.message = self.message = (
+            f"nothing was added: the image of job {job_id} was closed before its result "
+            "arrived; open the image again and run the job again"
+        )
+        self.changed()
 
     # ------------------------------------------------------------------ events
 

@@ -171,3 +171,31 @@ def test_a_region_over_the_servers_max_image_side_is_refused_with_what_to_do() -
     with pytest.raises(PluginError, match=r"the region is 2000×100; .* at most 1024 a side"):
         session.start_job(CanvasInput(2000, 100, Rect(0, 0, 2000, 100), None, None))
     assert session.jobs == {} and "at most 1024" in session.message
+
+
+def test_a_refusal_hides_the_last_job_and_a_running_job_blocks_a_second() -> None:
+    """Issue 18 items 5 and 6: no old "done" and preview under a refusal; one job at a time."""
+    session = Session()
+    session.handle(Connected(Welcome("0.1", 1, CAPS)))
+    first = session.start_job(CanvasInput(64, 64, Rect(0, 0, 64, 64), None, None))
+    session.handle(Progress(first.id, 1, 4))
+    with pytest.raises(PluginError, match="still running"):
+        session.start_job(CanvasInput(64, 64, Rect(0, 0, 64, 64), None, None))
+    assert list(session.jobs) == [first.id] and session.current == first.id  # still in view
+    session.handle(Result(first.id, Task.GENERATE, (rgb(64, 64),), (1,), "tiny-sd"))
+    assert session.job() is not None and session.job().state is JobState.DONE
+    session.settings.loras = {"missing": 1.0}
+    with pytest.raises(PluginError, match="untick"):
+        session.start_job(CanvasInput(64, 64, Rect(0, 0, 64, 64), None, None))
+    assert session.job() is None and "untick" in session.message
+
+
+def test_a_result_for_a_closed_image_is_reported_as_not_added() -> None:
+    session = Session()
+    session.handle(Connected(Welcome("0.1", 1, CAPS)))
+    job = session.start_job(CanvasInput(64, 64, Rect(0, 0, 64, 64), None, None))
+    session.handle(Result(job.id, Task.GENERATE, (rgb(64, 64),), (1,), "tiny-sd"))
+    session.orphaned(job.id)
+    record = session.jobs[job.id]
+    assert record.state is JobState.FAILED and record.layers == []
+    assert "nothing was added" in session.message and "fetch" not in session.message
