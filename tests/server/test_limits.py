@@ -164,7 +164,9 @@ def test_a_client_that_never_reads_is_closed_and_its_results_stay(
     resources = {"outbox_bytes": 2 * MIB, "send_timeout": 120.0}
     with limited_server(tmp_path, model_cache, resources) as server:
         plant(server.results, "slow", "big", side=512)  # ~0.8 MB a result
-        reader = Peer(server.url, max_queue=1)  # its thread stops reading after one frame
+        reader = Peer(
+            server.url, max_queue=1, close_timeout=1
+        )  # its thread stops reading after one frame
         try:
             reader.hello(client_id="slow")
             before = server.rss()
@@ -191,13 +193,38 @@ def test_a_client_that_never_reads_is_closed_and_its_results_stay(
         assert "reading too slowly" in server.log_text()
 
 
+def test_all_outboxes_together_are_bounded_too(tmp_path: Path, model_cache: Path) -> None:
+    """Each connection may queue 64 MiB, but all together only 4 MiB: one slow reader among
+    many cannot be what tips the server over either."""
+    resources = {"outbox_bytes": 64 * MIB, "outbox_total_bytes": 4 * MIB, "send_timeout": 120.0}
+    with limited_server(tmp_path, model_cache, resources) as server:
+        plant(server.results, "many", "big", side=512)
+        readers = [Peer(server.url, max_queue=1, close_timeout=1) for _ in range(2)]
+        try:
+            for r in readers:
+                r.hello(client_id="many")
+            for _ in range(40):  # ~30 MB each: under its own 64 MiB, over the 4 MiB of all
+                for r in readers:
+                    r.send(Fetch("big"))
+            deadline = time.monotonic() + 20
+            while "reading too slowly" not in server.log_text():
+                assert time.monotonic() < deadline, "no slow reader was closed"
+                time.sleep(0.2)
+        finally:
+            for r in readers:
+                r.close()
+        closing = [line for line in server.log_text().splitlines() if "reading too slowly" in line]
+        assert closing and all("outbox_total_bytes" in line for line in closing)
+        assert all(int(line.split("slowly: ")[1].split(" MiB")[0]) < 64 for line in closing)
+
+
 def test_a_reader_that_stalls_is_dropped_after_send_timeout(
     tmp_path: Path, model_cache: Path
 ) -> None:
     resources = {"outbox_bytes": 256 * MIB, "send_timeout": 1.0, "ping_interval": 60.0}
     with limited_server(tmp_path, model_cache, resources) as server:
         plant(server.results, "stall", "big", side=512)
-        reader = Peer(server.url, max_queue=1)
+        reader = Peer(server.url, max_queue=1, close_timeout=1)
         try:
             reader.hello(client_id="stall")
             for _ in range(40):  # ~31 MB: more than the sockets buffer
@@ -218,7 +245,7 @@ def test_keepalive_drops_a_peer_that_stopped_reading(tmp_path: Path, model_cache
     resources = {"ping_interval": 0.3, "ping_timeout": 0.5, "inflight_wait": 0.2}
     with limited_server(tmp_path, model_cache, resources) as server:
         plant(server.results, "dead", "small")
-        dead = Peer(server.url, max_queue=1, ping_interval=None)
+        dead = Peer(server.url, max_queue=1, ping_interval=None, close_timeout=1)
         try:
             dead.hello(client_id="dead")
             for _ in range(3):  # a few small answers: the socket is not blocked, only unread

@@ -45,6 +45,7 @@ def test_resources_are_read_from_the_config_file(tmp_path: Path) -> None:
             "resources.inflight_bytes (1073741824) is below limits.max_message_bytes",
         ),
         ("[resources]\ninflight_wait = 30\n", "resources.inflight_wait (30 s) must be below"),
+        ("[resources]\noutbox_total_bytes = 0\n", "resources.outbox_total_bytes must be greater"),
         ("[limits]\nmax_queued_jobs = 0\n", "limits.max_queued_jobs must be a positive integer"),
         ('[limits]\nmax_steps = "9"\n', "limits.max_steps must be a positive integer"),
     ],

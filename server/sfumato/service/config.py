@@ -33,6 +33,7 @@ class Resources:
     hello_timeout: float = 10.0  # a connection must send hello this soon, or it is closed
     max_connections: int = 128  # websocket connections at once; more get too_many_connections
     outbox_bytes: int = 64 * MIB  # unsent bytes queued for one connection before it is closed
+    outbox_total_bytes: int = 512 * MIB  # … and for all connections together
     send_timeout: float = 60.0  # a message may stall unsent this long before the peer is dropped
     ping_interval: float = 20.0  # keepalive pings
     ping_timeout: float = 20.0  # a pong must come back this soon

@@ -2,8 +2,8 @@
 
 A client that submits jobs and never reads used to grow the server without end: every result
 waited in an unbounded queue behind a socket that never drained (issue 17, ~9 MB/s). Now a
-connection's unsent messages may take ``outbox_bytes``; past that the connection is closed with
-a reason — its results stay in the result store, so it can reconnect and ``fetch`` them.
+connection's unsent messages may take ``outbox_bytes`` (and all of them together
+``outbox_total_bytes``); past that the connection is closed with a reason — its results stay in the result store, so it can reconnect and ``fetch`` them.
 Progress events are droppable (the next one supersedes them); results and errors are not.
 """
 
@@ -29,9 +29,19 @@ class _Item:
     size: int
 
 
+class Pool:
+    """Unsent bytes of every outbox together (``outbox_total_bytes``): many slow clients at
+    once cannot add up to more than this, whatever each one's own allowance."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.used = 0
+
+
 class Outbox:
-    def __init__(self, budget: int) -> None:
+    def __init__(self, budget: int, pool: Pool | None = None) -> None:
         self.budget = budget
+        self.pool = pool or Pool(budget)
         self.bytes = 0  # queued plus the message being sent
         self.closed = False
         self.dropped_progress = 0
@@ -49,7 +59,9 @@ class Outbox:
             return True
         chunks = encode(message)
         size = sum(chunk.nbytes for chunk in chunks)
-        over = self.bytes > 0 and self.bytes + size > self.budget
+        over = self.bytes > 0 and (
+            self.bytes + size > self.budget or self.pool.used + size > self.pool.capacity
+        )
         if isinstance(message, Progress):
             if over or len(self._items) > PROGRESS_BACKLOG:
                 self.dropped_progress += 1
@@ -57,7 +69,7 @@ class Outbox:
         elif over:
             return False
         self._items.append(_Item(message, chunks, size))
-        self.bytes += size
+        self._grow(size)
         self._ready.set()
         return True
 
@@ -68,7 +80,11 @@ class Outbox:
         """Drop everything unsent: nothing more will leave on this connection."""
         self.closed = True
         self._items.clear()
-        self.bytes = 0
+        self._grow(-self.bytes)
+
+    def _grow(self, n: int) -> None:
+        self.bytes += n
+        self.pool.used += n
 
     async def write_loop(self, ws: ServerConnection) -> None:
         loop = asyncio.get_running_loop()
@@ -89,7 +105,7 @@ class Outbox:
             finally:
                 self.sending_since = None
                 if not self.closed:
-                    self.bytes -= item.size
+                    self._grow(-item.size)
 
     async def _paced(
         self, chunks: list[memoryview], loop: asyncio.AbstractEventLoop

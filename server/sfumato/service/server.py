@@ -53,7 +53,7 @@ from .intake import receive
 from .jobs import FairQueue, JobEntry
 from .journal import Journal, recover
 from .limits import ByteBudget, SocketGate, ensure_descriptors, return_big_buffers
-from .outbox import Outbox
+from .outbox import Outbox, Pool
 from .store import ResultStore, StoreError, owner_key
 from .worker import Worker
 
@@ -86,8 +86,8 @@ class Connection:
         if not self.outbox.post(message):
             self.shut(
                 1008,
-                f"reading too slowly: over {self.outbox.budget // (1024 * 1024)} MiB of messages "
-                "unsent (resources.outbox_bytes); reconnect and fetch results by id",
+                f"reading too slowly: {self.outbox.bytes // (1024 * 1024)} MiB of messages unsent "
+                "(resources.outbox_bytes, outbox_total_bytes); reconnect and fetch results by id",
             )
 
     def shut(
@@ -183,6 +183,7 @@ class SfumatoServer:
         resources = config.resources
         self.budget = ByteBudget(resources.inflight_bytes)  # client messages held at once
         self.gate = SocketGate(resources.max_connections)
+        self.outboxes = Pool(resources.outbox_total_bytes)  # unsent bytes of all connections
         self._connections: set[Connection] = set()
         # accepted jobs' message bytes, by key: (a number for this hold, bytes)
         self._held: dict[tuple[str, str], tuple[int, int]] = {}
@@ -380,7 +381,7 @@ class SfumatoServer:
             ws,
             next(self._numbers),
             ServerSession(self.config.limits, self.config.token),
-            Outbox(resources.outbox_bytes),
+            Outbox(resources.outbox_bytes, self.outboxes),
         )
         writer = asyncio.create_task(conn.outbox.write_loop(ws))
         if len(self._connections) >= resources.max_connections:
