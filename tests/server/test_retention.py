@@ -75,6 +75,20 @@ def test_prune_keeps_the_newest_that_fit(
     assert pruned.results == len(removed_ages)
 
 
+def test_journaled_and_temporary_entries_are_never_pruned(tmp_path: Path) -> None:
+    plant(tmp_path, "c", "old")
+    owner_dir = next(tmp_path.iterdir())
+    _age(owner_dir / "old", 400)
+    kept = [owner_dir / ".journal" / "queued.job", owner_dir / ".old-abc" / "image-0.png"]
+    for path in kept:
+        path.parent.mkdir()
+        path.write_bytes(b"x")
+        os.utime(path, (time.time() - 400 * DAY,) * 2)
+    pruned = prune(tmp_path, 1 * DAY, 1)
+    assert pruned.results == 1 and not (owner_dir / "old").exists()
+    assert all(path.exists() for path in kept)
+
+
 def test_nothing_is_pruned_when_retention_is_off(tmp_path: Path) -> None:
     plant(tmp_path, "c", "old")
     folder = next(tmp_path.iterdir()) / "old"
