@@ -118,6 +118,7 @@ def read_input(doc: Any, settings: Settings) -> CanvasInput:
     mask = None
     if selected is not None and settings.mode not in (Mode.EXPAND, Mode.UPSCALE):
         mask = read_mask(doc, region)
+    covered = settings.mode is Mode.BACKGROUND and is_opaque(doc, region)
     controls = []
     for control in settings.controls:
         node = find_node(doc, control.layer_id)
@@ -132,7 +133,13 @@ def read_input(doc: Any, settings: Settings) -> CanvasInput:
                 control.preprocess,
             )
         )
-    return CanvasInput(width, height, region, image, mask, tuple(controls))
+    return CanvasInput(width, height, region, image, mask, tuple(controls), covered)
+
+
+def is_opaque(doc: Any, r: Rect) -> bool:
+    """Whether the visible image is fully opaque in ``r`` (a background would not show)."""
+    alpha = bytes(doc.pixelData(r.x, r.y, r.width, r.height))[3::4]
+    return alpha.count(255) == len(alpha)
 
 
 # --------------------------------------------------------------------------- layers

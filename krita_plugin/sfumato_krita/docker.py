@@ -35,7 +35,7 @@ from sfumato.protocol import Array, ControlKind
 from . import canvas
 from .bridge import Bridge
 from .controller import Controller
-from .jobs import SEED_MAX, Mode, check_seed
+from .jobs import SEED_MAX, USES_STRENGTH, Mode, check_seed
 from .model import ControlLayer, JobState, Link, LoraChoice, Session, Settings
 
 MODES = {
@@ -156,6 +156,8 @@ class SfumatoDocker(DockWidget):
         box.addWidget(self._footer())
         self.setWidget(root)
         self.model.currentIndexChanged.connect(self._choose_model)
+        self.mode.currentIndexChanged.connect(self._show_mode)
+        self._show_mode()
         self.loras.itemChanged.connect(self._store_loras)
         self.loras.currentItemChanged.connect(self._show_lora_weight)
         self.lora_weight.valueChanged.connect(self._store_loras)
@@ -186,8 +188,12 @@ class SfumatoDocker(DockWidget):
         form.addRow("Prompt", self.prompt)
         form.addRow("Negative", self.negative)
         self.strength = QSpinBox(minimum=0, maximum=100, suffix=" %", value=round(s.strength * 100))
+        self.strength.setToolTip(
+            "how much to change: the image is noised this far and steps × strength steps run"
+        )
         self.variants = QSpinBox(minimum=1, maximum=16, value=s.variants)
-        form.addRow("Strength", self.strength)
+        self.strength_label = QLabel("Strength")
+        form.addRow(self.strength_label, self.strength)
         form.addRow("Variants", self.variants)
         box.addLayout(form)
         self.advanced_toggle = QToolButton(text="Advanced", checkable=True)
@@ -251,6 +257,12 @@ class SfumatoDocker(DockWidget):
         for widget in (self.progress, self.preview, self.status, self.message, self.details):
             box.addWidget(widget)
         return footer
+
+    def _show_mode(self) -> None:
+        """Strength only where it steers the result (``jobs.USES_STRENGTH``)."""
+        uses = Mode(self.mode.currentData()) in USES_STRENGTH
+        self.strength.setVisible(uses)
+        self.strength_label.setVisible(uses)
 
     def _fold(self, unfolded: bool) -> None:
         self.advanced.setVisible(unfolded)

@@ -45,6 +45,10 @@ TASKS = {
     Mode.EXPAND: Task.OUTPAINT,
     Mode.UPSCALE: Task.UPSCALE,
 }
+# The modes whose result depends on Strength (img2img-like: the image is noised to it and
+# int(steps × strength) steps run). The others start from noise: they send 1.0, and the
+# docker hides the box (issue 18 item 6).
+USES_STRENGTH = frozenset({Mode.REFINE, Mode.INPAINT, Mode.UPSCALE})
 # The capability a server must announce before the plugin sends a task or field
 # (docs/protocol.md section 3: a client MUST NOT send what was not announced).
 NEEDS = {
@@ -106,6 +110,7 @@ class CanvasInput:
     image: Array | None  # RGBA uint8 of the region (the visible image); None for generate
     mask: Array | None  # uint8 ×1 of the region, 255 = selected; None: no selection
     controls: tuple[ControlInput, ...] = ()
+    covered: bool = False  # Background: the layers already cover the region opaquely
 
 
 @dataclass(frozen=True)
@@ -288,7 +293,8 @@ def placement_for(mode: Mode, request: Request, inp: CanvasInput, result: Result
     if mode is Mode.EXPAND:
         e = request.expand
         grow = (-e, -e, inp.canvas_width + 2 * e, inp.canvas_height + 2 * e)
-        region, mask = Rect(0, 0, grow[2], grow[3]), None
+        region = Rect(0, 0, grow[2], grow[3])
+        mask = margins_mask(region, Rect(e, e, inp.canvas_width, inp.canvas_height))
     elif mode is Mode.UPSCALE:
         s = request.scale
         scale_to = (inp.canvas_width * s, inp.canvas_height * s)
@@ -307,6 +313,17 @@ def placement_for(mode: Mode, request: Request, inp: CanvasInput, result: Result
         )
     group = BACKGROUND_GROUP if mode is Mode.BACKGROUND else GROUP
     return Placement(group, mode is Mode.BACKGROUND, tuple(layers), grow, scale_to)
+
+
+def margins_mask(outer: Rect, inner: Rect) -> Array:
+    """255 in ``outer`` around ``inner``, 0 over it: Expand's layer paints only the new
+    margins, so the original picture stays exactly as it was (the engine's blend band reaches
+    into it; the layer must not)."""
+    w = outer.width
+    full = b"\xff" * w
+    hole = b"\xff" * inner.x + b"\x00" * inner.width + b"\xff" * (w - inner.x - inner.width)
+    rows = (hole if inner.y <= y < inner.y + inner.height else full for y in range(outer.height))
+    return Array(_DType.UINT8, (outer.height, w, 1), b"".join(rows))
 
 
 def crop(image: Array, width: int, height: int) -> Array:

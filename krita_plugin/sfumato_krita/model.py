@@ -30,7 +30,16 @@ from sfumato.protocol import (
     Welcome,
 )
 
-from .jobs import CanvasInput, Mode, Placement, PluginError, Request, build_job, placement_for
+from .jobs import (
+    USES_STRENGTH,
+    CanvasInput,
+    Mode,
+    Placement,
+    PluginError,
+    Request,
+    build_job,
+    placement_for,
+)
 
 
 class Link(str, Enum):
@@ -84,8 +93,9 @@ class Settings:
     preview_every: int = 2
 
     def request(self) -> Request:
+        strength = self.strength if self.mode in USES_STRENGTH else 1.0
         return Request(
-            mode=self.mode, prompt=self.prompt, negative=self.negative, strength=self.strength,
+            mode=self.mode, prompt=self.prompt, negative=self.negative, strength=strength,
             seed=self.seed, variants=self.variants, steps=self.steps, guidance=self.guidance,
             model=self.model, loras=tuple(LoraRef(n, w) for n, w in sorted(self.loras.items())),
             expand=self.expand, scale=self.scale, preview_every=self.preview_every,
@@ -319,6 +329,11 @@ class Session:
                 self.message = str(exc)
                 return None
             record.state, record.step = JobState.DONE, record.total
+            if record.request.mode is Mode.BACKGROUND and record.input.covered:
+                self.message = (
+                    "the background was added below every layer, but the layers above cover "
+                    "it completely: hide them, or erase where the background should show"
+                )
             record.preview = event.images[0] if event.images else record.preview
             record.layers = [layer.name for layer in placement.layers]
             return placement

@@ -200,6 +200,7 @@ def job(p: dict[str, Any]) -> dict[str, Any]:
     return {
         "capabilities": list(session.capabilities),
         "record": record_info(record),
+        "notice": session.message,
         "before": before,
         "after": describe(doc),
     }

@@ -111,6 +111,7 @@ def test_background_lands_below_every_layer(
     (layer,) = tree[0]["children"]
     assert layer["name"] == "sky · seed 5"
     assert (pixels(layer, w, h)[..., 3] == 255).all()
+    assert "cover it completely" in out["notice"]  # the opaque figure hides it: say so
 
 
 def test_without_a_selection_the_whole_canvas_is_refined(
@@ -171,10 +172,16 @@ def test_expand_grows_the_canvas(
     after = out["after"]
     assert (after["width"], after["height"]) == (w + 2 * e, h + 2 * e)
     (layer,) = group(after, "Sfumato")["children"]
-    assert (pixels(layer, w + 2 * e, h + 2 * e)[..., 3] == 255).all()
+    alpha = pixels(layer, w + 2 * e, h + 2 * e)[..., 3].copy()
+    assert (alpha[e : e + h, e : e + w] == 0).all()  # nothing painted over the original
+    alpha[e : e + h, e : e + w] = 255
+    assert (alpha == 255).all()  # the new margins, all of them
     background = next(n for n in after["tree"] if n["name"] == "Background")
     moved = pixels(background, w + 2 * e, h + 2 * e)[e : e + h, e : e + w]
     np.testing.assert_array_equal(moved, image)  # the old picture moved with the margins
+    seen = np.frombuffer(base64.b64decode(after["projection"]), np.uint8)
+    seen = seen.reshape(h + 2 * e, w + 2 * e, 4)[e : e + h, e : e + w]
+    np.testing.assert_array_equal(seen, image)  # and what the artist sees there is unchanged
 
 
 def test_upscale_doubles_the_canvas(

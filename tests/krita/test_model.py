@@ -11,6 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "krita_plugin"))
 
 from sfumato_krita.jobs import (
+    USES_STRENGTH,
     CanvasInput,
     Mode,
     PluginError,
@@ -20,7 +21,7 @@ from sfumato_krita.jobs import (
     placement_for,
     region_for,
 )
-from sfumato_krita.model import JobState, Link, SendFailed, Session
+from sfumato_krita.model import JobState, Link, SendFailed, Session, Settings
 
 from sfumato.client import Connected, Disconnected
 from sfumato.protocol import (
@@ -81,7 +82,18 @@ def test_what_the_server_lacks_is_refused_with_what_to_do() -> None:
     assert job.params.expand == (16, 16, 16, 16)
     result = Result("j3", Task.OUTPAINT, (rgb(96, 96),), (1,), "m")
     placement = placement_for(Mode.EXPAND, Request(Mode.EXPAND, expand=16), inp, result)
-    assert placement.grow == (-16, -16, 96, 96) and placement.layers[0].alpha is None
+    assert placement.grow == (-16, -16, 96, 96)
+    alpha = placement.layers[0].alpha
+    assert alpha is not None and alpha.shape == (96, 96, 1)
+    rows = [bytes(alpha.data[y * 96 : (y + 1) * 96]) for y in range(96)]
+    assert rows[0] == rows[15] == rows[80] == rows[95] == b"\xff" * 96  # the new margins
+    assert all(r == b"\xff" * 16 + bytes(64) + b"\xff" * 16 for r in rows[16:80])  # original
+
+
+def test_strength_is_sent_only_by_the_modes_it_steers() -> None:
+    for mode in Mode:
+        request = Settings(mode=mode, strength=0.4).request()
+        assert request.strength == (0.4 if mode in USES_STRENGTH else 1.0), mode
 
 
 def test_background_goes_to_its_own_group_at_the_bottom() -> None:
@@ -188,6 +200,17 @@ def test_a_refusal_hides_the_last_job_and_a_running_job_blocks_a_second() -> Non
     with pytest.raises(PluginError, match="untick"):
         session.start_job(CanvasInput(64, 64, Rect(0, 0, 64, 64), None, None))
     assert session.job() is None and "untick" in session.message
+
+
+@pytest.mark.parametrize("covered", [True, False])
+def test_a_background_under_opaque_layers_says_it_is_hidden(covered: bool) -> None:
+    session = Session(Settings(mode=Mode.BACKGROUND))
+    session.handle(Connected(Welcome("0.1", 1, CAPS)))
+    inp = CanvasInput(64, 64, Rect(0, 0, 64, 64), None, None, covered=covered)
+    job = session.start_job(inp)
+    session.handle(Result(job.id, Task.GENERATE, (rgb(64, 64),), (1,), "tiny-sd"))
+    assert session.jobs[job.id].state is JobState.DONE
+    assert ("cover it completely" in session.message) is covered
 
 
 def test_a_result_for_a_closed_image_is_reported_as_not_added() -> None:
