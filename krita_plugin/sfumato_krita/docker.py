@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from krita import DockWidget, Krita
-from PyQt5.QtCore import Qt
+from PyQt5.QtCore import Qt, QTimer
 from PyQt5.QtGui import QImage, QPixmap
 from PyQt5.QtWidgets import (
     QCheckBox,
@@ -36,7 +36,7 @@ from . import canvas
 from .bridge import Bridge
 from .controller import Controller
 from .jobs import SEED_MAX, USES_STRENGTH, Mode, check_seed
-from .model import ControlLayer, JobState, Link, LoraChoice, Session, Settings
+from .model import RETRY_S, ControlLayer, JobState, Link, LoraChoice, Session, Settings
 
 MODES = {
     Mode.GENERATE: "Generate", Mode.INPAINT: "Inpaint", Mode.BACKGROUND: "Background",
@@ -134,6 +134,8 @@ class SfumatoDocker(DockWidget):
         self.session.subscribe(self._render)
         self._render(self.session)
         self.destroyed.connect(self.bridge.close)
+        self._retry = QTimer(self, singleShot=True, interval=RETRY_S * 1000)
+        self._retry.timeout.connect(self._reconnect)
         if self.session.settings.url:
             self.connect_server()
 
@@ -412,6 +414,12 @@ class SfumatoDocker(DockWidget):
 
     def _events(self, events: list[object]) -> None:
         self.controller.handle(events)
+        if self.session.retry and not self._retry.isActive():
+            self._retry.start()
+
+    def _reconnect(self) -> None:
+        if self.session.retry and self.session.link is Link.DISCONNECTED:
+            self.connect_server()
 
     def _is_open(self, doc: Any) -> bool:
         return any(d == doc for d in Krita.instance().documents())

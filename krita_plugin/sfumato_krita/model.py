@@ -41,6 +41,8 @@ from .jobs import (
     placement_for,
 )
 
+RETRY_S = 5  # seconds between reconnection attempts after a connection broke
+
 
 class Link(str, Enum):
     DISCONNECTED = "disconnected"
@@ -166,6 +168,7 @@ class Session:
         self.jobs: dict[str, JobRecord] = {}
         self.current: str | None = None  # the job the progress bar shows
         self.message = ""  # the last thing the user should read (errors, notices)
+        self.retry = False  # a connection broke: reconnect until it is back
         self._listeners: list[Listener] = []
 
     # ------------------------------------------------------------------ observing
@@ -283,11 +286,7 @@ class Session:
         if isinstance(event, Connected):
             self._welcome(event.welcome)
         elif isinstance(event, Disconnected):
-            self.link, self.welcome = Link.DISCONNECTED, None
-            self.status = f"disconnected: {event.reason}"
-            for record in self.jobs.values():
-                if not record.state.finished:
-                    record.state, record.message = JobState.FAILED, "the connection was lost"
+            self._disconnected(event.reason)
         elif isinstance(event, Models):
             self.models, self.default_model = event.models, event.default_model
             self._keep_usable_loras()
@@ -300,7 +299,27 @@ class Session:
         self.changed()
         return placement
 
+    def _disconnected(self, reason: str) -> None:
+        """A connection that was up and broke is retried (``retry``: the docker reconnects
+        every RETRY_S seconds until the server is back); a failed first attempt is not."""
+        self.retry = self.retry or self.link is Link.CONNECTED
+        self.link, self.welcome = Link.DISCONNECTED, None
+        if self.retry:
+            self.status = (
+                f"lost the connection to {self.settings.url} ({reason}); trying again every "
+                f"{RETRY_S} s — is `sfumato serve` still running?"
+            )
+        else:
+            self.status = f"disconnected: {reason}"
+        for record in self.jobs.values():
+            if not record.state.finished:
+                record.state = JobState.FAILED
+                record.message = "the connection was lost while this job ran: run it again"
+                if record.id == self.current:
+                    self.message = record.message
+
     def _welcome(self, welcome: Welcome) -> None:
+        self.retry = False
         self.link, self.welcome = Link.CONNECTED, welcome
         self.models, self.default_model = welcome.models, welcome.default_model
         self.status = f"connected to {self.settings.url} (server {welcome.server})"

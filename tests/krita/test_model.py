@@ -222,3 +222,23 @@ def test_a_result_for_a_closed_image_is_reported_as_not_added() -> None:
     record = session.jobs[job.id]
     assert record.state is JobState.FAILED and record.layers == []
     assert "nothing was added" in session.message and "fetch" not in session.message
+
+
+def test_a_broken_connection_is_retried_and_says_so_a_failed_first_attempt_is_not() -> None:
+    """Issue 18 item 5: a killed server gave a bare "no close frame…" and no reconnect."""
+    session = Session()
+    session.connecting()
+    session.handle(Disconnected("no Sfumato server answers"))
+    assert not session.retry and session.status == "disconnected: no Sfumato server answers"
+    session.handle(Connected(Welcome("0.1", 1, CAPS)))
+    job = session.start_job(CanvasInput(64, 64, Rect(0, 0, 64, 64), None, None))
+    session.handle(Progress(job.id, 1, 4))
+    session.handle(Disconnected("no close frame received or sent"))
+    assert session.retry and "lost the connection" in session.status
+    assert "trying again every" in session.status
+    assert "run it again" in session.message  # the job it was running is not silently gone
+    session.connecting()
+    session.handle(Disconnected("no Sfumato server answers"))
+    assert session.retry  # still down: keep trying
+    session.handle(Connected(Welcome("0.1", 1, CAPS)))
+    assert not session.retry and session.link is Link.CONNECTED
