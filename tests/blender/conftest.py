@@ -37,7 +37,17 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 import importlib  # noqa: E402
 import importlib.util  # noqa: E402
 
-import bpy  # noqa: E402
+from ..ci import missing  # noqa: E402
+
+try:
+    import bpy
+except ImportError as error:  # in CI this fails the run (tests/ci.py)
+    missing(
+        f"the Blender tests need the bpy module, which {sys.executable} lacks ({error})",
+        "./dev setup builds .venv-blender-4.2, -5.0 and -5.2 with it; run these tests with "
+        ".venv-blender-5.2/bin/python -m pytest tests/blender",
+        module_level=True,
+    )
 
 # The zip's wheels must be what the tests import: a copy of these in the environment itself
 # (an editable sfumato, a newer websockets) would hide them, as it did once.

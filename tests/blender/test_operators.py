@@ -16,14 +16,13 @@ from .conftest import submodule
 
 
 def needs(*capabilities: str) -> None:
-    """Skip, naming what is missing, while the server lacks what a test's action needs: the
-    engine's controls and tiling arrive with issue 3 (the add-on refuses to send them to a
-    server that did not announce them; test_refuses_what_the_server_lacks checks that)."""
+    """Connect, and fail when the server does not announce what the test's action needs: the
+    server has every one (the add-on's refusal to send what a server lacks is checked by
+    test_refuses_what_the_server_lacks), so a missing one is a broken server, never a skip."""
     assert bpy.ops.sfumato.connect(wait=True) == {"FINISHED"}
     welcome = submodule("bridge").get().client.welcome
     missing = [c for c in capabilities if c not in welcome.capabilities]
-    if missing:
-        pytest.skip(f"the server does not announce {missing} yet (issue 3)")
+    assert not missing, f"the server does not announce {missing}: {welcome.capabilities}"
 
 
 @pytest.fixture

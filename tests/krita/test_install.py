@@ -11,7 +11,8 @@ from types import ModuleType
 
 import pytest
 
-from .conftest import KritaEnv
+from ..ci import missing
+from .conftest import INSTALL, KritaEnv
 
 # Krita's importer (plugins/python/plugin_importer), as Debian's Krita 5.1.5 ships it.
 IMPORTER = Path("/usr/share/krita/pykrita/plugin_importer/plugin_importer.py")
@@ -40,7 +41,7 @@ def test_the_zip_imports_through_krita_s_own_menu_action(krita_env: KritaEnv) ->
 
 def load_importer() -> ModuleType:
     if not IMPORTER.is_file():
-        pytest.skip(f"{IMPORTER} is missing (./dev setup installs Krita)")
+        missing(f"Krita's plugin importer {IMPORTER} is missing", INSTALL)
     spec = importlib.util.spec_from_file_location("krita_plugin_importer", IMPORTER)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

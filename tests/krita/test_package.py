@@ -14,6 +14,8 @@ import pytest
 
 from sfumato.packaging.krita import build_krita
 
+from ..ci import missing
+
 SERVER = Path(__file__).resolve().parents[2] / "server" / "sfumato"
 
 # Runs in a bare interpreter (-I -S: no site-packages) with only the plugin's vendor folder:
@@ -62,7 +64,10 @@ def test_vendored_client_runs_in_a_bare_interpreter(
 ) -> None:
     exe = shutil.which(python)
     if exe is None:
-        pytest.skip(f"{python} is not installed here")
+        missing(
+            f"{python} is not on PATH (Krita 5.2's Windows and macOS builds embed Python 3.10)",
+            "install it, e.g. pyenv install 3.10.13, or apt-get install python3.10",
+        )
     zipfile.ZipFile(plugin_zip).extractall(tmp_path)
     vendor = tmp_path / "sfumato_krita" / "vendor"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
