@@ -29,10 +29,9 @@ def _engine(registry: Registry, cache: Path) -> Engine:
     return Engine(registry, cache_dir=cache, device="cpu")
 
 
-@pytest.mark.skipif(
-    not huggingface_hub.constants.HF_HUB_OFFLINE, reason="needs HF_HUB_OFFLINE=1 (no hub access)"
-)
 def test_hub_model_missing_offline_says_how_to_get_it(tmp_path: Path, tiny_cache: Path) -> None:
+    # tests/conftest.py sets it before anything imports huggingface_hub: never a skip
+    assert huggingface_hub.constants.HF_HUB_OFFLINE, "HF_HUB_OFFLINE=1 must be set in tests"
     reg = _registry(
         tmp_path,
         '[models.m]\nkind = "base"\nfamily = "sdxl"\nsource = "hub:sfumato-tests/not-cached"\n',
