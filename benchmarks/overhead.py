@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 from diffusers import StableDiffusionPipeline
 
+from sfumato.cli.demo import start_server
 from sfumato.client import Client, make_job
-from sfumato.demo import start_server
 from sfumato.engine.tiny import ensure_tiny
 
 SIDE, STEPS, SEED = 512, 4, 1

@@ -31,7 +31,7 @@ class RunningServer:
 
 @contextmanager
 def running_server(results: Path, cache: Path, *extra: str) -> Iterator[RunningServer]:
-    from sfumato.demo import start_server
+    from sfumato.cli.demo import start_server
 
     proc, url = start_server(results, "--cache", str(cache), *extra)
     try:

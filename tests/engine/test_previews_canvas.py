@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from sfumato.engine import Engine
-from sfumato.engine.canvas import BLEND, feather, grow, tiles
 from sfumato.engine.previews import MAX_SIDE, preview_size
+from sfumato.engine.resizing import BLEND, feather, grow, tiles
 from sfumato.protocol import Task
 from sfumato.registry import Registry
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sfumato.cli_conditioning import parse_control, parse_expand, parse_lora
+from sfumato.cli.conditioning import parse_control, parse_expand, parse_lora
 from sfumato.protocol import ControlKind, DType, LoraRef
 
 from .test_cli import sfumato

@@ -28,7 +28,7 @@ from sfumato.protocol import (
     encode_bytes,
 )
 from sfumato.registry import Registry
-from sfumato.service.jobs import FairQueue
+from sfumato.service.fair_queue import FairQueue
 from sfumato.service.journal import JOURNAL, MAX_RESTARTS, Journal, recover
 from sfumato.service.store import ResultStore, StoreError, disk_problem
 

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sfumato.service.config import ConfigError, Resources, ServerConfig
-from sfumato.service.limits import SOCKET_SLACK, ByteBudget, SocketGate
+from sfumato.service.resources import SOCKET_SLACK, ByteBudget, SocketGate
 
 
 def _load(tmp_path: Path, text: str) -> ServerConfig:

@@ -8,7 +8,7 @@ model the registry names (tiny random models are built locally on first use)::
     out = engine.run(job, on_step=print, is_cancelled=lambda: False)
 
 Modules: ``engine`` (the Engine and its output), ``tasks`` (generate, refine, inpaint),
-``canvas`` (outpaint, upscale), ``loader`` (sources → pipelines, ``from_pipe`` derivation),
+``resizing`` (outpaint, upscale), ``loader`` (sources → pipelines, ``from_pipe`` derivation),
 ``tiny`` and ``tiny_parts`` (the tiny families and their ControlNets, LoRAs, preview
 decoders), ``devices`` (device and dtype), ``images`` (numpy ↔ PIL at the pipeline's edge).
 Conditioning: ``control`` (maps and their conventions), ``detectors`` (preprocess),

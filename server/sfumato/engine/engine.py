@@ -19,7 +19,7 @@ import numpy as np
 from ..protocol.messages import SEED_MAX, Job, JobParams, Task
 from ..registry import ModelEntry, Registry
 from . import lora
-from .canvas import outpaint, upscale
+from .resizing import outpaint, upscale
 from .control import PreparedControl
 from .controlnets import prepare_controls
 from .devices import choose_device

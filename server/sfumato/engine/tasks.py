@@ -5,7 +5,7 @@ the pipeline's size, one generator per variant) → call the pipeline once per v
 ``callback_on_step_end`` → collect uint8 images at the output size. Progress, previews and
 cancellation live in :class:`Steps`, the one callback every task passes to its pipeline.
 ControlNet maps (``controls``, prepared at the output size by ``control.py``) are resized to
-the pipeline's size and passed along; outpaint and upscale (``canvas.py``) build on these.
+the pipeline's size and passed along; outpaint and upscale (``resizing.py``) build on these.
 
 Variants run one after another rather than as one batch: variant *i* with seed *s + i* is then
 the very image a single run with seed *s + i* gives (a batched UNet call is not bit-identical

@@ -18,7 +18,7 @@ from websockets.asyncio.server import ServerConnection
 from ..protocol import Error, ErrorCode, Limits
 from ..protocol.codec import message_id
 from .config import MIB
-from .limits import ByteBudget
+from .resources import ByteBudget
 
 
 @dataclass

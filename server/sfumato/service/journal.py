@@ -29,7 +29,7 @@ from pathlib import Path
 from ..protocol import Error, ErrorCode, Job, Limits, ProtocolError, decode_client_message, encode
 from ..registry import Registry
 from .admission import Refusal, admit
-from .jobs import JobEntry
+from .fair_queue import JobEntry
 from .store import ResultStore, StoreError, disk_problem, fsync_dir
 
 log = logging.getLogger("sfumato.journal")

@@ -49,11 +49,11 @@ from ..registry import Registry
 from . import logguard, retention
 from .admission import Refusal, admit
 from .config import ServerConfig
+from .fair_queue import FairQueue, JobEntry
 from .intake import receive
-from .jobs import FairQueue, JobEntry
 from .journal import Journal, recover
-from .limits import ByteBudget, SocketGate, ensure_descriptors, return_big_buffers
 from .outbox import Outbox, Pool
+from .resources import ByteBudget, SocketGate, ensure_descriptors, return_big_buffers
 from .store import ResultStore, StoreError, owner_key
 from .worker import Worker
 

@@ -41,8 +41,8 @@ from ..protocol.text import loggable
 from ..provenance import GenerationFacts, SigningIdentity
 from ..registry import Registry, UnknownModel
 from .config import ServerConfig
-from .credentials import job_facts
-from .jobs import FairQueue, JobEntry
+from .facts import job_facts
+from .fair_queue import FairQueue, JobEntry
 from .journal import Journal
 from .store import ResultStore, StoreError, disk_problem
 

@@ -1,6 +1,6 @@
 """``sfumato generate`` conditioning flags: controls, LoRAs, tiling, outpaint and upscale.
 
-Kept out of cli.py so that the command stays a readable list of flags. Syntax:
+Kept out of generate.py so that the command stays a readable list of flags. Syntax:
 
 - ``--control KIND=PATH[:STRENGTH]`` (repeatable): a ready control map (uint8 PNG) or, for
   ``depth`` and ``normal``, float data (``.npy`` as is; ``.exr`` through the OpenEXR package).
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .protocol import Array, Control, ControlKind, LoraRef, Tile
+from ..protocol import Array, Control, ControlKind, LoraRef, Tile
 
 # What --strength means when it is not given: upscale re-details (low), outpaint fills new
 # margins from scratch (full), the others keep the protocol's default.
@@ -120,7 +120,7 @@ def read_control(path: Path, kind: ControlKind) -> np.ndarray:
     elif suffix == ".exr":
         data = _read_exr(path, kind)
     else:
-        from .imageio import read_image
+        from ..imageio import read_image
 
         return read_image(path)
     if data.ndim == 2:

@@ -3,7 +3,7 @@
 The tiny families (random weights, built locally, run offline) with a tiny ControlNet per
 control kind, a style LoRA and a preview decoder each, so every path runs with no network;
 and the public models they stand in for: SD1.5 and SDXL, their ControlNets, TAESD.
-Kept apart from ``registry.py`` because it is data, not the rules that check it.
+Kept apart from ``rules.py`` because it is data, not the rules that check it.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ def add_studio_commands(sub: Any) -> None:
 
 
 def connection_args(p: argparse.ArgumentParser, timeout: float = 3600.0) -> None:
-    from .client import default_url
+    from ..client import default_url
 
     p.add_argument(
         "--url",
@@ -47,8 +47,8 @@ def connection_args(p: argparse.ArgumentParser, timeout: float = 3600.0) -> None
 
 
 def _batch(args: argparse.Namespace) -> int:
-    from .batch import load_plan, progress_bar, run_plan, write_contact_sheets
-    from .client import Client
+    from ..batch import load_plan, progress_bar, run_plan, write_contact_sheets
+    from ..client import Client
 
     plan = load_plan(args.plan)
     with Client(args.url, token=args.token, name="sfumato-batch") as client:
@@ -65,7 +65,7 @@ def _batch(args: argparse.Namespace) -> int:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from .reproduce import reproduce
+    from ..batch.reproduce import reproduce
 
     outcome = reproduce(args.file, args.url, args.token, args.image, args.mask, args.timeout)
     print(outcome.summary)
@@ -73,7 +73,7 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from .provenance import verify_png
+    from ..provenance import verify_png
 
     failed = 0
     for path in args.files:

@@ -30,10 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .protocol.conditioning import ControlKind
-from .protocol.errors import ErrorCode, SfumatoError
-from .protocol.events import ModelInfo
-from .registry_builtin import builtin_toml
+from ..protocol.conditioning import ControlKind
+from ..protocol.errors import ErrorCode, SfumatoError
+from ..protocol.events import ModelInfo
+from .builtin import builtin_toml
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -56,7 +56,7 @@ NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _FIELDS = ("kind", "family", "source", "license", "approved", "description", "control", "sha256")
 _TOP_LEVEL = ("default", "include_builtin", "models")
 
-# The registry every server knows without a file (registry_builtin.py).
+# The registry every server knows without a file (builtin.py).
 BUILTIN_TOML = builtin_toml(FAMILIES, CONTROLS)
 
 

@@ -8,8 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-from .client import Client, make_job
-from .imageio import write_png
+from ..client import Client, make_job
+from ..imageio import write_png
 
 
 def start_server(
@@ -77,7 +77,7 @@ def run_demo(out: Path, blender_python: Path | None = None) -> int:
 
 def _blender_demo(python: Path, url: str, out: Path) -> None:
     """Blender, headless, through the add-on: texture a scene from the camera and render it."""
-    script = Path(__file__).resolve().parents[2] / "examples" / "blender_demo.py"
+    script = Path(__file__).resolve().parents[3] / "examples" / "blender_demo.py"
     if not (python.exists() and script.exists()):
         print(f"skipping the Blender demo: {python if not python.exists() else script} is missing")
         return

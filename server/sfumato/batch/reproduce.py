@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from .client import Client, make_job
-from .imageio import read_image, read_mask
-from .protocol import LoraRef, SfumatoError, Tile
-from .provenance import verify_png
+from ..client import Client, make_job
+from ..imageio import read_image, read_mask
+from ..protocol import LoraRef, SfumatoError, Tile
+from ..provenance import verify_png
 
 
 class ReproduceError(SfumatoError):

@@ -1,0 +1,98 @@
+"""``sfumato`` command line: the parser, the exit codes, and the small commands (models,
+package, demo). ``serve`` lives in serve.py, ``generate`` and its flags in generate.py and
+conditioning.py, the studio commands (verify, batch, reproduce) in studio.py.
+
+Only ``serve`` (and ``demo``, which starts a server) need the server extras; ``generate`` and
+``models`` are thin users of :class:`sfumato.client.Client`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .. import __version__
+from ..protocol import SfumatoError
+from .generate import add_generate_command
+from .serve import EXIT_USAGE, add_serve_command
+from .studio import add_studio_commands, connection_args
+
+EXIT_FAILED = 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return int(args.run(args) or 0)
+    except SfumatoError as exc:
+        print(f"sfumato: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="sfumato", description="Local diffusion server for Blender and Krita."
+    )
+    p.add_argument("--version", action="version", version=f"sfumato {__version__}")
+    sub = p.add_subparsers(dest="command")
+
+    add_serve_command(sub)
+    add_generate_command(sub)
+
+    m = sub.add_parser("models", help="print the server's model registry as JSON")
+    connection_args(m, timeout=60.0)
+    m.set_defaults(run=_models)
+
+    k = sub.add_parser("package", help="build the Blender extension or the Krita plugin zip")
+    k.add_argument("host", choices=("blender", "krita"))
+    k.add_argument("--out", type=Path, default=Path("dist"), help="folder for the zip")
+    k.set_defaults(run=_package)
+
+    add_studio_commands(sub)
+
+    d = sub.add_parser("demo", help="start a server on the tiny model and generate one image")
+    d.add_argument(
+        "--out", type=Path, default=Path("sfumato-demo"), help="folder for the demo's files"
+    )
+    d.add_argument(
+        "--blender-python", type=Path, help="also run the Blender demo with this Python (bpy)"
+    )
+    d.set_defaults(run=_demo)
+    return p
+
+
+def _models(args: argparse.Namespace) -> int:
+    from ..client import Client
+
+    with Client(args.url, token=args.token, name="sfumato-cli") as client:
+        listing = client.models(timeout=args.timeout)
+    print(
+        json.dumps(
+            {"default": listing.default_model, "models": [m.to_wire() for m in listing.models]},
+            indent=2,
+        )
+    )
+    return 0
+
+
+def _package(args: argparse.Namespace) -> int:
+    from ..packaging import build
+
+    print(build(args.host, args.out))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(args.out, args.blender_python)
+
