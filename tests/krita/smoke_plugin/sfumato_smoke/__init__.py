@@ -224,7 +224,14 @@ class Smoke(Extension):
         self.action("sfumato_generate")
         self.started_by_action()
         self.step("action generate")
-        self.poll(lambda: len(d.session.jobs) > self.jobs_before and self.done(), self.saved)
+        self.poll(self.landed, self.saved)
+
+    def landed(self) -> bool:
+        """The second job is in the document: its history entry is written last (Krita
+        runs events while layers are added, so "done" alone can be seen mid-way)."""
+        from sfumato_krita import canvas
+
+        return self.done() and len(canvas.read_history(self.doc)) == 2
 
     def saved(self) -> None:
         job = self.docker.session.job()
