@@ -77,6 +77,14 @@ def test_the_docker_fits_a_1600x1000_window(gui: dict[str, Any]) -> None:
     assert "KisLayerBox" in layout["other_dockers"], layout  # beside Krita's default dockers
 
 
+def test_a_long_message_is_cut_with_details_and_keeps_the_layout(gui: dict[str, Any]) -> None:
+    """Issue 18 item 4: a 600-character error squeezed the prompt box to one line."""
+    long = gui["long_message"]
+    assert long["prompt"][0] == long["prompt"][1], long
+    assert long["minimum"][1] <= 1000, long
+    assert long["shown"] <= 240 and long["details"] and long["full_in_tooltip"], long
+
+
 def test_every_protocol_seed_goes_through_the_seed_box(gui: dict[str, Any]) -> None:
     """Issue 9 item 2: a QSpinBox holds only a signed 32-bit int; the seed box holds all."""
     assert gui["seeds"] == {

@@ -120,6 +120,18 @@ class Smoke(Extension):
                 w.objectName() for w in Krita.instance().dockers() if w.isVisible()
             ),
         }
+        # issue 18 item 4: a long error neither squeezes the form nor grows the docker
+        prompt_before, minimum_before = d.prompt.height(), qwindow.minimumSizeHint().height()
+        d.session.fail("model_unavailable: " + "the weights are not on this disk; " * 18)
+        QApplication.processEvents()
+        self.report["long_message"] = {
+            "prompt": [prompt_before, d.prompt.height()],
+            "minimum": [minimum_before, qwindow.minimumSizeHint().height()],
+            "shown": len(d.message.text()),
+            "details": d.details.isVisible(),
+            "full_in_tooltip": d.message.toolTip() == d.session.message,
+        }
+        d.session.fail("")
         if SHOT:
             self.report["layout_shot"] = qwindow.grab().save(SHOT.replace(".png", "-layout.png"))
         self.seeds()
