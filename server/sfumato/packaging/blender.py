@@ -1,12 +1,12 @@
 """``sfumato package blender``: the Blender extension zip (Blender ≥ 4.2 extension format).
 
 The zip holds ``blender_addon/`` as it is in the source tree, plus wheels for what the add-on
-imports besides Blender's own Python: a slim wheel of sfumato (``__init__``, ``client`` and
-``protocol`` only — never the server or the engine, so nothing in Blender can reach torch) and
-msgpack and websockets for every platform Blender ships, once per Python the claimed Blender
-releases embed (cp311 for 4.2 … 5.0, cp313 for 5.1 … 5.2). Blender installs the wheels that fit
-its platform and Python when the extension is enabled, and refuses the extension outright on a
-Python no wheel is built for.
+imports besides Blender's own Python: a slim wheel of sfumato (``__init__``, ``client``,
+``protocol`` and the host session ``hostsession``/``hostlink`` only — never the server or the
+engine, so nothing in Blender can reach torch) and msgpack and websockets for every platform
+Blender ships, once per Python the claimed Blender releases embed (cp311 for 4.2 … 5.0, cp313
+for 5.1 … 5.2). Blender installs the wheels that fit its platform and Python when the extension
+is enabled, and refuses the extension outright on a Python no wheel is built for.
 """
 
 from __future__ import annotations
@@ -83,14 +83,15 @@ def with_wheels(manifest: str, wheels: list[Path]) -> str:
 def slim_wheel(out: Path) -> Path:
     """A pure-Python wheel with sfumato's client side only. Written by hand (a wheel is a zip
     with a RECORD) because setuptools would take the whole package, server and engine too."""
-    files = [SFUMATO / "__init__.py", SFUMATO / "client.py", SFUMATO / "py.typed"]
+    files = [SFUMATO / n for n in ("__init__.py", "client.py", "hostsession.py", "hostlink.py")]
+    files.append(SFUMATO / "py.typed")
     files += sorted((SFUMATO / "protocol").glob("*.py"))
     dist = f"sfumato-{__version__}.dist-info"
     contents = {f"sfumato/{p.relative_to(SFUMATO).as_posix()}": p.read_bytes() for p in files}
     contents[f"{dist}/METADATA"] = (
         "Metadata-Version: 2.1\nName: sfumato\n"
         f"Version: {__version__}\n"
-        "Summary: Sfumato's protocol and client (the part a host app imports)\n"
+        "Summary: Sfumato's protocol, client and host session (what a host app imports)\n"
         "License: Apache-2.0\nRequires-Python: >=3.10\n"
         "Requires-Dist: msgpack>=1.0\nRequires-Dist: websockets>=13\n"
     ).encode()

@@ -105,10 +105,11 @@ def vendored_files(cache: Path) -> dict[str, bytes]:
     """``sfumato_krita/vendor/…`` → bytes: sfumato's client side and the pure-Python deps."""
     vendor = "sfumato_krita/vendor"
     files = {f"{vendor}/sfumato/__init__.py": (SFUMATO / "__init__.py").read_bytes()}
-    files[f"{vendor}/sfumato/client.py"] = (SFUMATO / "client.py").read_bytes()
+    for name in ("client.py", "hostsession.py", "hostlink.py"):  # what a host imports
+        files[f"{vendor}/sfumato/{name}"] = (SFUMATO / name).read_bytes()
     for path in sorted((SFUMATO / "protocol").glob("*.py")):
         files[f"{vendor}/sfumato/protocol/{path.name}"] = path.read_bytes()
-    notes = [f"sfumato {__version__} (protocol and client, unchanged)"]
+    notes = [f"sfumato {__version__} (protocol, client and host session, unchanged)"]
     for sdist in VENDORED:
         files.update(_sdist_python(fetch_sdist(sdist, cache), sdist, vendor))
         notes.append(f"{sdist.name} {sdist.version} (pure Python, from its sdist)")

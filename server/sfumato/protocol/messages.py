@@ -299,21 +299,35 @@ class Job:
         self._check_output_size(limits)
         self.params.check_strength(self.task, limits)
 
-    def _check_output_size(self, limits: Limits) -> None:
-        assert self.image is not None
-        h, w = self.image.height, self.image.width
+    def output_size(self) -> tuple[int, int]:
+        """(width, height) of each image the result will hold: the one place this is
+        computed (the engine prepares control maps at it, the checks below and the hosts
+        place results by it). Generate: params.width × height; outpaint: the image grown by
+        params.expand; upscale: the image × params.scale; refine and inpaint: the image."""
+        if self.image is None:
+            return self.params.width, self.params.height
+        width, height = self.image.width, self.image.height
         if self.task is Task.OUTPAINT:
             left, top, right, bottom = self.params.expand
+            return width + left + right, height + top + bottom
+        if self.task is Task.UPSCALE:
+            return width * self.params.scale, height * self.params.scale
+        return width, height
+
+    def _check_output_size(self, limits: Limits) -> None:
+        assert self.image is not None
+        if self.task is Task.OUTPAINT:
             if not any(self.params.expand):
                 raise _bad(
                     "task outpaint needs params.expand [left, top, right, bottom] > 0",
                     "params.expand",
                 )
-            h, w, name = h + top + bottom, w + left + right, "params.expand"
+            name = "params.expand"
         elif self.task is Task.UPSCALE:
-            h, w, name = h * self.params.scale, w * self.params.scale, "params.scale"
+            name = "params.scale"
         else:
             return
+        w, h = self.output_size()
         if max(h, w) > limits.max_image_side:
             raise ProtocolError(
                 ErrorCode.IMAGE_TOO_LARGE,

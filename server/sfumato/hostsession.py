@@ -1,0 +1,547 @@
+"""The client session both host plugins run, with no I/O and no host in it: what the server
+offers (capabilities, limits, models, LoRAs), every job from submission to its one end, and
+what a reconnect must ask for again.
+
+Sans-I/O, like ``sfumato.protocol``: :meth:`HostSession.handle` takes the client's events
+(``Connected``, ``Disconnected`` and server messages) and returns typed :class:`Update`\\ s;
+the messages it wants sent (the fetches of a reconnect) wait in :meth:`HostSession.to_send`.
+``hostlink.HostLink`` moves them over a :class:`~sfumato.client.Client`; a host (Blender's
+bridge, Krita's docker) only turns updates into its own pixels and widgets. No Qt, no bpy,
+no threads, no asyncio here, so Blender and Krita behave the same because they run the same
+code — and it is tested without either.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Generic, TypeVar
+
+from .client import Connected, Disconnected
+from .protocol import (
+    Accepted,
+    Array,
+    Cancelled,
+    Error,
+    ErrorCode,
+    Fetch,
+    Job,
+    Limits,
+    ModelInfo,
+    Models,
+    Progress,
+    ProtocolError,
+    Result,
+    SfumatoError,
+    Task,
+    Tile,
+    Welcome,
+    encode,
+)
+
+P = TypeVar("P")  # what a host keeps with a job to place its result (Blender: a target)
+LOST = "lost to a server restart — run it again"
+
+
+class HostError(SfumatoError, ValueError):
+    """A job the session will not send; the message says what to change, ``field`` names the
+    job field it is about (``params.steps``), so a host can point at its widget."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class Link(str, Enum):
+    DISCONNECTED = "disconnected"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+
+
+class JobState(str, Enum):
+    SENT = "sent"  # submitted, no answer yet
+    QUEUED = "queued"  # accepted, waiting in the server's queue (``position`` ahead)
+    RUNNING = "running"  # loading the model or denoising
+    SUSPENDED = "suspended"  # the server is stopping; it keeps the job and runs it after
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    LOST = "lost"  # lost to a server restart (``interrupted``, or unknown after a reconnect)
+
+    @property
+    def finished(self) -> bool:
+        return self in _FINISHED
+
+
+_FINISHED = frozenset({JobState.DONE, JobState.FAILED, JobState.CANCELLED, JobState.LOST})
+
+
+@dataclass
+class JobRecord(Generic[P]):
+    """One job as a host shows it. ``purpose`` is the host's typed record of what the result
+    is for; ``label`` names the job to the user ("inpaint")."""
+
+    job: Job
+    purpose: P
+    label: str = ""
+    state: JobState = JobState.SENT
+    position: int = 0
+    step: int = 0
+    total: int = 0
+    stage: str = ""
+    preview: Array | None = None
+    message: str = ""  # what the user should read about this job now
+    result: Result | None = None
+    error: Error | None = None
+    fetched: bool = False  # asked for again after the last reconnect
+    refetches: int = 0  # how many reconnects asked for it
+
+    @property
+    def id(self) -> str:
+        return self.job.id
+
+    @property
+    def progress(self) -> float:
+        """0 … 1 of the denoising steps; 1 when done."""
+        if self.state is JobState.DONE:
+            return 1.0
+        return self.step / self.total if self.total else 0.0
+
+    def status(self) -> str:
+        """A short status line: what the job is doing, or how it ended."""
+        if self.state is JobState.QUEUED:
+            return f"queued ({self.position} ahead)" if self.position else "starting"
+        if self.state is JobState.RUNNING:
+            return (
+                "loading the model"
+                if self.stage == "loading"
+                else (f"step {self.step} of {self.total}")
+            )
+        if self.state is JobState.SUSPENDED:
+            return "kept by the restarting server"
+        if self.state is JobState.SENT:
+            return "reconnected; fetching the result" if self.fetched else "sent"
+        return self.state.value
+
+
+# --------------------------------------------------------------------------- updates
+
+
+@dataclass(frozen=True)
+class Linked:
+    """Connected: ``welcome`` holds what the server offers (also in the session's ``offer``)."""
+
+    welcome: Welcome
+
+
+@dataclass(frozen=True)
+class Unlinked:
+    """The connection is gone; ``waiting`` are the jobs a reconnect will fetch."""
+
+    reason: str
+    waiting: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ModelsChanged:
+    pass
+
+
+@dataclass(frozen=True)
+class JobChanged(Generic[P]):
+    """Accepted, progress, a preview, suspended: the record says what."""
+
+    record: JobRecord[P]
+
+
+@dataclass(frozen=True)
+class JobEnded(Generic[P]):
+    """The job's one end: ``record.state`` is DONE (``record.result`` to place), FAILED,
+    CANCELLED or LOST, with ``record.message`` for the user."""
+
+    record: JobRecord[P]
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something for the user that concerns no tracked job (an error without a job id)."""
+
+    message: str
+
+
+Update = Linked | Unlinked | ModelsChanged | JobChanged[Any] | JobEnded[Any] | Notice
+
+
+# --------------------------------------------------------------------------- the offer
+
+
+@dataclass(frozen=True)
+class LoraChoice:
+    """A LoRA a host may list for a model: ``usable`` ones can be ticked, ``note`` says why
+    not (or what the LoRA is)."""
+
+    name: str
+    family: str
+    usable: bool
+    note: str = ""
+
+
+# A job feature → the capability a server must announce first (docs/protocol.md section 3).
+TASK_CAPABILITY = {task: task.value for task in Task}
+
+
+@dataclass(frozen=True)
+class Offer:
+    """What one server offers, from its ``welcome`` (and later ``models`` answers)."""
+
+    capabilities: tuple[str, ...] = ()
+    limits: Limits = field(default_factory=Limits)
+    models: tuple[ModelInfo, ...] = ()
+    default_model: str = ""
+    ready: bool = True
+    status: str = ""
+    server: str = ""
+    notice: str = ""
+
+    @classmethod
+    def of(cls, welcome: Welcome) -> Offer:
+        return cls(
+            welcome.capabilities, welcome.limits, welcome.models, welcome.default_model,
+            welcome.ready, welcome.status, welcome.server, welcome.notice,
+        )  # fmt: skip
+
+    def has(self, capability: str) -> bool:
+        return capability in self.capabilities
+
+    def base_models(self) -> tuple[ModelInfo, ...]:
+        return tuple(m for m in self.models if m.kind == "base")
+
+    def model(self, name: str | None) -> ModelInfo | None:
+        """The base model ``name`` (None or "": the server's default), if the server has it."""
+        wanted = name or self.default_model
+        return next((m for m in self.base_models() if m.name == wanted), None)
+
+    def lora_choices(self, model: str | None) -> tuple[LoraChoice, ...]:
+        """The LoRAs that fit ``model``'s family (one for SDXL cannot apply to SD 1.5), the
+        unapproved ones listed but not usable (the server refuses them). No such model
+        known: none."""
+        base = self.model(model)
+        if base is None:
+            return ()
+        return tuple(
+            LoraChoice(m.name, m.family, m.approved,
+                       m.description if m.approved else "not approved on this server")
+            for m in self.models
+            if m.kind == "lora" and m.family == base.family
+        )  # fmt: skip
+
+    def usable_loras(self, model: str | None) -> tuple[str, ...]:
+        return tuple(c.name for c in self.lora_choices(model) if c.usable)
+
+    def check(self, job: Job) -> None:
+        """Refuse, before anything is sent, what this server would refuse: a capability it
+        did not announce, a value over its limits, a model or LoRA it lacks or does not
+        approve, a message over its size limit, or any job while it is not ready."""
+        if not self.ready:
+            raise HostError(
+                f"the server cannot run jobs now: {self.status or 'its engine does not load'}; "
+                "once its admin has fixed it, Connect again"
+            )
+        self._check_capabilities(job)
+        self._check_limits(job)
+        self._check_models(job)
+        size = sum(len(chunk) for chunk in encode(job))
+        if size > self.limits.max_message_bytes:
+            raise HostError(
+                f"the job is {size / 2**20:.1f} MiB, over this server's max_message_bytes "
+                f"({self.limits.max_message_bytes / 2**20:.0f} MiB); send smaller images",
+                "inputs.image",
+            )
+
+    def _check_capabilities(self, job: Job) -> None:
+        p = job.params
+        needs = [(TASK_CAPABILITY[job.task], "task", f"the {job.task.value} task")]
+        needs += [("control", "inputs.controls", "controls")] if job.controls else []
+        needs += [("lora", "params.loras", "LoRAs")] if p.loras else []
+        needs += [("tile", "params.tile", "tiling images")] if p.tile is not Tile.NONE else []
+        needs += [("variants", "params.variants", "variants")] if p.variants > 1 else []
+        needs += [("preview", "params.preview_every", "previews")] if p.preview_every else []
+        for capability, name, what in needs:
+            if not self.has(capability):
+                raise HostError(
+                    f"this server does not offer {what} (no {capability!r} capability); "
+                    "update the Sfumato server, or do without",
+                    name,
+                )
+
+    def _check_limits(self, job: Job) -> None:
+        p, limits = job.params, self.limits
+        for name, value, most in (
+            ("steps", p.steps, limits.max_steps),
+            ("variants", p.variants, limits.max_variants),
+            ("preview_every", p.preview_every, limits.max_steps),
+        ):
+            if value > most:
+                raise HostError(
+                    f"{name} {value} is over this server's limit of {most}; use at most {most}",
+                    f"params.{name}",
+                )
+        for name in ("prompt", "negative"):
+            text = getattr(p, name)
+            if len(text) > limits.max_prompt_chars:
+                raise HostError(
+                    f"the {name} has {len(text)} characters, over this server's limit of "
+                    f"{limits.max_prompt_chars}; shorten it",
+                    f"params.{name}",
+                )
+        try:
+            job.check(limits)
+        except ProtocolError as exc:
+            raise HostError(exc.message, exc.field) from None
+
+    def _check_models(self, job: Job) -> None:
+        if not self.models:
+            return  # a server that lists none: it decides
+        p = job.params
+        base = self.model(p.model)
+        if base is None:
+            names = ", ".join(m.name for m in self.base_models()) or "(none)"
+            raise HostError(
+                f"model {p.model or self.default_model!r} is not on this server; pick one of: "
+                f"{names}",
+                "params.model",
+            )
+        if not base.approved:
+            raise HostError(
+                f"model {base.name!r} is not approved on this server; pick an approved one",
+                "params.model",
+            )
+        choices = {c.name: c for c in self.lora_choices(base.name)}
+        for n, lora in enumerate(p.loras):
+            choice = choices.get(lora.name)
+            if choice is None or not choice.usable:
+                why = (
+                    "is not approved on this server"
+                    if choice
+                    else (
+                        f"does not fit the model {base.name!r} ({base.family}) or is not on this server"
+                    )
+                )
+                raise HostError(f"the LoRA {lora.name!r} {why}: untick it", f"params.loras[{n}]")
+
+
+# --------------------------------------------------------------------------- history
+
+
+@dataclass(frozen=True)
+class HistoryRecord:
+    """What a host remembers of a finished job: enough to find it and run it again. Plain
+    values only (``to_dict`` is JSON), seeds as ints (a host whose integers are 32-bit signed
+    stores them as text)."""
+
+    job_id: str
+    task: str
+    prompt: str
+    negative: str
+    seeds: tuple[int, ...]
+    model: str
+    loras: tuple[tuple[str, float], ...]
+    steps: int
+    guidance: float
+    strength: float
+    tile: str
+    tiny: bool
+    size: tuple[int, int]
+    finished: str  # UTC, ISO 8601
+
+    @classmethod
+    def of(cls, job: Job, result: Result, finished: float | None = None) -> HistoryRecord:
+        p = job.params
+        when = time.gmtime(time.time() if finished is None else finished)
+        return cls(
+            job_id=result.id, task=result.task.value, prompt=result.prompt or p.prompt,
+            negative=p.negative, seeds=tuple(result.seeds), model=result.model,
+            loras=tuple((lora.name, float(lora.weight)) for lora in p.loras), steps=p.steps,
+            guidance=float(p.guidance), strength=float(p.strength), tile=p.tile.value,
+            tiny=bool(result.tiny), size=job.output_size(),
+            finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", when),
+        )  # fmt: skip
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id, "task": self.task, "prompt": self.prompt,
+            "negative": self.negative, "seeds": list(self.seeds), "model": self.model,
+            "loras": [[n, w] for n, w in self.loras], "steps": self.steps,
+            "guidance": self.guidance, "strength": self.strength, "tile": self.tile,
+            "tiny": self.tiny, "size": list(self.size), "finished": self.finished,
+        }  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> HistoryRecord:
+        return cls(
+            job_id=str(data["job_id"]), task=str(data["task"]), prompt=str(data["prompt"]),
+            negative=str(data["negative"]), seeds=tuple(int(s) for s in data["seeds"]),
+            model=str(data["model"]),
+            loras=tuple((str(n), float(w)) for n, w in data["loras"]), steps=int(data["steps"]),
+            guidance=float(data["guidance"]), strength=float(data["strength"]),
+            tile=str(data["tile"]), tiny=bool(data["tiny"]),
+            size=(int(data["size"][0]), int(data["size"][1])), finished=str(data["finished"]),
+        )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- the session
+
+
+class HostSession(Generic[P]):
+    """One host's session with one server at a time: the offer, the jobs, the reconnects.
+
+    Every job ends exactly once (one :class:`JobEnded`), however many copies of its end
+    arrive (a live result and the stored one a reconnect fetched)."""
+
+    def __init__(self) -> None:
+        self.link = Link.DISCONNECTED
+        self.offer = Offer()
+        self.welcome: Welcome | None = None
+        self.client_id: str | None = None  # kept across connections: fetch after reconnect
+        self.jobs: dict[str, JobRecord[P]] = {}  # unfinished jobs, by id
+        self._outbox: list[Fetch] = []
+
+    # ------------------------------------------------------------------ queries
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.jobs)
+
+    def record(self, job_id: str | None) -> JobRecord[P] | None:
+        return self.jobs.get(job_id or "")
+
+    # ------------------------------------------------------------------ host actions
+
+    def connecting(self) -> None:
+        self.link = Link.CONNECTING
+
+    def track(self, job: Job, purpose: P, label: str = "") -> JobRecord[P]:
+        """Check ``job`` against the offer and record it as sent; raises HostError (and
+        records nothing) for what the server would refuse. Call before sending it."""
+        if self.link is not Link.CONNECTED or self.welcome is None:
+            raise HostError("not connected: press Connect (is `sfumato serve` running?)")
+        if job.id in self.jobs:
+            raise HostError(f"job {job.id} is running already; use a new id")
+        self.offer.check(job)
+        record = JobRecord(job, purpose, label)
+        self.jobs[job.id] = record
+        return record
+
+    def fail(self, job_id: str, message: str) -> JobEnded[P] | None:
+        """End a job the host could not send or whose result it could not place."""
+        record = self.jobs.pop(job_id, None)
+        if record is None:
+            return None
+        record.state, record.message = JobState.FAILED, message
+        return JobEnded(record)
+
+    def forget(self, job_id: str) -> None:
+        """Stop tracking a job without an end (its record is gone with the host's file)."""
+        self.jobs.pop(job_id, None)
+
+    def to_send(self) -> list[Fetch]:
+        """The messages the session wants sent now (a reconnect's fetches), once each."""
+        out, self._outbox = self._outbox, []
+        return out
+
+    # ------------------------------------------------------------------ events
+
+    def handle_all(self, events: Iterable[object]) -> list[Update]:
+        out: list[Update] = []
+        for event in events:
+            out.extend(self.handle(event))
+        return out
+
+    def handle(self, event: object) -> list[Update]:
+        """Apply one client event; returns what changed, for the host to show."""
+        if isinstance(event, Connected):
+            return self._welcome(event.welcome)
+        if isinstance(event, Disconnected):
+            return self._disconnected(event.reason)
+        if isinstance(event, Models):
+            self.offer = Offer(
+                self.offer.capabilities, self.offer.limits, event.models, event.default_model,
+                self.offer.ready, self.offer.status, self.offer.server, self.offer.notice,
+            )  # fmt: skip
+            return [ModelsChanged()]
+        record = self.record(getattr(event, "id", None))
+        if record is None:
+            if isinstance(event, Error):  # about no job we track (or one that ended)
+                return [Notice(f"{event.message} [{event.code.value}]")]
+            return []  # another host's job of this identity, or a late copy of an end
+        return self._job_event(record, event)
+
+    def _welcome(self, welcome: Welcome) -> list[Update]:
+        if welcome is self.welcome and self.link is Link.CONNECTED:
+            return []  # handled already (a blocking connect, then its queued event)
+        self.link, self.welcome, self.client_id = Link.CONNECTED, welcome, welcome.client_id
+        self.offer = Offer.of(welcome)
+        for record in self.jobs.values():  # results filed under our client_id meanwhile
+            record.fetched, record.refetches = True, record.refetches + 1
+            record.state, record.message = JobState.SENT, ""
+            self._outbox.append(Fetch(record.id))
+        return [Linked(welcome), ModelsChanged()]
+
+    def _disconnected(self, reason: str) -> list[Update]:
+        self.link, self.welcome = Link.DISCONNECTED, None
+        self._outbox.clear()
+        for record in self.jobs.values():
+            if record.state is not JobState.SUSPENDED:
+                record.message = f"lost the server ({reason}); Connect to fetch the result"
+        return [Unlinked(reason, tuple(self.jobs))]
+
+    def _job_event(self, record: JobRecord[P], event: object) -> list[Update]:
+        if isinstance(event, Accepted):
+            record.state, record.position = JobState.QUEUED, event.position
+        elif isinstance(event, Progress):
+            if event.stage == "suspended":
+                record.state = JobState.SUSPENDED
+                record.message = (
+                    f"the server is restarting; it keeps job {record.id} and runs it after "
+                    "the restart — Connect again then to get the result"
+                )
+            else:
+                record.state, record.stage = JobState.RUNNING, event.stage
+                if event.stage != "loading":
+                    record.step, record.total = event.step, event.total
+                record.message = ""
+                if event.preview is not None:
+                    record.preview = event.preview
+        elif isinstance(event, Result):
+            record.state, record.result, record.step = JobState.DONE, event, record.total
+            return self._end(record)
+        elif isinstance(event, Error):
+            record.error = event
+            if self._lost_to_restart(record, event):
+                what = f"the {record.label} job" if record.label else "job"
+                record.state, record.message = JobState.LOST, f"{what} {record.id} was {LOST}"
+            else:
+                record.state = JobState.FAILED
+                record.message = f"{event.message} [{event.code.value}]"
+            return self._end(record)
+        elif isinstance(event, Cancelled):
+            record.state, record.message = JobState.CANCELLED, "cancelled"
+            return self._end(record)
+        else:
+            return []
+        return [JobChanged(record)]
+
+    def _end(self, record: JobRecord[P]) -> list[Update]:
+        self.jobs.pop(record.id, None)
+        return [JobEnded(record)]
+
+    @staticmethod
+    def _lost_to_restart(record: JobRecord[Any], error: Error) -> bool:
+        """A job the server no longer has because it restarted: it says so (``interrupted``),
+        or, for servers before that code (or one that lost its results folder), answers our
+        reconnect's fetch with ``not_found``."""
+        return error.code is ErrorCode.INTERRUPTED or (
+            error.code is ErrorCode.NOT_FOUND and record.fetched
+        )
