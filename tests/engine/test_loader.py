@@ -13,7 +13,7 @@ from diffusers import StableDiffusionPipeline
 
 from sfumato.engine import Engine, ModelUnavailable, UnknownModel, ensure_tiny
 from sfumato.engine.loader import DTYPE_KWARG, LoadedModel
-from sfumato.protocol import Task
+from sfumato.protocol import ErrorCode, JobRejected, Task
 from sfumato.registry import Registry
 
 from .helpers import box_mask, job, picture, run
@@ -86,8 +86,9 @@ def test_non_base_entry_is_refused(tmp_path: Path, tiny_cache: Path) -> None:
         '[models.m]\nkind = "controlnet"\nfamily = "sd15"\ncontrol = "depth"\nsource = "dir:cn"\n'
     )
     eng = _engine(_registry(tmp_path, body, default="tiny-sd"), tiny_cache)
-    with pytest.raises(ValueError, match=r"params\.model 'm' is a controlnet"):
+    with pytest.raises(JobRejected, match=r"params\.model 'm' is a controlnet") as caught:
         eng.load("m")
+    assert (caught.value.code, caught.value.field) == (ErrorCode.UNKNOWN_MODEL, "params.model")
 
 
 def test_switching_models_replaces_the_loaded_one(tiny_cache: Path) -> None:

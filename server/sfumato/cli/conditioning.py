@@ -19,7 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from ..protocol import Array, Control, ControlKind, LoraRef, Tile
+from ..protocol import Array, Control, ControlKind, LoraRef, SfumatoError, Tile
+
+
+class FlagError(SfumatoError, argparse.ArgumentTypeError):
+    """A flag value that cannot be used. argparse turns it into a usage error naming the flag
+    (exit 2); being a SfumatoError it is also part of the one tree (sfumato.protocol.errors)."""
+
 
 # What --strength means when it is not given: upscale re-details (low), outpaint fills new
 # margins from scratch (full), the others keep the protocol's default.
@@ -69,11 +75,11 @@ def parse_control(text: str) -> Control:
         kind = ControlKind(kind_name.strip())
     except ValueError:
         kinds = ", ".join(k.value for k in ControlKind)
-        raise argparse.ArgumentTypeError(
+        raise FlagError(
             f"--control {text!r}: unknown kind {kind_name!r}; use one of {kinds}"
         ) from None
     if not sep or flag not in ("", "pre"):
-        raise argparse.ArgumentTypeError(
+        raise FlagError(
             f"--control {text!r}: write KIND=PATH[:STRENGTH] or KIND+pre=PATH (e.g. depth=z.npy)"
         )
     path_text, strength = tail, 1.0
@@ -93,7 +99,7 @@ def parse_lora(text: str) -> LoraRef:
     try:
         return LoraRef(name, float(weight)) if colon else LoraRef(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(
+        raise FlagError(
             f"--lora {text!r}: the weight after ':' must be a number, e.g. style:0.8"
         ) from None
 
@@ -104,7 +110,7 @@ def parse_expand(text: str) -> tuple[int, int, int, int]:
     except ValueError:
         values = ()
     if len(values) != 4 or min(values) < 0:
-        raise argparse.ArgumentTypeError(
+        raise FlagError(
             f"--expand {text!r}: give four pixel counts left,top,right,bottom, e.g. 0,0,256,0"
         )
     return (values[0], values[1], values[2], values[3])
@@ -114,7 +120,7 @@ def read_control(path: Path, kind: ControlKind) -> np.ndarray:
     """The array a control file holds: uint8 from images, float32 from .npy and .exr."""
     suffix = path.suffix.lower()
     if not path.is_file():
-        raise argparse.ArgumentTypeError(f"--control: {path} does not exist")
+        raise FlagError(f"--control: {path} does not exist")
     if suffix == ".npy":
         data = np.load(path, allow_pickle=False)
     elif suffix == ".exr":
@@ -134,7 +140,7 @@ def _read_exr(path: Path, kind: ControlKind) -> np.ndarray:
     try:
         import OpenEXR
     except ImportError:
-        raise argparse.ArgumentTypeError(
+        raise FlagError(
             f"--control: reading {path.name} needs the OpenEXR package (pip install OpenEXR); "
             "or save the pass as .npy"
         ) from None
@@ -150,7 +156,7 @@ def _read_exr(path: Path, kind: ControlKind) -> np.ndarray:
     for name in ("Z", "Depth", "V", "Y", "R"):
         if name in short and short[name].ndim == 2:
             return short[name].astype(np.float32)
-    raise argparse.ArgumentTypeError(
+    raise FlagError(
         f"--control: {path.name} has channels {', '.join(channels)}; expected Z (depth) "
         "or X,Y,Z / R,G,B (normals)"
     )

@@ -34,6 +34,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SfumatoError as exc:
         print(f"sfumato: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except OSError as exc:  # a file named on the command line: unreadable, unwritable, missing
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"sfumato: cannot use{where}: {exc.strerror or exc}; check the path", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
 
@@ -95,4 +99,3 @@ def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     return run_demo(args.out, args.blender_python)
-

@@ -35,6 +35,7 @@ from PIL import Image
 
 from ..protocol.conditioning import Control, ControlKind
 from ..registry import ModelEntry
+from .errors import bad_input
 
 DEPTH_FLOOR = 0.1  # the farthest foreground surface, as a fraction of white
 FAR = 1e9  # distances at or beyond this are background (Cycles: 1e10)
@@ -102,7 +103,11 @@ def control_map(control: Control, size: tuple[int, int], seed: int) -> np.ndarra
         elif control.kind is ControlKind.NORMAL:
             converted = normal_to_map(image)
         else:  # Control.check refuses this; keep the message if a caller skipped it
-            raise ValueError(f"{control.kind.value} takes a uint8 map, not {image.dtype}")
+            raise bad_input(
+                f"inputs.controls: {control.kind.value} takes a uint8 map, not {image.dtype}; "
+                "send it as uint8 (only depth and normal take float data)",
+                "inputs.controls",
+            )
     elif control.preprocess:
         from .detectors import detect
 

@@ -16,16 +16,18 @@ from pathlib import Path
 
 import numpy as np
 
+from ..protocol.errors import ErrorCode
 from ..protocol.messages import SEED_MAX, Job, JobParams, Task
 from ..registry import ModelEntry, Registry
 from . import lora
-from .resizing import outpaint, upscale
 from .control import PreparedControl
 from .controlnets import prepare_controls
 from .devices import choose_device
+from .errors import bad_input
 from .hashing import WeightHashes
 from .loader import LoadedModel, Loader, Pipeline, StatusFn
 from .previews import previewer
+from .resizing import outpaint, upscale
 from .tasks import StepFn, Steps, output_size, run_task
 from .tiling import tiled
 
@@ -171,7 +173,11 @@ class Engine:
         if job.task not in (Task.OUTPAINT, Task.UPSCALE):
             return run_task(pipe, job, seeds, steps, controls)
         if job.image is None:  # Job.check guarantees it; this keeps the types honest
-            raise ValueError(f"task {job.task.value} needs inputs.image")
+            raise bad_input(
+                f"task {job.task.value} needs inputs.image; send the picture to work on",
+                "inputs.image",
+                ErrorCode.BAD_FIELD,
+            )
         image = job.image.to_numpy()
         if job.task is Task.OUTPAINT:
             return outpaint(pipe, job.params, image, seeds, steps, controls)

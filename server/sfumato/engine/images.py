@@ -18,14 +18,18 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from .errors import bad_input
+
 MIN_SIDE = 64  # 8 latent pixels: the smallest size the UNets' downsampling handles usefully
 
 
 def to_rgb(image: np.ndarray) -> np.ndarray:
     """uint8 H×W×3 from H×W×3 or H×W×4 (alpha composited over white, exact for opaque)."""
     if image.ndim != 3 or image.shape[2] not in (3, 4) or image.dtype != np.uint8:
-        raise ValueError(
-            f"inputs.image must be uint8 H×W×3 or H×W×4, got {image.dtype} {image.shape}"
+        raise bad_input(
+            f"inputs.image must be uint8 H×W×3 or H×W×4, got {image.dtype} {image.shape}; "
+            "convert it to 8-bit RGB or RGBA",
+            "inputs.image",
         )
     if image.shape[2] == 3:
         return np.ascontiguousarray(image)
@@ -40,7 +44,10 @@ def to_mask(mask: np.ndarray) -> np.ndarray:
     if mask.ndim == 3 and mask.shape[2] == 1:
         mask = mask[:, :, 0]
     if mask.ndim != 2 or mask.dtype != np.uint8:
-        raise ValueError(f"inputs.mask must be uint8 H×W×1, got {mask.dtype} {mask.shape}")
+        raise bad_input(
+            f"inputs.mask must be uint8 H×W×1, got {mask.dtype} {mask.shape}; send one 8-bit channel",
+            "inputs.mask",
+        )
     return np.ascontiguousarray(mask)
 
 

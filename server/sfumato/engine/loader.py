@@ -36,6 +36,7 @@ from diffusers import (
 from diffusers.utils import deprecation_utils
 from diffusers.utils import logging as diffusers_logging
 
+from ..protocol.errors import ErrorCode, JobRejected
 from ..protocol.messages import Task
 from ..registry import ModelEntry
 from .devices import choose_dtype
@@ -150,9 +151,11 @@ class Loader:
             return self.current
         status = on_status or (lambda _message: None)
         if entry.kind != "base":
-            raise ValueError(
+            raise JobRejected(
+                ErrorCode.UNKNOWN_MODEL,
                 f"params.model {entry.name!r} is a {entry.kind}, not a base model; "
-                "pick a base model (see `sfumato models`)"
+                "pick a base model (see `sfumato models`)",
+                field="params.model",
             )
         self.unload()
         dtype = choose_dtype(self.device, tiny=entry.tiny)

@@ -21,11 +21,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..protocol.errors import ErrorCode
 from ..protocol.limits import Limits
 from ..protocol.messages import Job, JobParams, Task
 from . import images
 from .control import PreparedControl, pipeline_kwargs
-from .errors import JobCancelled
+from .errors import JobCancelled, bad_input
 from .loader import Pipeline
 
 StepFn = Callable[[int, int, "np.ndarray | None"], None]  # (step, total, preview or None)
@@ -101,12 +102,20 @@ def run_task(
     if job.task is Task.GENERATE:
         return generate(pipe, job.params, seeds, steps, controls)
     if job.image is None:  # Job.check guarantees it; this keeps the types honest
-        raise ValueError(f"task {job.task.value} needs inputs.image")
+        raise bad_input(
+            f"task {job.task.value} needs inputs.image; send the picture to work on",
+            "inputs.image",
+            ErrorCode.BAD_FIELD,
+        )
     image = job.image.to_numpy()
     if job.task is Task.REFINE:
         return refine(pipe, job.params, image, seeds, steps, controls)
     if job.mask is None:
-        raise ValueError("task inpaint needs inputs.mask")
+        raise bad_input(
+            "task inpaint needs inputs.mask; send a mask, 255 where to regenerate",
+            "inputs.mask",
+            ErrorCode.BAD_FIELD,
+        )
     return inpaint(pipe, job.params, image, job.mask.to_numpy(), seeds, steps, controls)
 
 
@@ -159,9 +168,10 @@ def inpaint(
     rgb = images.to_rgb(image)
     plain_mask = images.to_mask(mask)
     if plain_mask.shape != rgb.shape[:2]:
-        raise ValueError(
+        raise bad_input(
             f"inputs.mask is {plain_mask.shape[1]}×{plain_mask.shape[0]} but inputs.image is "
-            f"{rgb.shape[1]}×{rgb.shape[0]}; send a mask of the image's size"
+            f"{rgb.shape[1]}×{rgb.shape[0]}; send a mask of the image's size",
+            "inputs.mask",
         )
     size = (rgb.shape[1], rgb.shape[0])
     work = images.work_size(*size)

@@ -17,7 +17,7 @@ from .codec import (
     fragments,
 )
 from .conditioning import Control, ControlKind, LoraRef, Tile
-from .errors import ErrorCode, ProtocolError, SfumatoError
+from .errors import ErrorCode, JobRejected, ProtocolError, SfumatoError
 from .events import Accepted, Cancelled, Error, ModelInfo, Models, Progress, Result, Welcome
 from .limits import Limits
 from .messages import Cancel, Fetch, Hello, Job, JobParams, ListModels, Task
@@ -40,6 +40,7 @@ __all__ = [
     "Hello",
     "Job",
     "JobParams",
+    "JobRejected",
     "Limits",
     "ListModels",
     "LoraRef",

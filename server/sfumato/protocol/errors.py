@@ -1,7 +1,35 @@
-"""The one exception hierarchy of the protocol, and the stable error codes.
+"""The one exception hierarchy of Sfumato, and the stable error codes.
 
 Error codes are part of the wire format (docs/protocol.md, "Errors"): clients switch on them,
 so a code is never renamed; new ones may be added.
+
+Every error raised on purpose is a :class:`SfumatoError` whose message names the input and the
+fix. One that can end a job or answer a message carries its wire ``code`` (and ``field``, the
+dotted path of the input it is about), so the service sends it 1:1 as an ``error`` event; the
+rest stop a command or a start, and say so. Anything that is not a SfumatoError is a bug: the
+service logs its traceback and answers ``job_failed`` (or ``internal``), never a friendlier
+code. docs/architecture.md, "Errors", has the whole tree::
+
+    SfumatoError
+      ProtocolError (ValueError)   a frame or message breaks the wire rules     code, field, id
+      JobRejected                  a well-formed job this server will not run   code, field
+        service.admission.Refusal    registry names: unknown, wrong kind/family, unapproved
+        engine.ModelUnavailable      registered, weights missing or not the pinned ones
+      engine.JobCancelled          the job's cancel flag was seen         → cancelled
+      registry: UnknownModel (LookupError, unknown_model), NoControlNet, LoraMismatch
+                (ValueError, unsupported), RegistryError (ValueError: a registry file, at start)
+      service: ConfigError (ValueError: a config file, when it is read), StoreError
+               (store_failed), EngineUnavailable (engine_unavailable)
+      client: ConnectionFailed (ConnectionError), JobFailed (carries the error event),
+              JobWasCancelled
+      imageio.ImageFileError, batch.PlanError, batch.reproduce.ReproduceError,
+      provenance: CredentialsError, SigningSetupError; cli.conditioning.FlagError
+               (argparse.ArgumentTypeError: argparse shows it as a usage error, exit 2)
+
+The plugins' own errors (blender_addon/jobs.py ``UserError``, krita_plugin's jobs.py
+``PluginError``) sit beside the tree, not in it: they are raised and shown inside the host
+(a panel or docker message naming the setting and the fix) and never cross the wire; a
+server's refusal reaches a plugin as an ``error`` event, not as an exception.
 """
 
 from __future__ import annotations
@@ -39,7 +67,31 @@ class ErrorCode(str, Enum):
 
 
 class SfumatoError(Exception):
-    """Base of every error Sfumato raises on purpose."""
+    """Base of every error Sfumato raises on purpose.
+
+    ``code`` is the wire code an error of this kind becomes when it ends a job or answers a
+    message (None: it never crosses the wire); ``field`` the input it is about, if known."""
+
+    code: ErrorCode | None = None
+    field: str | None = None
+
+
+class JobRejected(SfumatoError):
+    """A well-formed job that this server will not run as asked: a registry name it cannot
+    use, inputs the task cannot take, a result too large to send. Raised by admission
+    (before the job is queued) and by the engine (while it runs); either way the client gets
+    an ``error`` with exactly this code, message and field, and nothing else changes."""
+
+    code: ErrorCode
+
+    def __init__(self, code: ErrorCode, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.code.value!r}, {self.message!r}, field={self.field!r})"
 
 
 class ProtocolError(SfumatoError, ValueError):
@@ -48,6 +100,8 @@ class ProtocolError(SfumatoError, ValueError):
     ``field`` names the offending field with a dotted path (``params.width``,
     ``inputs.mask``) so that a client can point at the widget that produced it.
     """
+
+    code: ErrorCode
 
     def __init__(
         self, code: ErrorCode, message: str, *, field: str | None = None, id: str | None = None

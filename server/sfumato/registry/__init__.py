@@ -14,6 +14,7 @@ from .rules import (
     NAME,
     SCHEMES,
     TINY_SOURCES,
+    LoraMismatch,
     ModelEntry,
     NoControlNet,
     Registry,
@@ -22,6 +23,17 @@ from .rules import (
 )
 
 __all__ = [
-    "BUILTIN_TOML", "CONTROLS", "FAMILIES", "KINDS", "NAME", "SCHEMES", "TINY_SOURCES",
-    "ModelEntry", "NoControlNet", "Registry", "RegistryError", "UnknownModel",
+    "BUILTIN_TOML",
+    "CONTROLS",
+    "FAMILIES",
+    "KINDS",
+    "NAME",
+    "SCHEMES",
+    "TINY_SOURCES",
+    "LoraMismatch",
+    "ModelEntry",
+    "NoControlNet",
+    "Registry",
+    "RegistryError",
+    "UnknownModel",
 ]  # fmt: skip

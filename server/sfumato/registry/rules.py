@@ -28,7 +28,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from ..protocol.conditioning import ControlKind
 from ..protocol.errors import ErrorCode, SfumatoError
@@ -67,7 +67,8 @@ class RegistryError(SfumatoError, ValueError):
 class UnknownModel(SfumatoError, LookupError):
     """A model name that the registry does not hold."""
 
-    code: ClassVar[ErrorCode] = ErrorCode.UNKNOWN_MODEL
+    code = ErrorCode.UNKNOWN_MODEL
+    field = "params.model"
 
     def __init__(self, name: str, known: tuple[str, ...]) -> None:
         listed = ", ".join(known) if known else "(none)"
@@ -82,6 +83,8 @@ class UnknownModel(SfumatoError, LookupError):
 class NoControlNet(UnknownModel):
     """No ControlNet registered for a family and control kind (the job names the kind)."""
 
+    field = "inputs.controls"
+
     def __init__(self, family: str, control: str, known: tuple[str, ...]) -> None:
         SfumatoError.__init__(
             self,
@@ -91,6 +94,14 @@ class NoControlNet(UnknownModel):
         )
         self.name = control
         self.known = known
+
+
+class LoraMismatch(SfumatoError, ValueError):
+    """A LoRA name that is not a LoRA, or one of another family: its weights would not fit
+    the model's UNet."""
+
+    code = ErrorCode.UNSUPPORTED
+    field = "params.loras"
 
 
 @dataclass(frozen=True)
@@ -242,16 +253,16 @@ class Registry:
     def lora(self, name: str, family: str) -> ModelEntry:
         """The LoRA called ``name``, checked to be a LoRA of ``family``.
 
-        Raises UnknownModel for a name the registry lacks and ValueError for an entry that is
-        not a LoRA or belongs to another family (its weights would not fit the UNet)."""
+        Raises UnknownModel for a name the registry lacks and LoraMismatch for an entry that
+        is not a LoRA or belongs to another family (its weights would not fit the UNet)."""
         entry = self.get(name)
         if entry.kind != "lora":
-            raise ValueError(
+            raise LoraMismatch(
                 f"params.loras: {name!r} is a {entry.kind}, not a LoRA; pick one of "
                 f"{', '.join(self.of_kind('lora', family)) or '(none)'}"
             )
         if entry.family != family:
-            raise ValueError(
+            raise LoraMismatch(
                 f"params.loras: {name!r} is a LoRA for {entry.family}, but the model is "
                 f"{family}; pick one of {', '.join(self.of_kind('lora', family)) or '(none)'}"
             )

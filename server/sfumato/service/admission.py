@@ -4,17 +4,17 @@ A refusal names the entry, the field and the rule, and costs no one else anythin
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from ..protocol import ErrorCode, Job
-from ..registry import ModelEntry, Registry, UnknownModel
+from ..protocol import ErrorCode, Job, JobRejected
+from ..registry import LoraMismatch, ModelEntry, Registry, UnknownModel
 
 
-@dataclass(frozen=True)
-class Refusal(Exception):
-    code: ErrorCode
-    message: str
+class Refusal(JobRejected):
+    """A job admission will not queue; its message starts with the field it is about."""
+
     field: str
+
+    def __init__(self, code: ErrorCode, message: str, field: str) -> None:
+        super().__init__(code, message, field=field)
 
 
 def admit(job: Job, registry: Registry, default_model: str) -> ModelEntry:
@@ -43,7 +43,7 @@ def admit(job: Job, registry: Registry, default_model: str) -> ModelEntry:
                 f"{loras} (see `sfumato models`)",
                 field,
             ) from None
-        except ValueError as exc:  # not a LoRA, or one of another family
+        except LoraMismatch as exc:  # not a LoRA, or one of another family
             message = str(exc).removeprefix("params.loras: ")
             raise _refuse(ErrorCode.UNSUPPORTED, message, field) from None
     for n, control in enumerate(job.controls):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
+import re
 import sys
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -20,6 +22,9 @@ DEFAULT_PORT = 8746
 MIB = 1024 * 1024
 GIB = 1024 * MIB
 MIN_FRAME_BYTES = 2 * MIB  # docs/protocol.md section 7: every server takes frames this big
+# What --device / server.device may say (engine/devices.py reads the same forms, and checks
+# that the device exists when the engine loads: that needs torch, so not here).
+DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
 class ConfigError(SfumatoError, ValueError):
@@ -55,6 +60,8 @@ class Resources:
                 raise ConfigError(
                     f"resources.{f.name} must be {kind}, got {value!r}; see docs/quickstart.md"
                 )
+            if not math.isfinite(value):
+                raise ConfigError(f"resources.{f.name} must be a finite number, got {value!r}")
             if value < 0 or (value == 0 and f.name not in _ZERO_MEANS_OFF):
                 raise ConfigError(
                     f"resources.{f.name} must be greater than 0, got {value!r}"
@@ -80,6 +87,33 @@ class Resources:
 
 
 _ZERO_MEANS_OFF = frozenset({"retention_days", "retention_bytes", "log_repeat_window"})
+
+# The TOML type each [server] setting must have in a config file, for errors that name it.
+_SERVER_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    **dict.fromkeys(
+        ("host", "token", "model", "device", "results", "cache", "registry", "signing_cert",
+         "signing_key"),
+        ((str,), "a string"),
+    ),
+    "port": ((int,), "an integer"),
+    "png_compression": ((int,), "an integer"),
+    "shutdown_grace": ((int, float), "a number of seconds"),
+    "preload": ((bool,), "true or false"),
+    "credentials": ((bool,), "true or false"),
+    "allowed_origins": ((list,), "a list of strings"),
+}  # fmt: skip
+
+
+def _check_server_table(path: Path, server: dict[str, Any]) -> None:
+    """Each [server] value's type, before paths and origins are converted (a number where a
+    folder belongs would otherwise surface as a TypeError deep inside the start)."""
+    for key, value in server.items():
+        types, what = _SERVER_TYPES[key]
+        strings = value if type(value) is list else [value] if types == (str,) else []
+        if type(value) not in types or not all(type(t) is str and "\x00" not in t for t in strings):
+            raise ConfigError(
+                f"{path}: server.{key} must be {what}, got {value!r}; see docs/quickstart.md"
+            )
 
 
 def check_limits(limits: Limits) -> None:
@@ -127,12 +161,22 @@ class ServerConfig:
         """Refuse unsafe or impossible settings before anything binds."""
         check_limits(self.limits)
         self.resources.check(self.limits)
-        if not 0 <= self.port <= 65535:
+        if type(self.port) is not int or not 0 <= self.port <= 65535:
             raise ConfigError(f"port {self.port} must be from 0 to 65535 (0 picks a free one)")
-        if type(self.shutdown_grace) not in (int, float) or not self.shutdown_grace >= 0:
+        grace = self.shutdown_grace
+        if type(grace) not in (int, float) or not 0 <= grace < math.inf:
             raise ConfigError(
                 f"shutdown_grace must be a number of seconds ≥ 0, got {self.shutdown_grace!r} "
                 "(0 interrupts the running job at once; it runs again after the restart)"
+            )
+        if type(self.png_compression) is not int or not 0 <= self.png_compression <= 9:
+            raise ConfigError(
+                f"png_compression must be an integer from 0 to 9, got {self.png_compression!r} "
+                "(0 stores PNGs fastest, 9 smallest)"
+            )
+        if self.device is not None and not DEVICE.match(str(self.device).strip().lower()):
+            raise ConfigError(
+                f"device {self.device!r} is not a device; use cpu, cuda, cuda:<index>, mps or auto"
             )
         if not is_loopback(self.host) and not self.token:
             raise ConfigError(
@@ -142,7 +186,9 @@ class ServerConfig:
 
     @classmethod
     def from_file(cls, path: Path, **overrides: Any) -> ServerConfig:
-        """Read ``[server]`` and ``[limits]`` tables; keyword overrides (from flags) win."""
+        """Read ``[server]``, ``[limits]`` and ``[resources]``; keyword overrides (from flags)
+        win. Every setting is checked here (type, range, cross-checks), each error naming the
+        file and the setting, so ``serve`` refuses a bad file before it binds or loads."""
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -162,6 +208,7 @@ class ServerConfig:
                 raise ConfigError(
                     f"{path}: unknown setting server.{key}; known: {', '.join(sorted(known))}"
                 )
+        _check_server_table(path, server)
         for key in ("results", "cache", "registry", "signing_cert", "signing_key"):
             if key in server:
                 server[key] = (path.parent / server[key]).resolve()
@@ -183,7 +230,12 @@ class ServerConfig:
                     f"known: {', '.join(sorted(resource_names))}"
                 )
         config = cls(**server, limits=Limits(**limits_data), resources=Resources(**resources_data))
-        return replace(config, **{k: v for k, v in overrides.items() if v is not None})
+        config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
+        try:  # every value's type and range now, at reading, not when a client meets it
+            config.check()
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+        return config
 
 
 def is_loopback(host: str) -> bool:

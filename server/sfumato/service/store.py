@@ -42,6 +42,8 @@ ENDED = ".ended"  # terminal records of jobs that ended without a result
 class StoreError(SfumatoError):
     """The result store cannot keep or give back a job; ``str()`` is safe to send to clients."""
 
+    code = ErrorCode.STORE_FAILED
+
 
 def disk_problem(exc: OSError, doing: str) -> str:
     """What went wrong on the disk and what to do, without the path (``exc.filename``):

@@ -31,6 +31,7 @@ from ..protocol import (
     Cancelled,
     Error,
     ErrorCode,
+    JobRejected,
     Progress,
     ProtocolError,
     Result,
@@ -39,7 +40,7 @@ from ..protocol import (
 )
 from ..protocol.text import loggable
 from ..provenance import GenerationFacts, SigningIdentity
-from ..registry import Registry, UnknownModel
+from ..registry import Registry
 from .config import ServerConfig
 from .facts import job_facts
 from .fair_queue import FairQueue, JobEntry
@@ -60,6 +61,8 @@ STOP_TIMEOUT = 30.0  # seconds an interrupted job may take to reach its next ste
 
 class EngineUnavailable(SfumatoError):
     """The engine cannot import or start; every job fails this way until the install is fixed."""
+
+    code = ErrorCode.ENGINE_UNAVAILABLE
 
 
 def engine_problem(exc: BaseException) -> str:
@@ -216,28 +219,21 @@ class Worker:
                 return None
             log.info("job %s: cancelled", job_id)
             return Cancelled(job_id)
-        if isinstance(exc, UnknownModel):
-            return Error(ErrorCode.UNKNOWN_MODEL, str(exc), id=job_id, field="params.model")
-        if engine is not None and isinstance(exc, engine.ModelUnavailable):
-            log.warning("job %s: %s", job_id, exc)
-            field = getattr(exc, "field", "params.model")  # a control's weights name the control
-            return Error(ErrorCode.MODEL_UNAVAILABLE, str(exc), id=job_id, field=field)
-        if isinstance(exc, EngineUnavailable):
-            log.error("job %s: %s", job_id, exc)
-            return Error(ErrorCode.ENGINE_UNAVAILABLE, str(exc), id=job_id)
-        if isinstance(exc, StoreError):
-            log.error("job %s: %s", job_id, exc)
-            return Error(ErrorCode.STORE_FAILED, str(exc), id=job_id)
+        if isinstance(exc, (JobRejected, ProtocolError)):  # refused on purpose, typed
+            log.warning("job %s: rejected: %s", job_id, loggable(exc.message, 500))
+            return Error(exc.code, exc.message, id=job_id, field=exc.field)
         if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
             log.error("job %s failed", job_id, exc_info=exc)
             return Error(
                 ErrorCode.JOB_FAILED, disk_problem(exc, f"job {job_id!r} failed"), id=job_id
             )
-        if isinstance(exc, ProtocolError):  # a rule the decoder also checks: same code, field
-            return Error(exc.code, exc.message, id=job_id, field=exc.field)
-        if isinstance(exc, ValueError):
-            log.warning("job %s: rejected by the engine: %s", job_id, loggable(str(exc), 500))
-            return Error(ErrorCode.UNSUPPORTED, str(exc), id=job_id)
+        if isinstance(exc, SfumatoError) and exc.code is not None:
+            # A registry lookup (unknown_model), the store (store_failed), the engine's import
+            # (engine_unavailable): each class carries its code (sfumato.protocol.errors).
+            log.error("job %s: %s", job_id, exc)
+            return Error(exc.code, str(exc), id=job_id, field=exc.field)
+        # Anything else is a bug here or in a library (a ValueError from diffusers included):
+        # the traceback goes to the log, the client hears job_failed, never `unsupported`.
         log.exception("job %s failed", job_id, exc_info=exc)
         return Error(
             ErrorCode.JOB_FAILED,
