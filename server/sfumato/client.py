@@ -35,6 +35,7 @@ from .protocol import (
     Hello,
     Job,
     JobParams,
+    Limits,
     ListModels,
     Message,
     Models,
@@ -103,6 +104,23 @@ class JobWasCancelled(SfumatoError):
     pass
 
 
+def unreadable(exc: ProtocolError) -> Error:
+    """The event for a server message this client cannot decode. It names the job when the
+    message's header did, so that job ends as an error instead of waiting forever."""
+    if exc.code is ErrorCode.FRAME_TOO_LARGE and exc.id is not None:
+        return Error(
+            ErrorCode.RESULT_TOO_LARGE,
+            f"the server's message for job {exc.id!r} is larger than the max_message_bytes it "
+            f"announced ({exc.message}); run the job again with fewer variants or a smaller "
+            "size, and tell the server's admin",
+            id=exc.id,
+            field="params.variants",
+        )
+    return Error(
+        exc.code, f"unreadable message from the server: {exc.message}", id=exc.id, field=exc.field
+    )
+
+
 @dataclass(frozen=True)
 class Connected:
     welcome: Welcome
@@ -156,6 +174,7 @@ class Client:
         self._held: list[ClientEvent] = []  # events set aside by wait() for other jobs
         self._ws: ClientConnection | None = None
         self._reader: threading.Thread | None = None
+        self._limits = Limits()  # the server's announced limits, from its welcome
 
     # ------------------------------------------------------------------ connection
 
@@ -196,6 +215,11 @@ class Client:
             raise ConnectionFailed(f"{self.url} answered hello with {first.TYPE}, not welcome")
         self.welcome = first
         self.client_id = first.client_id
+        # Decode what this server may send, no more: its announced max_message_bytes, and the
+        # transport's cap at twice that as on the server (docs/protocol.md section 7).
+        self._limits = first.limits
+        if hasattr(ws.protocol, "max_message_size"):  # websockets ≥ 14
+            ws.protocol.max_message_size = 2 * first.limits.max_message_bytes
         self.state = ConnectionState.CONNECTED
         self._events.put(Connected(first))
         self._reader = threading.Thread(
@@ -333,11 +357,9 @@ class Client:
                 if isinstance(data, str):
                     continue
                 try:
-                    self._events.put(decode_server_message(data))
+                    self._events.put(decode_server_message(data, self._limits))
                 except ProtocolError as exc:  # a newer or broken server: report, keep reading
-                    self._events.put(
-                        Error(ErrorCode.BAD_FRAME, f"unreadable message from the server: {exc}")
-                    )
+                    self._events.put(unreadable(exc))
         except ConnectionClosed as exc:
             reason = str(exc)
         except OSError as exc:

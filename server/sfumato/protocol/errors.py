@@ -64,6 +64,7 @@ class ErrorCode(str, Enum):
     TOO_MANY_CONNECTIONS = "too_many_connections"  # the server is at max_connections; it closes (1013)
     SERVER_BUSY = "server_busy"  # no room in the server's memory budget for this message; resend soon
     HELLO_TIMEOUT = "hello_timeout"  # no hello within the server's hello_timeout; it closes (1008)
+    RESULT_TOO_LARGE = "result_too_large"  # the result would exceed max_message_bytes; ask for less
 
 
 class SfumatoError(Exception):

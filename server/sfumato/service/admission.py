@@ -1,10 +1,16 @@
 """What a job may use, decided before it is queued: every registry name it names (model,
 LoRAs, the ControlNets its controls need) must exist, fit the model's family, and be approved.
-A refusal names the entry, the field and the rule, and costs no one else anything."""
+A refusal names the entry, the field and the rule, and costs no one else anything.
+
+And its result must fit one message: a server sends no message over ``max_message_bytes``
+(the limit it announces, docs/protocol.md section 7), so a job whose result could not be sent
+is refused here, before it costs a GPU minute, instead of failing after it ran."""
 
 from __future__ import annotations
 
-from ..protocol import ErrorCode, Job, JobRejected
+from dataclasses import replace
+
+from ..protocol import ErrorCode, Job, JobRejected, Task
 from ..registry import LoraMismatch, ModelEntry, Registry, UnknownModel
 
 
@@ -17,10 +23,69 @@ class Refusal(JobRejected):
         super().__init__(code, message, field=field)
 
 
-def admit(job: Job, registry: Registry, default_model: str) -> ModelEntry:
+MIB = 1024 * 1024
+# The result's msgpack header: ids, seeds, model, the prompt (≤ 4000 characters), timings.
+RESULT_HEADER_BYTES = 64 * 1024
+# Each stored PNG beyond its pixel rows: PNG chunks, zlib framing and the signed C2PA manifest
+# (certificate chain, claim, the Sfumato assertion with the prompt): a few KB to tens of KB.
+PNG_EXTRA_BYTES = 128 * 1024
+
+
+def result_bytes(job: Job) -> int:
+    """An upper bound on the bytes of the job's ``result`` message (docs/protocol.md 5.5): per
+    variant one uint8 RGB image at :meth:`Job.output_size`, and with ``params.files`` its PNG,
+    bounded by the stored (uncompressed) encoding plus deflate's worst-case growth, so any
+    ``png_compression`` fits too."""
+    width, height = job.output_size()
+    image = width * height * 3
+    per_variant = image
+    if job.params.files:
+        rows = height * (width * 3 + 1)  # one filter byte per row
+        per_variant += rows + rows // 1000 + PNG_EXTRA_BYTES
+    return job.params.variants * per_variant + RESULT_HEADER_BYTES
+
+
+def check_result_fits(job: Job, max_message_bytes: int) -> None:
+    """Refuse a job whose result could not be sent in one message; the message names the
+    field to change and how far (the variants that fit, or a smaller size, or no files)."""
+    need = result_bytes(job)
+    if need <= max_message_bytes:
+        return
+    params, (width, height) = job.params, job.output_size()
+    per_variant = (need - RESULT_HEADER_BYTES) // params.variants
+    fit = (max_message_bytes - RESULT_HEADER_BYTES) // per_variant
+    without_files = result_bytes(_replace_files(job)) <= max_message_bytes
+    if params.variants > 1 and fit >= 1:
+        field, fix = "params.variants", f"ask for at most {fit} variants"
+    elif params.files and without_files:
+        field, fix = "params.files", "leave params.files off (the images still come)"
+    else:
+        field = {Task.GENERATE: "params.width", Task.UPSCALE: "params.scale",
+                 Task.OUTPAINT: "params.expand"}.get(job.task, "inputs.image")  # fmt: skip
+        fix = "ask for a smaller size" + (" or fewer variants" if params.variants > 1 else "")
+        fix += " and leave params.files off" if params.files else ""
+    what = f"{params.variants} variant{'s' if params.variants > 1 else ''} of {width}×{height}"
+    raise Refusal(
+        ErrorCode.RESULT_TOO_LARGE,
+        f"{field}: the result of this job would take up to {need / MIB:.1f} MiB ({what}"
+        f"{', with their PNG files' if params.files else ''}), more than the "
+        f"{max_message_bytes / MIB:.1f} MiB this server sends in one message "
+        f"(limits.max_message_bytes); {fix}",
+        field,
+    )
+
+
+def _replace_files(job: Job) -> Job:
+    return replace(job, params=replace(job.params, files=False))
+
+
+def admit(
+    job: Job, registry: Registry, default_model: str, max_message_bytes: int | None = None
+) -> ModelEntry:
     """The base model entry the job will run on; raises :class:`Refusal`. Every message
     starts with the field path it is about (``params.loras[1].name: …``), so a client that
-    shows only the text still points at the right widget."""
+    shows only the text still points at the right widget. With ``max_message_bytes``, the
+    job's result must fit one message of that size too."""
     name = job.params.model or default_model
     model = _get(registry, name, "params.model")
     if model.kind != "base":
@@ -64,6 +129,8 @@ def admit(job: Job, registry: Registry, default_model: str) -> ModelEntry:
                 f"(approved = true under [models.{entry.name}])",
                 field,
             )
+    if max_message_bytes is not None:
+        check_result_fits(job, max_message_bytes)
     return model
 
 

@@ -10,6 +10,7 @@ Progress events are droppable (the next one supersedes them); results and errors
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -17,9 +18,23 @@ from dataclasses import dataclass
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from ..protocol import Progress, ServerMessage, encode, fragments
+from ..protocol import Error, ErrorCode, Progress, Result, ServerMessage, encode, fragments
 
+log = logging.getLogger("sfumato.server")
 PROGRESS_BACKLOG = 64  # past this many queued messages a stalled client's progress is dropped
+MIB = 1024 * 1024
+
+
+def too_large(result: Result, size: int, limit: int) -> Error:
+    """The error that replaces a result too large to send (the result stays in the store)."""
+    return Error(
+        ErrorCode.RESULT_TOO_LARGE,
+        f"the result of job {result.id!r} is {size / MIB:.1f} MiB, more than the "
+        f"{limit / MIB:.1f} MiB this server sends in one message (limits.max_message_bytes); "
+        "run it again with fewer variants, a smaller size or params.files off",
+        id=result.id,
+        field="params.variants",
+    )
 
 
 @dataclass
@@ -39,9 +54,12 @@ class Pool:
 
 
 class Outbox:
-    def __init__(self, budget: int, pool: Pool | None = None) -> None:
+    def __init__(
+        self, budget: int, pool: Pool | None = None, max_message: int | None = None
+    ) -> None:
         self.budget = budget
         self.pool = pool or Pool(budget)
+        self.max_message = max_message  # limits.max_message_bytes: what the client will decode
         self.bytes = 0  # queued plus the message being sent
         self.closed = False
         self.dropped_progress = 0
@@ -59,6 +77,13 @@ class Outbox:
             return True
         chunks = encode(message)
         size = sum(chunk.nbytes for chunk in chunks)
+        if isinstance(message, Result) and self.max_message and size > self.max_message:
+            # Admission's bound should have refused this job; if a result still outgrows the
+            # announced limit, the client hears why its job ended instead of waiting forever.
+            message = too_large(message, size, self.max_message)
+            log.warning("%s", message.message)
+            chunks = encode(message)
+            size = sum(chunk.nbytes for chunk in chunks)
         over = self.bytes > 0 and (
             self.bytes + size > self.budget or self.pool.used + size > self.pool.capacity
         )

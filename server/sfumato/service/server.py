@@ -381,7 +381,7 @@ class SfumatoServer:
             ws,
             next(self._numbers),
             ServerSession(self.config.limits, self.config.token),
-            Outbox(resources.outbox_bytes, self.outboxes),
+            Outbox(resources.outbox_bytes, self.outboxes, self.config.limits.max_message_bytes),
         )
         writer = asyncio.create_task(conn.outbox.write_loop(ws))
         if len(self._connections) >= resources.max_connections:
@@ -524,7 +524,8 @@ class SfumatoServer:
             conn.post(Error(code, text, id=job.id, field=field))
 
         try:
-            model = admit(job, self.registry, self.default_model).name
+            sendable = self.config.limits.max_message_bytes  # the result must fit one message
+            model = admit(job, self.registry, self.default_model, sendable).name
         except Refusal as refusal:
             return refuse(refusal.code, refusal.message, refusal.field)
         limit = self.config.limits.max_queued_jobs
