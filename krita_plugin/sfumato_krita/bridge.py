@@ -13,12 +13,11 @@ import queue
 import threading
 from collections.abc import Callable
 
-from PyQt5.QtCore import QObject, QTimer
-
 from sfumato.client import Client, ConnectionFailed, Disconnected
 from sfumato.protocol import Job, SfumatoError
 
 from .model import SendFailed
+from .qt import QObject, QTimer
 
 POLL_MS = 50
 
@@ -30,7 +29,7 @@ class Bridge(QObject):
         super().__init__(parent)
         self._on_events = on_events
         self._client: Client | None = None
-        self._client_id: str | None = None  # kept across reconnects, to fetch old results
+        self.connects = 0  # connections opened: one per Krita, however many windows
         self._work: queue.Queue[Callable[[], None] | None] = queue.Queue()
         self._local: queue.Queue[object] = queue.Queue()  # events made by our worker
         self._worker = threading.Thread(target=self._run, name="sfumato-krita", daemon=True)
@@ -42,17 +41,15 @@ class Bridge(QObject):
 
     # ------------------------------------------------------------------ requests (return at once)
 
-    def connect_to(self, url: str, token: str) -> None:
-        old, self._client = (
-            self._client,
-            Client(url, token or None, client_id=self._client_id, name="krita"),
-        )
-        new = self._client
+    def connect_to(self, url: str, token: str, client_id: str | None) -> None:
+        """Connect as ``client_id`` (the host session's, kept across connections: the
+        server files results under it, so a reconnect can fetch them)."""
+        old = self._client
+        self._client = new = Client(url, token or None, client_id=client_id, name="krita")
+        self.connects += 1
 
         def connect() -> None:
             if old is not None:
-                self._client_id = old.client_id or self._client_id
-                new.client_id = self._client_id
                 old.close()
             try:
                 new.connect()
@@ -80,6 +77,13 @@ class Bridge(QObject):
         client = self._client
         if client is not None:
             self._work.put(lambda: self._quietly(client.cancel, job_id))
+
+    def fetch(self, job_id: str) -> None:
+        """Ask again for a job a broken connection ran (the server re-attaches a running
+        one, or sends how it ended)."""
+        client = self._client
+        if client is not None:
+            self._work.put(lambda: self._quietly(client.fetch, job_id))
 
     def close(self) -> None:
         """Stop the timer and the worker; the connection closes on the worker."""

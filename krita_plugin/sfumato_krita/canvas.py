@@ -12,9 +12,6 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from PyQt5.QtCore import QByteArray
-from PyQt5.QtGui import QColor, QImage, QPainter
-
 from sfumato.protocol import Array, DType, Task
 
 from .jobs import (
@@ -28,6 +25,7 @@ from .jobs import (
     region_for,
 )
 from .model import Settings
+from .qt import QByteArray, QColor, QImage, QPainter
 
 HISTORY = "sfumato/history"  # document annotation: JSON list of finished jobs
 

@@ -1,21 +1,23 @@
-"""Runs jobs for one docker: reads the document (``canvas``), builds and sends the job
+"""Runs jobs for the plugin: reads the document (``canvas``), builds and sends the job
 (``model``), and lands each result in the document it came from.
 
 No widgets and no timer here: whoever owns the connection feeds :meth:`Controller.handle` with
-client events — the docker through its ``bridge`` (a QTimer on Krita's main thread), the
-kritarunner tests straight from ``Client.events()``.
+client events — the extension through its ``bridge`` (a QTimer on Krita's main thread), the
+kritarunner tests straight from ``Client.events()``. After each batch it sends what the host
+session asks for: the fetches of the jobs that ran when a connection broke.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from sfumato.protocol import Job, Result, SfumatoError
+from sfumato.protocol import Job, SfumatoError
 
 from . import canvas
 from .jobs import PluginError, history_entry
-from .model import SendFailed, Session
+from .model import Ended, SendFailed, Session
 
 
 class Sender(Protocol):
@@ -24,6 +26,8 @@ class Sender(Protocol):
     def submit(self, job: Job) -> str: ...
 
     def cancel(self, job_id: str) -> None: ...
+
+    def fetch(self, job_id: str) -> None: ...
 
 
 class Controller:
@@ -66,21 +70,24 @@ class Controller:
 
     def handle(self, events: Iterable[object]) -> None:
         for event in events:
-            placement = self.session.handle(event)
-            job_id = getattr(event, "id", None)
-            record = self.session.jobs.get(job_id or "")
-            if record is not None and record.state.finished:
-                doc = self._docs.pop(record.id, None)
-            else:
-                continue
-            if placement is None or doc is None or not isinstance(event, Result):
-                continue
-            if not self._is_open(doc):
-                self.session.orphaned(record.id)
-                continue
-            names = canvas.apply(doc, placement)
-            record.layers = names
-            request = record.request
-            entry = history_entry(record.id, request.mode, request, record.input, event, names)
-            canvas.append_history(doc, entry)
-            self.session.changed()
+            for ended in self.session.handle(event):
+                self._land(ended)
+        for fetch in self.session.host.to_send():
+            # a connection that broke again raises: its Disconnected follows, then a refetch
+            with contextlib.suppress(SfumatoError):
+                self.sender.fetch(fetch.id)
+
+    def _land(self, ended: Ended) -> None:
+        record, placement = ended.record, ended.placement
+        doc = self._docs.pop(record.id, None)
+        if placement is None or doc is None or record.result is None:
+            return
+        if not self._is_open(doc):
+            self.session.orphaned(record.id)
+            return
+        names = canvas.apply(doc, placement)
+        target = record.purpose
+        target.layers = names
+        entry = history_entry(record.job, target.request, target.input, record.result, names)
+        canvas.append_history(doc, entry)
+        self.session.changed()

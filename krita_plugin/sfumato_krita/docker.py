@@ -1,42 +1,44 @@
 """The Sfumato docker: widgets only. They edit ``Settings``, call the ``Controller`` and
-render the ``Session``; all state and decisions live in ``model``/``jobs``/``controller``."""
+render the ``Session``; all state and decisions live in ``model``/``jobs``/``controller``.
+Each window has its docker; all of them are views of the one :class:`~.plugin.Plugin` of
+the Krita instance (one connection, one session)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from krita import DockWidget, Krita
-from PyQt5.QtCore import Qt, QTimer
-from PyQt5.QtGui import QImage, QPixmap
-from PyQt5.QtWidgets import (
+
+from sfumato.protocol import Array, ControlKind
+
+from . import canvas
+from .jobs import SEED_MAX, USES_STRENGTH, Mode, check_seed
+from .model import ControlLayer, JobState, Link, LoraChoice, Record, Session, Settings
+from .plugin import Plugin, save_settings
+from .qt import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
     QFrame,
     QHBoxLayout,
+    QImage,
     QLabel,
     QLineEdit,
     QListWidget,
     QListWidgetItem,
     QMessageBox,
+    QPixmap,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
     QScrollArea,
     QSpinBox,
+    Qt,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
-
-from sfumato.protocol import Array, ControlKind
-
-from . import canvas
-from .bridge import Bridge
-from .controller import Controller
-from .jobs import SEED_MAX, USES_STRENGTH, Mode, check_seed
-from .model import RETRY_S, ControlLayer, JobState, Link, LoraChoice, Session, Settings
 
 MODES = {
     Mode.GENERATE: "Generate", Mode.INPAINT: "Inpaint", Mode.BACKGROUND: "Background",
@@ -120,24 +122,22 @@ class ControlRow(QWidget):
 
 
 class SfumatoDocker(DockWidget):
-    def __init__(self) -> None:
+    def __init__(self, plugin: Plugin) -> None:
         super().__init__()
         self.setWindowTitle("Sfumato")
-        self.session = Session(self._load_settings())
-        self.bridge = Bridge(self._events, self)
-        self.controller = Controller(self.session, self.bridge, self._is_open)
+        self.plugin = plugin
+        self.session = plugin.session
+        self.controller = plugin.controller
         self._rows: list[ControlRow] = []
         self._shown_models: tuple[object, ...] = ()
         self._shown_loras: tuple[LoraChoice, ...] = ()
         self._shown_preview: Array | None = None
         self._build()
-        self.session.subscribe(self._render)
+        self._shown_limits: tuple[int, int] = (0, 0)
+        unsubscribe = self.session.subscribe(self._render)
+        self.destroyed.connect(lambda *_: unsubscribe())  # a closed window's docker
         self._render(self.session)
-        self.destroyed.connect(self.bridge.close)
-        self._retry = QTimer(self, singleShot=True, interval=RETRY_S * 1000)
-        self._retry.timeout.connect(self._reconnect)
-        if self.session.settings.url:
-            self.connect_server()
+        plugin.start()
 
     # ------------------------------------------------------------------ widgets
 
@@ -277,8 +277,7 @@ class SfumatoDocker(DockWidget):
 
     def connect_server(self) -> None:
         self._store()
-        self.session.connecting()
-        self.bridge.connect_to(self.session.settings.url, self.session.settings.token)
+        self.plugin.connect_server()
 
     def generate(self) -> None:
         self._store()
@@ -317,10 +316,7 @@ class SfumatoDocker(DockWidget):
         s.strength = self.strength.value() / 100
         s.seed = self.seed.seed()
         s.variants, s.steps = self.variants.value(), self.steps.value()
-        app = Krita.instance()
-        for key in ("url", "token", "prompt", "negative"):
-            app.writeSetting("sfumato", key, getattr(s, key))
-        app.writeSetting("sfumato", "mode", s.mode.value)
+        save_settings(s)
 
     def _choose_model(self) -> None:
         self.session.choose_model(self.model.currentData() or None)
@@ -341,22 +337,17 @@ class SfumatoDocker(DockWidget):
             self.lora_weight.setValue(float(item.data(Qt.UserRole) or 1.0))
             self.lora_weight.blockSignals(False)
 
-    def _load_settings(self) -> Settings:
-        app, s = Krita.instance(), Settings()
-        s.url = app.readSetting("sfumato", "url", "") or s.url
-        s.token = app.readSetting("sfumato", "token", "")
-        s.prompt = app.readSetting("sfumato", "prompt", "")
-        s.negative = app.readSetting("sfumato", "negative", "")
-        mode = app.readSetting("sfumato", "mode", s.mode.value)
-        s.mode = Mode(mode) if mode in {m.value for m in Mode} else s.mode
-        return s
-
     def _render(self, session: Session) -> None:
         self.status.setText(session.status)
         self.connect_button.setText("Reconnect" if session.link is Link.CONNECTED else "Connect")
         if session.models != self._shown_models:
             self._shown_models = session.models
             self._fill_models(session)
+        limits = (session.offer.limits.max_steps, session.offer.limits.max_variants)
+        if session.welcome is not None and limits != self._shown_limits:
+            self._shown_limits = limits  # the server's limits, not ours (issue 10 item 1)
+            self.steps.setMaximum(limits[0])
+            self.variants.setMaximum(max(1, limits[1]))
         choices = tuple(session.lora_choices())
         if choices != self._shown_loras:
             self._shown_loras = choices
@@ -367,7 +358,7 @@ class SfumatoDocker(DockWidget):
         self.cancel_button.setEnabled(running)
         if job is not None:
             self.progress.setValue(100 * job.step // job.total if job.total else 0)
-            self.progress.setFormat(_progress_text(job.state, job.position))
+            self.progress.setFormat(_progress_text(job))
         else:  # nothing started (or refused): no old "done" under the refusal
             self.progress.setValue(0)
             self.progress.setFormat("")
@@ -412,25 +403,12 @@ class SfumatoDocker(DockWidget):
             self.loras.addItem(item)
         self.loras.blockSignals(False)
 
-    def _events(self, events: list[object]) -> None:
-        self.controller.handle(events)
-        if self.session.retry and not self._retry.isActive():
-            self._retry.start()
 
-    def _reconnect(self) -> None:
-        if self.session.retry and self.session.link is Link.DISCONNECTED:
-            self.connect_server()
-
-    def _is_open(self, doc: Any) -> bool:
-        return any(d == doc for d in Krita.instance().documents())
-
-
-def _progress_text(state: JobState, position: int) -> str:
-    if state is JobState.WAITING:
-        return f"queued ({position} ahead)"
-    if state is JobState.RUNNING:
+def _progress_text(job: Record) -> str:
+    """The host session's status line, with Qt's percentage while denoising."""
+    if job.state is JobState.RUNNING and job.stage != "loading":
         return "%p %"
-    return state.value
+    return job.status()
 
 
 def _pixmap(image: Array) -> QPixmap:

@@ -1,5 +1,6 @@
-"""Menu actions (Tools ▸ Scripts) that drive the docker of the window they are used in, so
-a shortcut can start or cancel a job without the mouse. The docker owns all state.
+"""The extension: owns the plugin's one :class:`~.plugin.Plugin` (session and connection)
+for the whole Krita instance, and the menu actions (Tools ▸ Scripts) that drive the docker of
+the window they are used in, so a shortcut can start or cancel a job without the mouse.
 
 ``createActions`` gets a ``Window`` wrapper that Krita deletes once the call returns, so the
 actions keep nothing of it: each finds its docker when it fires (issue 18, item 1)."""
@@ -10,14 +11,23 @@ from collections.abc import Callable
 from typing import Any
 
 from krita import Extension, Krita
-from PyQt5.QtWidgets import QAction
 
 from .docker import SfumatoDocker
+from .plugin import Plugin
+from .qt import QAction
 
 
 class SfumatoExtension(Extension):
+    def __init__(self, parent: Any) -> None:
+        super().__init__(parent)
+        self.plugin = Plugin(self)
+
     def setup(self) -> None:
-        """Nothing to prepare: dockers are made per window by their factory."""
+        Krita.instance().notifier().applicationClosing.connect(self.plugin.close)
+
+    def docker(self) -> SfumatoDocker:
+        """A new window's docker (the factory calls this): a view of the one plugin."""
+        return SfumatoDocker(self.plugin)
 
     def createActions(self, window: Any) -> None:
         # Bound methods of this long-lived QObject, not closures over the action: a closure

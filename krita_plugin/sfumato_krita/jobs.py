@@ -8,11 +8,11 @@ called — can be tested without starting Krita, and read in one place.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from sfumato.hostsession import HistoryRecord
 from sfumato.protocol import Array, Control, ControlKind, Job, JobParams, LoraRef, Result, Task
 from sfumato.protocol import DType as _DType
 from sfumato.protocol.messages import SEED_MAX  # the protocol's seeds: uint32
@@ -49,15 +49,6 @@ TASKS = {
 # int(steps × strength) steps run). The others start from noise: they send 1.0, and the
 # docker hides the box (issue 18 item 6).
 USES_STRENGTH = frozenset({Mode.REFINE, Mode.INPAINT, Mode.UPSCALE})
-# The capability a server must announce before the plugin sends a task or field
-# (docs/protocol.md section 3: a client MUST NOT send what was not announced).
-NEEDS = {
-    Task.GENERATE: "generate",
-    Task.REFINE: "refine",
-    Task.INPAINT: "inpaint",
-    Task.OUTPAINT: "outpaint",
-    Task.UPSCALE: "upscale",
-}
 
 
 @dataclass(frozen=True)
@@ -155,28 +146,26 @@ def round_up8(n: int) -> int:
     return max(MIN_SIDE, -(-n // 8) * 8)
 
 
-def check_size(request: Request, inp: CanvasInput, max_side: int) -> None:
-    """Refuse, before anything is read or sent, a job whose images would exceed the server's
-    ``max_image_side`` (the server would answer image_too_large only after the upload)."""
+def check_size(mode: Mode, job: Job, inp: CanvasInput, max_side: int) -> None:
+    """Refuse a job whose images would exceed the server's ``max_image_side``, in the
+    artist's terms (the region, the expanded or upscaled image) and with what to do; the
+    result's size is ``Job.output_size()``, the protocol's one rule for it."""
     region, canvas = inp.region, (inp.canvas_width, inp.canvas_height)
     limit = f"this server accepts at most {max_side} a side"
-    if request.mode is Mode.EXPAND:
-        e = request.expand
-        w, h = canvas[0] + 2 * e, canvas[1] + 2 * e
-        if max(w, h) > max_side:
-            raise PluginError(
-                f"expanding the {canvas[0]}×{canvas[1]} image by {e} px a side makes it {w}×{h}; "
-                f"{limit} — scale the image down (Image ▸ Scale Image) first"
-            )
-    elif request.mode is Mode.UPSCALE:
-        s = request.scale
-        w, h = canvas[0] * s, canvas[1] * s
-        if max(w, h) > max_side:
-            raise PluginError(
-                f"upscaling the {canvas[0]}×{canvas[1]} image ×{s} makes it {w}×{h}; {limit} — "
-                f"upscale an image of at most {max_side // s} a side, or crop it first"
-            )
-    elif max(round_up8(region.width), round_up8(region.height)) > max_side:
+    w, h = job.output_size()
+    if mode is Mode.EXPAND and max(w, h) > max_side:
+        e = job.params.expand[0]
+        raise PluginError(
+            f"expanding the {canvas[0]}×{canvas[1]} image by {e} px a side makes it {w}×{h}; "
+            f"{limit} — scale the image down (Image ▸ Scale Image) first"
+        )
+    if mode is Mode.UPSCALE and max(w, h) > max_side:
+        s = job.params.scale
+        raise PluginError(
+            f"upscaling the {canvas[0]}×{canvas[1]} image ×{s} makes it {w}×{h}; {limit} — "
+            f"upscale an image of at most {max_side // s} a side, or crop it first"
+        )
+    if max(job.params.width, job.params.height, w, h) > max_side:
         raise PluginError(
             f"the region is {region.width}×{region.height}; {limit} — select a smaller "
             "region or scale the image down (Image ▸ Scale Image), then Upscale"
@@ -190,23 +179,13 @@ def build_job(
     job_id: str,
     max_side: int | None = None,
 ) -> Job:
-    """The protocol job for ``request`` on ``inp``; raises PluginError instead of sending
-    what the server did not announce, or images over its ``max_side`` (``limits``)."""
-    if max_side is not None:
-        check_size(request, inp, max_side)
+    """The protocol job for ``request`` on ``inp``; raises PluginError for images over the
+    server's ``max_side`` (``limits``). Previews are asked for only where the server offers
+    them; every other capability is checked by the host session (``Offer.check``), which
+    refuses what the server did not announce."""
     if request.seed is not None:
         check_seed(request.seed)
     task = TASKS[request.mode]
-    missing = [NEEDS[task]] if NEEDS[task] not in capabilities else []
-    if inp.controls and "control" not in capabilities:
-        missing.append("control")
-    if request.loras and "lora" not in capabilities:
-        missing.append("lora")
-    if missing:
-        raise PluginError(
-            f"this server does not offer {', '.join(missing)}; update the server, or remove "
-            "what needs it (" + _what(missing) + ")"
-        )
     params = JobParams(
         prompt=request.prompt,
         negative=request.negative,
@@ -233,17 +212,10 @@ def build_job(
         image = inp.image
     if task is Task.INPAINT:
         mask = inp.mask if inp.mask is not None else full_mask(inp.region)
-    return Job(job_id, task, params, image, mask, controls)
-
-
-def _what(missing: list[str]) -> str:
-    hints = {
-        "control": "the control layers",
-        "lora": "the LoRAs",
-        "outpaint": "choose another mode than Expand",
-        "upscale": "choose another mode than Upscale",
-    }
-    return "; ".join(hints.get(m, f"the {m} mode") for m in missing)
+    job = Job(job_id, task, params, image, mask, controls)
+    if max_side is not None:
+        check_size(request.mode, job, inp, max_side)
+    return job
 
 
 def full_mask(region: Rect) -> Array:
@@ -285,19 +257,20 @@ def layer_name(prompt: str, seed: int, mode: Mode) -> str:
     return f"{text} · seed {seed}"
 
 
-def placement_for(mode: Mode, request: Request, inp: CanvasInput, result: Result) -> Placement:
+def placement_for(job: Job, request: Request, inp: CanvasInput, result: Result) -> Placement:
     """Where each image of ``result`` goes: the first visible, the variants hidden beside it;
-    clipped to the selection (its alpha), offset to the region."""
+    clipped to the selection (its alpha), offset to the region. Expand and Upscale resize
+    the document to ``job.output_size()`` first."""
+    mode = request.mode
     region, mask = inp.region, inp.mask
     grow = scale_to = None
     if mode is Mode.EXPAND:
-        e = request.expand
-        grow = (-e, -e, inp.canvas_width + 2 * e, inp.canvas_height + 2 * e)
+        left, top = job.params.expand[:2]
+        grow = (-left, -top, *job.output_size())
         region = Rect(0, 0, grow[2], grow[3])
-        mask = margins_mask(region, Rect(e, e, inp.canvas_width, inp.canvas_height))
+        mask = margins_mask(region, Rect(left, top, inp.canvas_width, inp.canvas_height))
     elif mode is Mode.UPSCALE:
-        s = request.scale
-        scale_to = (inp.canvas_width * s, inp.canvas_height * s)
+        scale_to = job.output_size()
         region, mask = Rect(0, 0, *scale_to), None
     layers = []
     for n, (image, seed) in enumerate(zip(result.images, result.seeds, strict=False)):
@@ -342,24 +315,16 @@ def crop(image: Array, width: int, height: int) -> Array:
 
 
 def history_entry(
-    job_id: str, mode: Mode, request: Request, inp: CanvasInput, result: Result, names: list[str]
+    job: Job, request: Request, inp: CanvasInput, result: Result, names: list[str]
 ) -> dict[str, Any]:
-    """What the document remembers of a finished job: enough to find and redo it."""
+    """What the document remembers of a finished job: the host session's history record
+    (the same in Blender) plus what only Krita knows — the mode, the controls, the region,
+    whether a selection masked it, and the layers it became."""
     return {
-        "id": job_id,
-        "mode": mode.value,
-        "task": result.task.value,
-        "prompt": request.prompt,
-        "negative": request.negative,
-        "seeds": list(result.seeds),
-        "model": result.model,
-        "strength": request.strength,
-        "steps": request.steps,
-        "loras": [[lora.name, lora.weight] for lora in request.loras],
+        **HistoryRecord.of(job, result).to_dict(),
+        "mode": request.mode.value,
         "controls": [[c.kind.value, c.strength, c.preprocess] for c in inp.controls],
         "region": inp.region.to_list(),
         "selection": inp.mask is not None,
         "layers": names,
-        "tiny": result.tiny,
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

@@ -1,5 +1,11 @@
-"""The docker's state, observable, with no widgets and no Qt: settings, the connection, the
+"""The plugin's state, observable, with no widgets and no Qt: settings, the connection, the
 models the server offers, and every job from submission to its end.
+
+The session itself — what the server offers, its limits, the model and LoRA choice, every
+job's one end, the fetches a reconnect sends — is ``sfumato.hostsession.HostSession``, the
+one Blender runs too (issue 10, item 1). This module adapts it to Krita: the docker's
+settings, its status and message lines, the retrying of a broken connection, and the
+``Target`` each job keeps to place its result (what was read from the document).
 
 Widgets render this state and call its methods; they never catch the client's exceptions
 (errors arrive as data: an ``Error`` event, or a :class:`~.jobs.PluginError` turned into a
@@ -12,23 +18,23 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from enum import Enum
 
-from sfumato.client import Connected, Disconnected, default_url
-from sfumato.protocol import (
-    Accepted,
-    Array,
-    Cancelled,
-    ControlKind,
-    Error,
-    Job,
-    LoraRef,
-    ModelInfo,
-    Models,
-    Progress,
-    Result,
-    Welcome,
+from sfumato.client import default_url
+from sfumato.hostsession import (
+    HostError,
+    HostSession,
+    JobEnded,
+    JobRecord,
+    JobState,
+    Link,
+    Linked,
+    LoraChoice,
+    ModelsChanged,
+    Notice,
+    Offer,
+    Unlinked,
 )
+from sfumato.protocol import ControlKind, Job, LoraRef, ModelInfo, Result, Welcome
 
 from .jobs import (
     USES_STRENGTH,
@@ -42,25 +48,6 @@ from .jobs import (
 )
 
 RETRY_S = 5  # seconds between reconnection attempts after a connection broke
-
-
-class Link(str, Enum):
-    DISCONNECTED = "disconnected"
-    CONNECTING = "connecting"
-    CONNECTED = "connected"
-
-
-class JobState(str, Enum):
-    QUEUED = "queued"  # sent, not yet accepted
-    WAITING = "waiting"  # accepted, in the server's queue
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def finished(self) -> bool:
-        return self in (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
 
 
 @dataclass
@@ -104,43 +91,19 @@ class Settings:
         )  # fmt: skip
 
 
-@dataclass(frozen=True)
-class LoraChoice:
-    """A LoRA the docker lists: ``usable`` ones can be ticked; ``note`` says why not, or
-    what the LoRA is."""
-
-    name: str
-    usable: bool
-    note: str = ""
-
-
-def lora_choices(models: tuple[ModelInfo, ...], family: str | None) -> list[LoraChoice]:
-    """The LoRAs that fit a model of ``family`` (a LoRA for another family — SDXL on SD1.5 —
-    cannot be applied); unapproved ones are listed but not usable (the server refuses them).
-    No family known (the server named no default model): none."""
-    return [
-        LoraChoice(
-            m.name, m.approved, m.description if m.approved else "not approved on this server"
-        )
-        for m in models
-        if m.kind == "lora" and family is not None and m.family == family
-    ]
-
-
 @dataclass
-class JobRecord:
-    """One job as the docker shows it; ``input`` is kept to place the result."""
+class Target:
+    """What a Krita job keeps to place its result (the host session's ``purpose``): the
+    settings it ran with, what was read from the document, and the layers it became."""
 
-    id: str
     request: Request
     input: CanvasInput
-    state: JobState = JobState.QUEUED
-    step: int = 0
-    total: int = 0
-    position: int = 0
-    preview: Array | None = None
-    message: str = ""
     layers: list[str] = field(default_factory=list)
+
+
+Record = JobRecord[Target]
+
+__all__ = ["JobState", "Link", "LoraChoice", "Record", "Session", "Settings", "Target"]
 
 
 @dataclass(frozen=True)
@@ -151,21 +114,37 @@ class SendFailed:
     message: str
 
 
+@dataclass(frozen=True)
+class Ended:
+    """A job's one end, for the controller: ``placement`` says where a result goes (None:
+    nothing to place — failed, cancelled, lost, or a result that cannot be placed)."""
+
+    record: Record
+    placement: Placement | None
+
+
+# What a refusal's field is called in the docker, so the message points at the widget.
+WIDGETS = {
+    "task": "Mode", "inputs.controls": "the control layers", "params.loras": "the LoRAs",
+    "params.steps": "Steps", "params.variants": "Variants", "params.model": "Model",
+    "params.prompt": "Prompt", "params.negative": "Negative", "inputs.image": "the image",
+    "params.preview_every": "previews",
+}  # fmt: skip
+
 Listener = Callable[["Session"], None]
 
 
 class Session:
-    """State of one docker. ``handle`` consumes client events and returns a Placement when
-    a result should land in the document; the caller (``controller``) applies it."""
+    """The state the plugin shows. One per Krita instance: the extension owns it and every
+    window's docker renders it (issue 10, item 2). ``handle`` consumes client events and
+    returns the jobs that ended (with where a result goes); the ``controller`` places them
+    and sends what the host session asks for (a reconnect's fetches)."""
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings()
-        self.link = Link.DISCONNECTED
+        self.host: HostSession[Target] = HostSession()
         self.status = "not connected"
-        self.welcome: Welcome | None = None
-        self.models: tuple[ModelInfo, ...] = ()
-        self.default_model = ""
-        self.jobs: dict[str, JobRecord] = {}
+        self.jobs: dict[str, Record] = {}  # every job started here, ended ones too (the docker)
         self.current: str | None = None  # the job the progress bar shows
         self.message = ""  # the last thing the user should read (errors, notices)
         self.retry = False  # a connection broke: reconnect until it is back
@@ -183,40 +162,58 @@ class Session:
 
     # ------------------------------------------------------------------ queries
 
-    def base_models(self) -> list[str]:
-        return [m.name for m in self.models if m.kind == "base"]
+    @property
+    def link(self) -> Link:
+        return self.host.link
 
-    def model_family(self) -> str | None:
-        """The family of the chosen model, or of the server's default when none is chosen."""
-        name = self.settings.model or self.default_model
-        return next((m.family for m in self.models if m.kind == "base" and m.name == name), None)
+    @property
+    def welcome(self) -> Welcome | None:
+        return self.host.welcome
 
-    def lora_choices(self) -> list[LoraChoice]:
-        return lora_choices(self.models, self.model_family())
+    @property
+    def offer(self) -> Offer:
+        return self.host.offer
 
-    def loras(self) -> list[str]:
-        """The LoRAs that can be used with the chosen model."""
-        return [c.name for c in self.lora_choices() if c.usable]
+    @property
+    def models(self) -> tuple[ModelInfo, ...]:
+        return self.offer.models
+
+    @property
+    def default_model(self) -> str:
+        return self.offer.default_model
 
     @property
     def capabilities(self) -> tuple[str, ...]:
-        return self.welcome.capabilities if self.welcome else ()
+        return self.offer.capabilities if self.welcome else ()
+
+    def base_models(self) -> list[str]:
+        return [m.name for m in self.offer.base_models()]
+
+    def model_family(self) -> str | None:
+        """The family of the chosen model, or of the server's default when none is chosen."""
+        base = self.offer.model(self.settings.model)
+        return base.family if base else None
+
+    def lora_choices(self) -> list[LoraChoice]:
+        """The LoRAs of the chosen model's family; unapproved ones listed, not usable."""
+        return list(self.offer.lora_choices(self.settings.model))
+
+    def loras(self) -> list[str]:
+        """The LoRAs that can be used with the chosen model."""
+        return list(self.offer.usable_loras(self.settings.model))
 
     @property
     def busy(self) -> bool:
-        return any(not j.state.finished for j in self.jobs.values())
+        return self.host.busy
 
-    def job(self) -> JobRecord | None:
+    def job(self) -> Record | None:
         return self.jobs.get(self.current) if self.current else None
 
     # ------------------------------------------------------------------ actions
 
     def connecting(self) -> None:
-        self.link, self.status, self.message = (
-            Link.CONNECTING,
-            f"connecting to {self.settings.url}",
-            "",
-        )
+        self.host.connecting()
+        self.status, self.message = f"connecting to {self.settings.url}", ""
         self.changed()
 
     def choose_model(self, name: str | None) -> None:
@@ -230,7 +227,9 @@ class Session:
         self.settings.loras = {n: w for n, w in self.settings.loras.items() if n in usable}
 
     def start_job(self, inp: CanvasInput) -> Job:
-        """Build the job for the current settings; raises PluginError (also shown)."""
+        """Build the job for the current settings and track it; raises PluginError (also
+        shown) for what would be refused — by this plugin or, through the host session's
+        offer check, by the server."""
         if self.welcome is None or self.link is not Link.CONNECTED:
             raise self.refuse("not connected: press Connect (is `sfumato serve` running?)")
         if self.busy:
@@ -238,19 +237,16 @@ class Session:
         request = self.settings.request()
         if request.model is None and self.default_model:
             request = replace(request, model=self.default_model)
-        unfit = sorted(lo.name for lo in request.loras if lo.name not in self.loras())
-        if unfit:
-            raise self.refuse(
-                f"the LoRA {', '.join(unfit)} does not fit the model {request.model or '?'} "
-                f"({self.model_family() or 'unknown family'}) or is not approved: untick it"
-            )
         job_id = f"krita-{uuid.uuid4().hex[:16]}"
-        limits = self.welcome.limits
+        limits = self.offer.limits
         try:
             job = build_job(request, inp, self.capabilities, job_id, limits.max_image_side)
+            record = self.host.track(job, Target(request, inp), request.mode.value)
         except PluginError as exc:
             raise self.refuse(str(exc)) from None
-        self.jobs[job_id] = JobRecord(job_id, request, inp)
+        except HostError as exc:
+            raise self.refuse(_pointed(exc)) from None
+        self.jobs[job_id] = record
         self.current, self.message = job_id, ""
         self.changed()
         return job
@@ -271,7 +267,7 @@ class Session:
     def orphaned(self, job_id: str) -> None:
         """The result of ``job_id`` arrived after its image was closed: nothing was added."""
         record = self.jobs[job_id]
-        record.state, record.layers = JobState.FAILED, []
+        record.state, record.purpose.layers = JobState.FAILED, []
         record.message = self.message = (
             f"nothing was added: the image of job {job_id} was closed before its result "
             "arrived; open the image again and run the job again"
@@ -280,30 +276,63 @@ class Session:
 
     # ------------------------------------------------------------------ events
 
-    def handle(self, event: object) -> Placement | None:
-        """Apply one client event; returns where a finished result goes."""
-        placement = None
-        if isinstance(event, Connected):
-            self._welcome(event.welcome)
-        elif isinstance(event, Disconnected):
-            self._disconnected(event.reason)
-        elif isinstance(event, Models):
-            self.models, self.default_model = event.models, event.default_model
-            self._keep_usable_loras()
-        elif isinstance(event, Error) and event.id is None:
-            self.message = f"{event.code.value}: {event.message}"
-        elif (record := self.jobs.get(getattr(event, "id", None) or "")) is not None:
-            placement = self._job_event(record, event)
+    def handle(self, event: object) -> list[Ended]:
+        """Apply one client event (or a bridge's ``SendFailed``); returns the jobs it ended."""
+        if isinstance(event, SendFailed):
+            end = self.host.fail(event.id, event.message)
+            updates: list[object] = [end] if end is not None else []
         else:
-            return None  # another client's job, or one this docker forgot
+            updates = list(self.host.handle(event))
+        if not updates:
+            return []
+        ended = [e for u in updates if (e := self._update(u)) is not None]
         self.changed()
+        return ended
+
+    def _update(self, update: object) -> Ended | None:
+        if isinstance(update, Linked):
+            self._welcome(update.welcome)
+        elif isinstance(update, Unlinked):
+            self._disconnected(update.reason, update.waiting)
+        elif isinstance(update, ModelsChanged):
+            self._keep_usable_loras()
+        elif isinstance(update, Notice):
+            self.message = update.message
+        elif isinstance(update, JobEnded):
+            return self._ended(update.record)
+        return None
+
+    def _ended(self, record: Record) -> Ended:
+        self.jobs.setdefault(record.id, record)
+        placement = None
+        if record.state is JobState.DONE and record.result is not None:
+            placement = self._place(record, record.result)
+        elif record.id == self.current and record.state is not JobState.CANCELLED:
+            self.message = record.message
+        return Ended(record, placement)
+
+    def _place(self, record: Record, result: Result) -> Placement | None:
+        target = record.purpose
+        try:
+            placement = placement_for(record.job, target.request, target.input, result)
+        except PluginError as exc:
+            record.state, record.message = JobState.FAILED, str(exc)
+            self.message = str(exc)
+            return None
+        if target.request.mode is Mode.BACKGROUND and target.input.covered:
+            self.message = (
+                "the background was added below every layer, but the layers above cover "
+                "it completely: hide them, or erase where the background should show"
+            )
+        record.preview = result.images[0] if result.images else record.preview
+        target.layers = [layer.name for layer in placement.layers]
         return placement
 
-    def _disconnected(self, reason: str) -> None:
+    def _disconnected(self, reason: str, waiting: tuple[str, ...]) -> None:
         """A connection that was up and broke is retried (``retry``: the docker reconnects
-        every RETRY_S seconds until the server is back); a failed first attempt is not."""
-        self.retry = self.retry or self.link is Link.CONNECTED
-        self.link, self.welcome = Link.DISCONNECTED, None
+        every RETRY_S seconds until the server is back); a failed first attempt is not. The
+        jobs it ran stay tracked: the next welcome fetches them (the host session)."""
+        self.retry = self.retry or self.host.client_id is not None
         if self.retry:
             self.status = (
                 f"lost the connection to {self.settings.url} ({reason}); trying again every "
@@ -311,54 +340,26 @@ class Session:
             )
         else:
             self.status = f"disconnected: {reason}"
-        for record in self.jobs.values():
-            if not record.state.finished:
-                record.state = JobState.FAILED
-                record.message = "the connection was lost while this job ran: run it again"
-                if record.id == self.current:
-                    self.message = record.message
+        if self.current in waiting:
+            self.message = (
+                f"the connection was lost while job {self.current} ran; once the server is "
+                "back the plugin fetches its result (or says to run it again)"
+            )
 
     def _welcome(self, welcome: Welcome) -> None:
         self.retry = False
-        self.link, self.welcome = Link.CONNECTED, welcome
-        self.models, self.default_model = welcome.models, welcome.default_model
         self.status = f"connected to {self.settings.url} (server {welcome.server})"
         if any(m.tiny and m.name == welcome.default_model for m in welcome.models):
             self.status += "; its default model is the tiny test model: images are noise"
         self.message = welcome.notice
+        if self.current in self.host.jobs:  # it ran when the connection broke
+            self.message = f"reconnected; fetching the result of job {self.current}"
         if self.settings.model not in (None, *self.base_models()):
             self.settings.model = None  # a model this server lacks: use its default
         self._keep_usable_loras()
 
-    def _job_event(self, record: JobRecord, event: object) -> Placement | None:
-        if isinstance(event, SendFailed):
-            record.state, record.message = JobState.FAILED, event.message
-            self.message = event.message
-        elif isinstance(event, Accepted):
-            record.state, record.position = JobState.WAITING, event.position
-        elif isinstance(event, Progress):
-            record.state, record.step, record.total = JobState.RUNNING, event.step, event.total
-            if event.preview is not None:
-                record.preview = event.preview
-        elif isinstance(event, Result):
-            try:
-                placement = placement_for(record.request.mode, record.request, record.input, event)
-            except PluginError as exc:
-                record.state, record.message = JobState.FAILED, str(exc)
-                self.message = str(exc)
-                return None
-            record.state, record.step = JobState.DONE, record.total
-            if record.request.mode is Mode.BACKGROUND and record.input.covered:
-                self.message = (
-                    "the background was added below every layer, but the layers above cover "
-                    "it completely: hide them, or erase where the background should show"
-                )
-            record.preview = event.images[0] if event.images else record.preview
-            record.layers = [layer.name for layer in placement.layers]
-            return placement
-        elif isinstance(event, Error):
-            record.state = JobState.FAILED
-            record.message = self.message = f"{event.code.value}: {event.message}"
-        elif isinstance(event, Cancelled):
-            record.state, record.message = JobState.CANCELLED, "cancelled"
-        return None
+
+def _pointed(exc: HostError) -> str:
+    """The host session's refusal, naming the docker's widget for its field."""
+    widget = WIDGETS.get(exc.field or "") or WIDGETS.get((exc.field or "").split("[")[0])
+    return f"{exc} ({widget})" if widget else str(exc)

@@ -15,16 +15,14 @@ import time
 import traceback
 from typing import Any
 
-import sfumato_krita  # noqa: F401  (first: it puts the vendored sfumato on sys.path)
 from krita import Krita, Selection
 from PyQt5.QtWidgets import QApplication
 from sfumato_krita import canvas
+from sfumato_krita._vendor.sfumato.client import Client  # the plugin's private copy
+from sfumato_krita._vendor.sfumato.protocol import ControlKind
 from sfumato_krita.controller import Controller
 from sfumato_krita.jobs import Mode, Rect
 from sfumato_krita.model import ControlLayer, JobState, Session, Settings
-
-from sfumato.client import Client
-from sfumato.protocol import ControlKind
 
 
 def b64(data: Any) -> str:
@@ -127,8 +125,8 @@ def record_info(record: Any) -> dict[str, Any]:
     return {
         "state": record.state.value,
         "message": record.message,
-        "layers": record.layers,
-        "region": record.input.region.to_list(),
+        "layers": record.purpose.layers,
+        "region": record.purpose.input.region.to_list(),
         "preview": None if record.preview is None else list(record.preview.shape),
     }
 
@@ -211,7 +209,7 @@ def cancel_job(controller: Controller, client: Client, doc: Any) -> Any:
     assert job_id is not None, controller.session.message
     record = controller.session.jobs[job_id]
     deadline = time.monotonic() + 120
-    while record.state in (JobState.QUEUED,):
+    while record.state is JobState.SENT:
         controller.handle(client.events())
         time.sleep(0.01)
     controller.cancel()

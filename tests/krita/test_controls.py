@@ -23,7 +23,6 @@ from sfumato.protocol import (
     ModelInfo,
     Progress,
     Result,
-    Task,
     Welcome,
     decode_client_message,
     encode_bytes,
@@ -56,7 +55,7 @@ class Recorder:
             ws.send(encode_bytes(Accepted(job.id, 0)))
             preview = Array.from_numpy(np.full((8, 8, 3), 77, np.uint8))
             ws.send(encode_bytes(Progress(job.id, 1, 2, preview=preview)))
-            h, w = size(job)
+            w, h = job.output_size()  # the protocol's one rule for it
             image = Array.from_numpy(np.full((h, w, 3), 200, np.uint8))
             seed = job.params.seed or 0
             ws.send(encode_bytes(Result(job.id, job.task, (image,), (seed,), "tiny-sd")))
@@ -76,19 +75,6 @@ class Recorder:
                 for c in job.controls
             ],
         }
-
-
-def size(job: Job) -> tuple[int, int]:
-    """The result's height and width, as protocol.md gives them per task."""
-    if job.image is None:
-        return job.params.height, job.params.width
-    h, w = job.image.height, job.image.width
-    if job.task is Task.OUTPAINT:
-        left, top, right, bottom = job.params.expand
-        return h + top + bottom, w + left + right
-    if job.task is Task.UPSCALE:
-        return h * job.params.scale, w * job.params.scale
-    return h, w
 
 
 @pytest.fixture

@@ -70,11 +70,12 @@ def test_result_seeds_survive_layer_names_and_the_history(
     seeds = tuple((seed + n) % 2**32 for n in range(variants))
     request = Request(Mode.GENERATE, prompt, seed=seed, variants=variants)
     result = Result("j1", Task.GENERATE, tuple(rgb(64, 64) for _ in seeds), seeds, "tiny-sd")
-    placement = placement_for(Mode.GENERATE, request, INPUT, result)
+    job = build_job(request, INPUT, CAPS, "j1")
+    placement = placement_for(job, request, INPUT, result)
     names = [layer.name for layer in placement.layers]
     assert names == [layer_name(prompt, s, Mode.GENERATE) for s in seeds]
     assert [int(name.rsplit("seed ", 1)[1]) for name in names] == list(seeds)
-    entry = history_entry("j1", Mode.GENERATE, request, INPUT, result, names)
+    entry = history_entry(job, request, INPUT, result, names)
     stored = json.loads(json.dumps([entry], ensure_ascii=False).encode("utf-8"))  # canvas.py
     assert stored[0]["seeds"] == list(seeds) and stored[0]["layers"] == names
 
@@ -87,7 +88,7 @@ def test_the_session_lands_a_result_with_any_seed(seed: int) -> None:
     assert job.params.seed == seed
     session.handle(Result(job.id, Task.GENERATE, (rgb(64, 64),), (seed,), "tiny-sd"))
     record = session.jobs[job.id]
-    assert record.state is JobState.DONE and record.layers == [f"generate · seed {seed}"]
+    assert record.state is JobState.DONE and record.purpose.layers == [f"generate · seed {seed}"]
 
 
 @given(

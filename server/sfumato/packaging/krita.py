@@ -8,13 +8,20 @@ client copied as they are, and the ``.py`` files of msgpack (which falls back to
 implementation without its C extension) and websockets (which runs without its speedups
 module), taken from their source distributions. The zip's root holds ``sfumato.desktop`` and
 ``sfumato_krita/``, with an entry for every folder (Krita's importer finds the package by its
-folder entry); the vendored code goes to ``sfumato_krita/vendor/``.
+folder entry); the vendored code goes to ``sfumato_krita/_vendor/``.
+
+The vendored packages are **isolated** (issue 10, item 2): every absolute import of
+``sfumato``, ``msgpack`` or ``websockets`` in the shipped code — the plugin's and the vendored
+packages' own — is rewritten to ``sfumato_krita._vendor.<name>``, and nothing is put on
+``sys.path``. Another plugin that vendors its own websockets or msgpack (krita-ai-diffusion
+does) gets its own from ``sys.modules``, and we get ours, whichever loads first.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -70,9 +77,10 @@ def build_krita(out: Path) -> Path:
     files: dict[str, bytes] = {"sfumato.desktop": desktop.read_bytes()}
     for path in sorted((PLUGIN / "sfumato_krita").rglob("*")):
         rel = path.relative_to(PLUGIN)
-        if path.is_file() and _shipped(rel) and "vendor" not in rel.parts:
+        if path.is_file() and _shipped(rel) and not {"vendor", "_vendor"} & set(rel.parts):
             files[rel.as_posix()] = path.read_bytes()
     files.update(vendored_files(sdist_cache()))
+    files = {n: isolate(data) if n.endswith(".py") else data for n, data in files.items()}
     target = out / f"sfumato-krita-{__version__}.zip"
     with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as z:
         for name in sorted([*files, *directories(files)]):
@@ -102,9 +110,13 @@ def directories(files: dict[str, bytes]) -> set[str]:
 
 
 def vendored_files(cache: Path) -> dict[str, bytes]:
-    """``sfumato_krita/vendor/…`` → bytes: sfumato's client side and the pure-Python deps."""
-    vendor = "sfumato_krita/vendor"
-    files = {f"{vendor}/sfumato/__init__.py": (SFUMATO / "__init__.py").read_bytes()}
+    """``sfumato_krita/_vendor/…`` → bytes: sfumato's client side and the pure-Python deps."""
+    vendor = VENDOR
+    files = {
+        f"{vendor}/__init__.py": b'"""Sfumato\'s private copies of its dependencies, imported only by '
+        b'these names (sfumato package krita rewrote the imports)."""\n',
+        f"{vendor}/sfumato/__init__.py": (SFUMATO / "__init__.py").read_bytes(),
+    }
     for name in ("client.py", "hostsession.py", "hostlink.py"):  # what a host imports
         files[f"{vendor}/sfumato/{name}"] = (SFUMATO / name).read_bytes()
     for path in sorted((SFUMATO / "protocol").glob("*.py")):
@@ -115,6 +127,35 @@ def vendored_files(cache: Path) -> dict[str, bytes]:
         notes.append(f"{sdist.name} {sdist.version} (pure Python, from its sdist)")
     files[f"{vendor}/VERSIONS.txt"] = ("\n".join(notes) + "\n").encode()
     return files
+
+
+VENDOR = "sfumato_krita/_vendor"
+PRIVATE = VENDOR.replace("/", ".")
+ISOLATED = ("sfumato", "msgpack", "websockets")
+_IMPORT = re.compile(
+    rb"^(?P<indent>[ \t]*)(?P<kw>from|import)[ \t]+(?P<name>"
+    + b"|".join(n.encode() for n in ISOLATED)
+    + rb")(?P<rest>(?:\.[\w.]+)?)(?P<tail>[ \t,].*)?$",
+    re.M,
+)
+
+
+def isolate(source: bytes) -> bytes:
+    """``source`` with every absolute import of an isolated package made private:
+    ``from websockets.sync.client import connect`` → ``from sfumato_krita._vendor.websockets
+    .sync.client import connect``, ``import msgpack`` → ``from sfumato_krita._vendor import
+    msgpack``. Forms it cannot rewrite faithfully (``import websockets.sync``) stop the build."""
+
+    def rewrite(m: re.Match[bytes]) -> bytes:
+        indent, kw, name, rest = m["indent"], m["kw"], m["name"], m["rest"]
+        tail = m["tail"] or b""
+        if kw == b"from":
+            return indent + b"from " + PRIVATE.encode() + b"." + name + rest + tail
+        if rest or (tail.strip() and not tail.strip().startswith((b"as ", b"#"))):
+            raise ValueError(f"cannot isolate {m[0].decode().strip()!r}: import it with from")
+        return indent + b"from " + PRIVATE.encode() + b" import " + name + tail
+
+    return _IMPORT.sub(rewrite, source)
 
 
 def sdist_cache() -> Path:

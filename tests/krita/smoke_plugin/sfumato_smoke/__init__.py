@@ -195,7 +195,7 @@ class Smoke(Extension):
         self.report["job"] = {
             "state": job.state.value,
             "message": job.message,
-            "layers": job.layers,
+            "layers": job.purpose.layers,
         }
         QTimer.singleShot(800, lambda: self.guarded(self._shoot))
 
@@ -250,7 +250,7 @@ class Smoke(Extension):
         from sfumato_krita import canvas
 
         self.report["action_job"] = {
-            "state": job.state.value, "message": job.message, "layers": job.layers,
+            "state": job.state.value, "message": job.message, "layers": job.purpose.layers,
             "history_seeds": canvas.read_history(self.doc)[-1]["seeds"],
         }  # fmt: skip
         if KRA:
@@ -298,7 +298,7 @@ class Smoke(Extension):
 
     def cancelled(self) -> None:
         job = self.docker.session.job()
-        self.report["cancel_job"] = {"state": job.state.value, "layers": job.layers}
+        self.report["cancel_job"] = {"state": job.state.value, "layers": job.purpose.layers}
         self.report["generate_enabled_after"] = self.docker.generate_button.isEnabled()
         self.report["ok"] = True
         self.finish()
