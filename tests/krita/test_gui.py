@@ -37,8 +37,9 @@ def gui(
     pykrita = tmp_path / "data" / "krita" / "pykrita"
     shutil.copytree(krita_env.pykrita, pykrita)  # as Krita's importer installed it
     shutil.copytree(HERE / "smoke_plugin", pykrita, dirs_exist_ok=True)
+    shutil.copytree(HERE / "rival_plugin", pykrita, dirs_exist_ok=True)  # its own websockets
     (tmp_path / "config" / "kritarc").write_text(
-        "[python]\nenable_sfumato_krita=true\nenable_sfumato_smoke=true\n"
+        "[python]\nenable_sfumato_krita=true\nenable_sfumato_smoke=true\nenable_rival=true\n"
         "[General]\nshowsplash=false\n",
         "utf-8",
     )
@@ -121,3 +122,24 @@ def test_the_cancel_action_stops_a_running_job_and_a_second_start_is_refused(
     assert "still running" in running["message"]
     assert gui["cancel_job"] == {"state": "cancelled", "layers": []}
     assert gui["generate_enabled_after"] is True
+
+
+def test_a_second_window_shares_the_one_connection(gui: dict[str, Any]) -> None:
+    """Issue 10 item 2: one connection and one client identity per Krita, not per window."""
+    windows = gui["windows"]
+    assert windows["count"] == 2 and windows["dockers"] == 2, windows
+    assert windows["same_plugin"] and windows["same_session"], windows
+    assert windows["connects"] == 1, windows  # the second window opened no connection
+    assert windows["second_status"].startswith("connected to"), windows
+
+
+def test_another_plugin_with_its_own_websockets_and_msgpack_loads_beside_ours(
+    gui: dict[str, Any],
+) -> None:
+    """Issue 10 item 2: a plugin that puts its own websockets/msgpack on sys.path (as
+    krita-ai-diffusion does) keeps them, and ours still connects and runs every job above."""
+    rival = gui["rival"]
+    assert rival["loaded"] == {"msgpack": "rival-msgpack", "websockets": "rival-websockets"}
+    assert rival["public"] == ["rival-msgpack", "rival-websockets"], rival  # theirs stays theirs
+    assert rival["ours"].startswith("sfumato_krita._vendor.websockets"), rival
+    assert gui["job"]["state"] == "done" and gui["cancel_job"]["state"] == "cancelled"

@@ -300,6 +300,36 @@ class Smoke(Extension):
         job = self.docker.session.job()
         self.report["cancel_job"] = {"state": job.state.value, "layers": job.purpose.layers}
         self.report["generate_enabled_after"] = self.docker.generate_button.isEnabled()
+        self.rival()
+        Krita.instance().openWindow().qwindow().show()  # issue 10 item 2: a second docker
+        QTimer.singleShot(1500, lambda: self.guarded(self.windows))
+
+    def rival(self) -> None:
+        """The rival plugin (tests/krita/rival_plugin) vendors fake websockets/msgpack."""
+        rival = sys.modules.get("rival")
+        client = sys.modules["sfumato_krita._vendor.sfumato.client"]
+        self.report["rival"] = {
+            "loaded": getattr(rival, "LOADED", None),
+            "public": [
+                getattr(sys.modules.get(n), "MARKER", None) for n in ("msgpack", "websockets")
+            ],
+            "ours": client.connect.__module__,
+        }
+
+    def windows(self) -> None:
+        from sfumato_krita.docker import SfumatoDocker
+
+        wins = Krita.instance().windows()
+        dockers = [d for w in wins for d in w.qwindow().findChildren(SfumatoDocker)]
+        first = self.docker
+        self.report["windows"] = {
+            "count": len(wins),
+            "dockers": len(dockers),
+            "same_plugin": all(d.plugin is first.plugin for d in dockers),
+            "same_session": all(d.session is first.session for d in dockers),
+            "connects": first.plugin.bridge.connects,
+            "second_status": dockers[-1].status.text() if dockers else "",
+        }
         self.report["ok"] = True
         self.finish()
 
