@@ -21,6 +21,7 @@ from sfumato.client import Client, ConnectionFailed, JobFailed, make_job
 from sfumato.imageio import encode_png
 from sfumato.protocol import (
     Array,
+    Error,
     ErrorCode,
     Job,
     JobParams,
@@ -32,6 +33,7 @@ from sfumato.protocol import (
     encode,
     encode_bytes,
 )
+from sfumato.registry import Registry
 from sfumato.service.admission import (
     PNG_EXTRA_BYTES,
     RESULT_HEADER_BYTES,
@@ -39,6 +41,8 @@ from sfumato.service.admission import (
     check_result_fits,
     result_bytes,
 )
+from sfumato.service.journal import Journal, recover
+from sfumato.service.store import ResultStore
 
 from ..protocol.strategies import FAST
 from .limited import limited_server, plant
@@ -223,3 +227,22 @@ def test_the_client_decodes_what_the_server_announced_and_ends_the_job_on_more(s
     error = caught.value.error
     assert (error.code, error.id) == (ErrorCode.RESULT_TOO_LARGE, job.id)
     assert "max_message_bytes" in error.message
+
+
+def test_a_journaled_job_whose_result_no_longer_fits_ends_as_interrupted(tmp_path: Path) -> None:
+    """After a restart with a smaller limit, a journaled job that could not be sent is not run
+    for nothing: it ends as interrupted, saying why; one that still fits is queued again."""
+    registry = Registry.load(None)
+    journal, store = Journal(tmp_path), ResultStore(tmp_path)
+    owner = "c" * 24
+    big = make_job("generate", id="big", prompt="p", width=512, height=512, variants=4)
+    small = make_job("generate", id="small", prompt="p", width=64, height=64)
+    journal.write(owner, big, "tiny-sd")
+    journal.write(owner, small, "tiny-sd")
+    one = make_job("generate", prompt="p", width=512, height=512)
+    limits = Limits(max_message_bytes=result_bytes(one))  # one variant of big still fits
+    entries = recover(journal, store, registry, registry.default, limits)
+    assert [e.job.id for e in entries] == ["small"]
+    ended = store.ended(owner, "big")
+    assert isinstance(ended, Error) and ended.code is ErrorCode.INTERRUPTED
+    assert "params.variants" in ended.message and "at most 1 variant)" in ended.message

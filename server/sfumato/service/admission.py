@@ -56,7 +56,7 @@ def check_result_fits(job: Job, max_message_bytes: int) -> None:
     fit = (max_message_bytes - RESULT_HEADER_BYTES) // per_variant
     without_files = result_bytes(_replace_files(job)) <= max_message_bytes
     if params.variants > 1 and fit >= 1:
-        field, fix = "params.variants", f"ask for at most {fit} variants"
+        field, fix = "params.variants", f"ask for at most {fit} variant{'s' if fit > 1 else ''}"
     elif params.files and without_files:
         field, fix = "params.files", "leave params.files off (the images still come)"
     else:

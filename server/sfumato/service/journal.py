@@ -186,7 +186,7 @@ def recover(
                 message = decode_client_message(pending.message, limits)
                 assert isinstance(message, Job) and message.id == job_id
                 job = message
-                model = admit(job, registry, default_model).name
+                model = admit(job, registry, default_model, limits.max_message_bytes).name
             except ProtocolError as exc:
                 why = f"it no longer passes this server's checks ({exc.message})"
             except Refusal as refusal:

@@ -140,7 +140,8 @@ class Worker:
             await loop.run_in_executor(self._executor, self._load, model, None)
             log.info("ready: %s", self._get_engine().describe())
         except Exception as exc:  # the first job that needs it reports the error to its client
-            log.warning("preloading %s failed: %s", model, exc)
+            typed = isinstance(exc, SfumatoError)  # an untyped one is a bug: keep its traceback
+            log.warning("preloading %s failed: %s", model, exc, exc_info=not typed)
 
     async def stop(self, grace: float) -> list[JobEntry]:
         """Take no more jobs; let the running one finish within ``grace`` seconds, else
