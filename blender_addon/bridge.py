@@ -1,271 +1,234 @@
-"""The client's event queue ↔ Blender's main thread.
+"""The host session ↔ Blender's main thread.
 
 The websocket lives on the client's background thread; Blender's data may only be touched
-from the main thread. So the bridge submits jobs and then, from a ``bpy.app.timers`` timer
-(or, for ``wait=True`` and headless runs, from a blocking wait on the caller's thread), turns
-client events into property updates and applies results through the add-on's ``apply``
-function. ``BRIDGE`` is the add-on's one module-level object, made in ``register``.
+from the main thread. The job tracking, the reconnect's fetches, what the server offers and
+how each job ends are the host-neutral session's (``sfumato.hostsession``, over
+``sfumato.hostlink``); the bridge only turns its updates into ``WindowManager.sfumato`` (the
+connection, the running job, progress, preview: never saved with a file) and applies results
+through the add-on's ``apply`` function, from a ``bpy.app.timers`` timer (or, for
+``wait=True`` and headless runs, from a blocking wait on the caller's thread). ``BRIDGE`` is
+the add-on's one module-level object, made in ``register``.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import bpy
 
-from sfumato.client import Client, Connected, ConnectionFailed, ConnectionState, Disconnected
-from sfumato.protocol import Accepted, Cancelled, Error, Job, Models, Progress, Result, Welcome
+from sfumato.client import ConnectionFailed, JobWasCancelled
+from sfumato.hostlink import HostLink
+from sfumato.hostsession import (
+    JobChanged,
+    JobEnded,
+    JobRecord,
+    JobState,
+    Link,
+    Linked,
+    ModelsChanged,
+    Notice,
+    Offer,
+    Unlinked,
+    Update,
+)
+from sfumato.protocol import Result
 
+from . import props
 from . import scene as scene_io
+from .pending import Pending
 
 log = logging.getLogger(__name__)
 BUSY_INTERVAL = 0.1  # seconds between timer calls while a job runs
 IDLE_INTERVAL = 0.5
-
-
-@dataclass
-class Pending:
-    """A submitted job and what its result is for; names, not bpy objects, since the user
-    may delete or rename things while it runs (apply checks they are still there)."""
-
-    job: Job
-    kind: str  # props.KINDS identifier
-    scene: str
-    targets: tuple[str, ...] = ()
-    data: dict[str, Any] = field(default_factory=dict)
-    message: str = ""  # what apply reported
-    failure: str = ""  # why it could not be applied
-
+__all__ = ["Bridge", "Pending", "get", "start", "stop", "tick"]
 
 Applier = Callable[[Any, Pending, Result], str]
 
 
 class Bridge:
     def __init__(self, apply: Applier) -> None:
-        self.client: Client | None = None
-        # The identity the server files our results under: kept across clients (a reconnect
-        # or a new URL makes a new Client) so that a reconnect can fetch what ran meanwhile.
-        self.client_id: str | None = None
-        self.pending: dict[str, Pending] = {}
-        self._welcomed: Welcome | None = None  # the welcome already handled (fetches sent)
-        self._applied: list[Pending] = []  # applied by handle(), awaiting tick()'s undo push
+        # One link (and one client identity) for the whole Blender session: a reconnect or a
+        # new URL makes a new Client under the same client_id, so it can fetch what ran.
+        self.link: HostLink[Pending] = HostLink("blender")
+        self._applied: list[Pending] = []  # applied by an update, awaiting tick()'s undo push
         self._apply = apply
-        self._connecting: threading.Thread | None = None
-        self._connect_error = ""  # set by the connecting thread, shown by tick()
-        self._fetched: set[str] = set()  # jobs asked for again after a reconnect
 
-    # ------------------------------------------------------------------ connection
+    # ------------------------------------------------------------------ state
+
+    @property
+    def client(self) -> Any:
+        return self.link.client
+
+    @property
+    def client_id(self) -> str | None:
+        return self.link.session.client_id
+
+    @property
+    def offer(self) -> Offer:
+        return self.link.session.offer
+
+    @property
+    def pending(self) -> dict[str, Pending]:
+        """The jobs that have not ended yet, by id."""
+        return {job_id: r.purpose for job_id, r in self.link.session.jobs.items()}
 
     @property
     def connected(self) -> bool:
-        return self.client is not None and self.client.state is ConnectionState.CONNECTED
+        return self.link.connected
 
-    def ensure_connected(self, url: str, token: str, timeout: float = 5.0) -> Welcome:
+    # ------------------------------------------------------------------ connection
+
+    def ensure_connected(self, url: str, token: str, timeout: float = 5.0) -> Offer:
         """Connect (blocking; a local server answers in milliseconds) unless connected to the
         same place already. Raises ConnectionFailed with the fix."""
-        client = self.client
-        if (
-            self.connected
-            and client is not None
-            and (client.url, client.token) == (url, token or None)
-        ):
-            assert client.welcome is not None
-            return client.welcome
-        self._set_all(connection="CONNECTING", error="")
-        client = self._new_client(url, token)
+        if self.connected and self.link.same_place(url, token or None):
+            return self.offer
+        _runtime_set(connection="CONNECTING", error="")
         try:
-            welcome = client.connect(timeout)
+            updates = self.link.connect(url, token or None, timeout)
         except ConnectionFailed as exc:
-            self._set_all(connection="DISCONNECTED", error=str(exc))
+            _runtime_set(connection="DISCONNECTED", error=str(exc))
             raise
-        self._on_welcome(welcome)
-        return welcome
+        self.show(updates)
+        return self.offer
 
     def connect_async(self, url: str, token: str) -> None:
         """Connect on a thread (the Connect button); tick() shows the outcome."""
-        if self._connecting is not None and self._connecting.is_alive():
-            return
-        client = self._new_client(url, token)
-        self._connect_error = ""
-        self._set_all(connection="CONNECTING", error="")
-
-        def connect() -> None:
-            try:
-                client.connect()
-            except ConnectionFailed as exc:
-                self._connect_error = str(exc)
-
-        self._connecting = threading.Thread(target=connect, name="sfumato-connect", daemon=True)
-        self._connecting.start()
-
-    def _new_client(self, url: str, token: str) -> Client:
-        previous = self.client
-        if previous is not None:
-            previous.close()
-        self.client = Client(url, token or None, client_id=self.client_id, name="blender")
-        return self.client
+        _runtime_set(connection="CONNECTING", error="")
+        self.link.connect_async(url, token or None)
 
     def close(self) -> None:
-        if self.client is not None:
-            self.client.close()
-        self.client = None
+        self.link.close()
 
     # ------------------------------------------------------------------ jobs
 
     def submit(self, pending: Pending) -> None:
-        """Send the job; its events arrive through tick()."""
-        if self.client is None:
-            raise ConnectionFailed("not connected; press Connect in the Sfumato panel")
-        self.client.submit(pending.job)
-        self.pending[pending.job.id] = pending
-        self._started(pending)
+        """Check and send the job (HostError: refused, nothing sent); its events arrive
+        through tick()."""
+        self.link.submit(pending.job, pending, pending.label)
+        rt = props.runtime()
+        rt.busy, rt.job_id, rt.job_kind = True, pending.job.id, pending.kind
+        rt.progress, rt.status, rt.error = 0.0, "sent", ""
 
     def run(self, pending: Pending, timeout: float | None = None) -> Pending:
         """Submit and block until the job ends and its result is applied (``wait=True``).
-        Raises JobFailed, JobWasCancelled, ConnectionFailed or TimeoutError."""
+        Raises JobWasCancelled, ConnectionFailed or TimeoutError; a failed job or result
+        comes back with ``pending.failure`` set."""
         self.submit(pending)
-        assert self.client is not None
+        job_id = pending.job.id
         try:
-            self.client.wait(pending.job.id, timeout, on_event=self.handle)
+            record = self.link.wait(job_id, timeout, on_update=self._show)
         except TimeoutError:
-            self.client.cancel(pending.job.id)
-            self._finish(pending.job.id, error=f"job {pending.job.id} took too long; cancelled")
+            self._finish(pending, error=f"job {job_id} took too long; cancelled")
             raise
         except ConnectionFailed as exc:
-            if not self.connected:  # the panel must not say Connected to a server that is gone
-                self._set_all(connection="DISCONNECTED")
             message = f"{exc}; once the server runs again, run the job again"
-            self._finish(pending.job.id, error=message)
+            if (ended := self.link.session.fail(job_id, message)) is not None:
+                self._show(ended)
+            _runtime_set(connection="DISCONNECTED")  # never Connected to a server that is gone
             raise ConnectionFailed(message) from None
         except BaseException as exc:  # a bug: still free the panel, then let it show
-            self._finish(pending.job.id, error=f"job {pending.job.id} stopped: {exc!r}")
+            if ended := self.link.session.fail(job_id, f"job {job_id} stopped: {exc!r}"):
+                self._show(ended)
             raise
         finally:  # no undo step from inside an operator (nor a timer, later, for a script)
             self._applied = [p for p in self._applied if p is not pending]
+        if record.state is JobState.CANCELLED:
+            raise JobWasCancelled(f"job {job_id} was cancelled")
         return pending
 
     def cancel(self, job_id: str) -> None:
-        if self.client is not None and job_id in self.pending:
-            self.client.cancel(job_id)
+        self.link.cancel(job_id)
 
     # ------------------------------------------------------------------ events
 
     def tick(self) -> float:
-        """One timer call: drain the client's events into the scenes. Never raises: Blender
+        """One timer call: the session's updates into Blender. Never raises: Blender
         unregisters a timer that raises, and then no result would ever be applied again."""
         try:
             self._tick()
         except Exception as exc:  # whatever it is: the timer must survive, the panel says it
             log.exception("Sfumato's timer hit an unexpected error")
             try:
-                self._set_all(
+                _runtime_set(
                     error=f"unexpected error in the Sfumato add-on: {exc!r}; please report it"
                 )
-            except Exception:  # no scene to say it on: the log has it
+            except Exception:  # nowhere to say it: the log has it
                 log.exception("could not show the error")
-        return BUSY_INTERVAL if self.pending else IDLE_INTERVAL
+        return BUSY_INTERVAL if self.link.session.busy else IDLE_INTERVAL
 
     def _tick(self) -> None:
-        if self._connect_error:
-            error, self._connect_error = self._connect_error, ""
-            self._set_all(connection="DISCONNECTED", error=error)
-        if self.client is not None:
-            for event in self.client.events():
-                self.handle(event)
-        self._forget_lost_jobs()
+        self.show(self.link.poll())
+        self._sync()
         applied, self._applied = self._applied, []
         for pending in applied:
             _undo_push(f"Sfumato: {pending.kind.title()} result")
 
     def handle(self, event: object) -> None:
-        """Apply one client event to Blender's data (main thread only)."""
-        if isinstance(event, Connected):
-            if event.welcome is not self._welcomed:  # ensure_connected handled it already
-                self._on_welcome(event.welcome)
-        elif isinstance(event, Disconnected):
-            self._set_all(connection="DISCONNECTED")
-            if self.pending:
-                self._set_all(
-                    error=f"lost the server ({event.reason}); Connect to fetch the result"
-                )
-        elif isinstance(event, Models):
-            self._fill_models(event.models, event.default_model)
-        elif isinstance(event, Accepted):
-            self._status(
-                event.id, f"queued ({event.position} ahead)" if event.position else "starting"
-            )
-        elif isinstance(event, Progress):
-            self._on_progress(event)
-        elif isinstance(event, Result):
-            self._on_result(event)
-        elif isinstance(event, Error):
-            message = f"{event.message} [{event.code.value}]"
-            if event.id in self.pending and self._lost_to_restart(event):
-                kind = self.pending[event.id].kind.title().lower()
-                message = f"the {kind} job {event.id} was lost to a server restart — run it again"
-            if event.id in self.pending:
-                self._finish(event.id, error=message)
-            else:
-                self._set_all(error=message)
-        elif isinstance(event, Cancelled):
-            self._finish(event.id, status="cancelled")
+        """One client event, straight to the session and then to Blender (main thread)."""
+        updates = self.link.session.handle(event)
+        self.link.flush()
+        self.show(updates)
+
+    def show(self, updates: Iterable[Update]) -> None:
+        for update in updates:
+            self._show(update)
         _redraw()
 
-    def _on_welcome(self, welcome: Welcome) -> None:
-        assert self.client is not None
-        self._welcomed, self.client_id = welcome, welcome.client_id
-        self._set_all(
-            connection="CONNECTED", server_version=welcome.server, notice=welcome.notice, error=""
-        )
-        self._fill_models(welcome.models, welcome.default_model)
-        for job_id in self.pending:  # after a reconnect: results filed under our client_id
-            self._status(job_id, "reconnected; fetching the result")
-            self._fetched.add(job_id)
-            self.client.fetch(job_id)
+    def _show(self, update: Update) -> None:
+        rt = props.runtime()
+        if isinstance(update, Linked):
+            welcome = update.welcome
+            rt.connection, rt.server_version = "CONNECTED", welcome.server
+            rt.notice, rt.error = welcome.notice, ""
+            rt.max_steps, rt.max_image_side = (
+                welcome.limits.max_steps,
+                welcome.limits.max_image_side,
+            )
+            if not welcome.ready:
+                rt.error = f"the server cannot run jobs now: {welcome.status}"
+            for record in self.link.session.jobs.values():
+                self._job_status(record)
+        elif isinstance(update, Unlinked):
+            rt.connection = "DISCONNECTED"
+            record = self.link.session.record(rt.job_id)
+            if update.connecting:  # never connected: why, and the fix
+                rt.error = update.reason
+            elif record is not None:
+                rt.error = record.message
+        elif isinstance(update, ModelsChanged):
+            self._fill_models()
+        elif isinstance(update, JobChanged):
+            self._job_status(update.record)
+        elif isinstance(update, JobEnded):
+            self._ended(update.record)
+        elif isinstance(update, Notice):
+            rt.error = update.message
 
-    def _lost_to_restart(self, error: Error) -> bool:
-        """A job the server no longer has because it restarted: it says so (``interrupted``),
-        or, for servers before that code, answers our reconnect fetch with ``not_found``."""
-        code = error.code.value
-        return code == "interrupted" or (code == "not_found" and error.id in self._fetched)
-
-    def _fill_models(self, models: tuple[Any, ...], default: str) -> None:
-        for settings in _all_settings():
-            loras = {item.name: (item.use, item.weight) for item in settings.loras}
-            settings.models.clear()
-            settings.loras.clear()
-            for info in models:
-                if info.kind == "base":
-                    item = settings.models.add()
-                    item.name, item.family, item.tiny = info.name, info.family, info.tiny
-                    item.description = info.description
-                elif info.kind == "lora":
-                    item = settings.loras.add()
-                    item.name, item.family = info.name, info.family
-                    item.use, item.weight = loras.get(info.name, (False, 1.0))
-            if settings.model not in settings.models:
-                settings.model = default
-
-    def _on_progress(self, event: Progress) -> None:
-        settings = self._settings_of(event.id)
-        if settings is None:
+    def _job_status(self, record: JobRecord[Pending]) -> None:
+        rt = props.runtime()
+        if rt.job_id != record.id:
             return
-        if event.stage == "loading":
-            settings.status = "loading the model"
+        rt.status = record.status()
+        if record.state is JobState.RUNNING and record.stage != "loading":
+            rt.progress = record.progress
+        if record.state is JobState.SUSPENDED:
+            rt.error = record.message
+        if record.preview is not None:
+            rt.preview = scene_io.show_preview(rt.preview, record.preview.to_numpy())
+
+    def _ended(self, record: JobRecord[Pending]) -> None:
+        pending = record.purpose
+        if record.state is JobState.DONE and record.result is not None:
+            self._apply_result(pending, record.result)
+        elif record.state is JobState.CANCELLED:
+            self._finish(pending, status="cancelled")
         else:
-            settings.progress = event.step / event.total if event.total else 0.0
-            settings.status = f"step {event.step} of {event.total}"
-        if event.preview is not None:
-            settings.preview = scene_io.show_preview(settings.preview, event.preview.to_numpy())
+            self._finish(pending, error=record.message)
 
-    def _on_result(self, result: Result) -> None:
-        pending = self.pending.get(result.id)
-        if pending is None:
-            return
+    def _apply_result(self, pending: Pending, result: Result) -> None:
         target = bpy.data.scenes.get(pending.scene)
         try:
             if target is None:
@@ -279,61 +242,65 @@ class Bridge:
                 f"could not apply the result of job {result.id}: {detail}; nothing was changed, "
                 "run it again (and report it if it keeps failing)"
             )
-            self._finish(result.id, error=pending.failure)
+            self._finish(pending, error=pending.failure)
             return
-        self._finish(result.id, status=pending.message)
+        self._finish(pending, status=pending.message)
         self._applied.append(pending)
 
-    # ------------------------------------------------------------------ scene state
+    # ------------------------------------------------------------------ Blender's state
 
-    def _started(self, pending: Pending) -> None:
-        settings = _settings(pending.scene)
-        if settings is not None:
-            settings.busy, settings.job_id, settings.job_kind = True, pending.job.id, pending.kind
-            settings.progress, settings.status, settings.error = 0.0, "sent", ""
-
-    def _finish(self, job_id: str | None, *, status: str = "", error: str = "") -> None:
-        pending = self.pending.pop(job_id or "", None)
-        self._fetched.discard(job_id or "")
-        settings = _settings(pending.scene) if pending is not None else None
-        if pending is not None and error:
+    def _finish(self, pending: Pending, *, status: str = "", error: str = "") -> None:
+        if error:
             pending.failure = pending.failure or error
-        if settings is not None and settings.job_id == job_id:
-            settings.busy = False
-            settings.status, settings.error = status or ("failed" if error else ""), error
-            if not error:
-                settings.progress = 1.0 if status != "cancelled" else settings.progress
+        rt = props.runtime()
+        if rt.job_id == pending.job.id:
+            rt.busy = False
+            rt.status, rt.error = status or ("failed" if error else ""), error
+            if not error and status != "cancelled":
+                rt.progress = 1.0
 
-    def _forget_lost_jobs(self) -> None:
-        """A scene that says busy with a job the bridge does not track (an undo back to while
-        it ran, a .blend saved mid-job, the add-on re-enabled) is freed, not stuck running."""
-        for settings in _all_settings():
-            if settings.busy and settings.job_id not in self.pending:
-                settings.busy, settings.status = False, ""
+    def _sync(self) -> None:
+        """The window manager says what the session knows: after a file was opened (a new
+        window manager, all defaults) the panel shows the live connection again, and a busy
+        flag no job stands behind (an undo, the add-on re-enabled) is freed, not stuck."""
+        rt, session = props.runtime(), self.link.session
+        if session.link is Link.CONNECTED and rt.connection != "CONNECTED":
+            assert session.welcome is not None
+            self._show(Linked(session.welcome))
+            self._fill_models()
+        elif session.link is Link.DISCONNECTED and rt.connection == "CONNECTED":
+            rt.connection = "DISCONNECTED"  # closed by the add-on itself (no event follows)
+        if rt.busy and rt.job_id not in session.jobs:
+            rt.busy, rt.status = False, ""
 
-    def _status(self, job_id: str, text: str) -> None:
-        settings = self._settings_of(job_id)
-        if settings is not None:
-            settings.status = text
+    def _fill_models(self) -> None:
+        """Base models and LoRAs as the server lists them; each LoRA with its family and
+        approval, so the panel lists those of the chosen model and greys the unapproved."""
+        rt, offer = props.runtime(), self.offer
+        loras = {item.name: (item.use, item.weight) for item in rt.loras}
+        rt.models.clear()
+        rt.loras.clear()
+        rt.default_model = offer.default_model
+        for info in offer.base_models():
+            item = rt.models.add()
+            item.name, item.family, item.tiny = info.name, info.family, info.tiny
+            item.description = info.description
+        for info in offer.models:
+            if info.kind == "lora":
+                item = rt.loras.add()
+                item.name, item.family, item.approved = info.name, info.family, info.approved
+                item.note = info.description if info.approved else "not approved on this server"
+                item.use, item.weight = loras.get(info.name, (False, 1.0))
+                item.use = item.use and info.approved
+        for each in bpy.data.scenes:
+            if each.sfumato.model and offer.model(each.sfumato.model) is None:
+                each.sfumato.model = ""  # a model this server lacks: its default
 
-    def _settings_of(self, job_id: str) -> Any:
-        pending = self.pending.get(job_id)
-        return None if pending is None else _settings(pending.scene)
 
-    def _set_all(self, **values: Any) -> None:
-        for settings in _all_settings():
-            for name, value in values.items():
-                setattr(settings, name, value)
-
-
-def _settings(scene_name: str) -> Any:
-    target = bpy.data.scenes.get(scene_name)
-    return None if target is None else target.sfumato
-
-
-def _all_settings() -> Iterator[Any]:
-    for each in bpy.data.scenes:
-        yield each.sfumato
+def _runtime_set(**values: Any) -> None:
+    rt = props.runtime()
+    for name, value in values.items():
+        setattr(rt, name, value)
 
 
 def _undo_push(message: str) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from sfumato.hostsession import HostError, Offer
 from sfumato.protocol import (
     Array,
     Control,
@@ -28,7 +29,9 @@ from sfumato.protocol import (
 from sfumato.protocol.messages import SEED_MAX
 
 from . import geometry, passes, scene
-from .bridge import Pending
+from .pending import BackdropTarget, InpaintTarget, Pending, TextureTarget, matrix
+
+Server = Offer | Welcome  # what the server offers: the session's Offer (a Welcome in tests)
 
 
 class UserError(Exception):
@@ -38,24 +41,25 @@ class UserError(Exception):
 # ---------------------------------------------------------------------------------- shared
 
 
+def offer_of(server: Server) -> Offer:
+    return Offer.of(server) if isinstance(server, Welcome) else server
+
+
 def params(
-    settings: Any, welcome: Welcome, *, width: int, height: int, tile: Tile = Tile.NONE
+    settings: Any, server: Server, *, width: int, height: int, tile: Tile = Tile.NONE
 ) -> JobParams:
-    """The panel's settings as job parameters, sending only what this server announced."""
-    caps = set(welcome.capabilities)
-    if settings.models and settings.model and settings.model not in settings.models:
-        names = ", ".join(m.name for m in settings.models)
-        raise UserError(f"model {settings.model!r} is not on this server; pick one of: {names}")
-    loras = tuple(LoraRef(lora.name, lora.weight) for lora in settings.loras if lora.use)
-    if loras and "lora" not in caps:
-        raise UserError("this server does not apply LoRAs (no 'lora' capability); untick them")
-    if tile is not Tile.NONE and "tile" not in caps:
-        raise UserError(
-            f"this server cannot make tiling images (no 'tile' capability, needed for "
-            f"tile={tile.value}); update the Sfumato server"
-        )
+    """The panel's settings as job parameters, checked against what this server offers (its
+    capabilities, limits, models and LoRAs) before anything is rendered or sent. The LoRAs
+    sent are the ticked ones that fit the chosen model (the panel lists only those)."""
+    offer = offer_of(server)
+    caps = set(offer.capabilities)
+    usable = set(offer.usable_loras(settings.model or None))
+    runtime = _runtime()
+    ticked = runtime.loras if runtime is not None else ()
+    loras = tuple(LoraRef(lora.name, lora.weight) for lora in ticked if lora.use)
+    loras = tuple(lora for lora in loras if lora.name in usable or not offer.models)
     steps = settings.steps
-    return JobParams(
+    job_params = JobParams(
         prompt=settings.prompt,
         negative=settings.negative,
         width=width,
@@ -69,6 +73,19 @@ def params(
         tile=tile,
         preview_every=max(1, steps // 8) if "preview" in caps else 0,
     )
+    try:
+        offer.check_params(job_params)
+    except HostError as exc:
+        raise UserError(str(exc)) from None
+    return job_params
+
+
+def _runtime() -> Any:
+    """The window manager's state (the LoRA list), or None outside Blender's data."""
+    import bpy
+
+    managers = bpy.data.window_managers
+    return managers[0].sfumato if len(managers) and hasattr(managers[0], "sfumato") else None
 
 
 def parse_seed(text: str) -> int:
@@ -114,17 +131,17 @@ def _selected_meshes(context: Any) -> list[Any]:
     return meshes
 
 
-def _frame(aspect_x: float, aspect_y: float, settings: Any, welcome: Welcome) -> tuple[int, int]:
+def _frame(aspect_x: float, aspect_y: float, settings: Any, server: Server) -> tuple[int, int]:
     """The image size for a frame of this aspect, within what this server accepts."""
     try:
         return geometry.frame_size(
-            aspect_x, aspect_y, settings.resolution, welcome.limits.max_image_side
+            aspect_x, aspect_y, settings.resolution, server.limits.max_image_side
         )
     except ValueError as exc:
         raise UserError(str(exc)) from None
 
 
-def _camera_frame(context: Any, settings: Any, welcome: Welcome) -> tuple[int, int]:
+def _camera_frame(context: Any, settings: Any, welcome: Server) -> tuple[int, int]:
     """The render's frame as displayed (percentage and pixel aspect applied): the generated
     image covers exactly the camera's view, so its aspect must be the frame's."""
     r = context.scene.render
@@ -143,7 +160,7 @@ def _depth_control(found: passes.Passes, strength: float) -> Control:
     )
 
 
-def _require_control(welcome: Welcome) -> None:
+def _require_control(welcome: Server) -> None:
     if "control" not in welcome.capabilities:
         raise UserError(
             "this server takes no depth/normal controls (no 'control' capability); update the "
@@ -154,7 +171,7 @@ def _require_control(welcome: Welcome) -> None:
 # ---------------------------------------------------------------------------------- prepare
 
 
-def prepare_texture(context: Any, settings: Any, welcome: Welcome) -> Pending:
+def prepare_texture(context: Any, settings: Any, welcome: Server) -> Pending:
     """Texture from View: depth + normals from the active camera steer a generated image
     that is then projected onto the selected meshes."""
     camera, meshes = _camera(context), _selected_meshes(context)
@@ -176,20 +193,18 @@ def prepare_texture(context: Any, settings: Any, welcome: Welcome) -> Pending:
         "TEXTURE",
         context.scene.name,
         tuple(o.name for o in meshes),
-        {
-            "camera": camera.name,
+        TextureTarget(
+            camera=camera.name,
             # one name for the modifier, the UV map and the UV Map node: Blender keeps 63 bytes
-            "uv_map": f"Sfumato {camera.name}".encode()[:63].decode(errors="ignore"),
-            "world_to_camera": to_camera.tolist(),
-            "projection": projection.tolist(),
-            # where each object stood when the passes were rendered: the texture sticks to
-            # the object as the camera saw it, even if it moves while the job runs
-            "objects": {o.name: [list(row) for row in o.matrix_world] for o in meshes},
-        },
+            uv_map=f"Sfumato {camera.name}".encode()[:63].decode(errors="ignore"),
+            world_to_camera=matrix(to_camera),
+            projection=matrix(projection),
+            stood=tuple((o.name, matrix(o.matrix_world)) for o in meshes),
+        ),
     )
 
 
-def prepare_world(context: Any, settings: Any, welcome: Welcome) -> Pending:
+def prepare_world(context: Any, settings: Any, welcome: Server) -> Pending:
     """World Background: a 2:1 panorama that wraps left to right (tile=x)."""
     width, height = _frame(2, 1, settings, welcome)
     job_params = params(settings, welcome, width=width, height=height, tile=Tile.X)
@@ -197,7 +212,7 @@ def prepare_world(context: Any, settings: Any, welcome: Welcome) -> Pending:
     return Pending(job, "WORLD", context.scene.name)
 
 
-def prepare_backdrop(context: Any, settings: Any, welcome: Welcome) -> Pending:
+def prepare_backdrop(context: Any, settings: Any, welcome: Server) -> Pending:
     """Camera Backdrop: a picture for the camera frame, steered by the scene's depth so that
     it leaves room where the objects stand; placed behind the farthest of them."""
     camera = _camera(context)
@@ -215,11 +230,11 @@ def prepare_backdrop(context: Any, settings: Any, welcome: Welcome) -> Pending:
     )
     distance = min(far, camera.data.clip_end * 0.99)
     return Pending(
-        job, "BACKDROP", context.scene.name, (), {"camera": camera.name, "distance": distance}
+        job, "BACKDROP", context.scene.name, (), BackdropTarget(camera.name, float(distance))
     )
 
 
-def prepare_inpaint(context: Any, settings: Any, welcome: Welcome) -> Pending:
+def prepare_inpaint(context: Any, settings: Any, welcome: Server) -> Pending:
     """Inpaint Texture: regenerate the selected faces' part of the active object's texture
     (or a painted mask's); the server returns pixels outside the mask unchanged."""
     obj = context.active_object
@@ -258,11 +273,11 @@ def prepare_inpaint(context: Any, settings: Any, welcome: Welcome) -> Pending:
         image=Array.from_numpy(pixels),
         mask=Array.from_numpy(mask[..., None]),
     )
-    data = {"material": material.name, "node": node.name, "source": node.image.name}
-    return Pending(job, "INPAINT", context.scene.name, (obj.name,), data)
+    target = InpaintTarget(material.name, node.name, node.image.name)
+    return Pending(job, "INPAINT", context.scene.name, (obj.name,), target)
 
 
-def prepare_seamless(context: Any, settings: Any, welcome: Welcome) -> Pending:
+def prepare_seamless(context: Any, settings: Any, welcome: Server) -> Pending:
     """Seamless Material: a square texture that tiles in both directions (tile=xy)."""
     meshes = _selected_meshes(context)
     side = _frame(1, 1, settings, welcome)[0]
@@ -271,7 +286,7 @@ def prepare_seamless(context: Any, settings: Any, welcome: Welcome) -> Pending:
     return Pending(job, "SEAMLESS", context.scene.name, tuple(o.name for o in meshes))
 
 
-PREPARE: dict[str, Callable[[Any, Any, Welcome], Pending]] = {
+PREPARE: dict[str, Callable[[Any, Any, Server], Pending]] = {
     "TEXTURE": prepare_texture,
     "WORLD": prepare_world,
     "BACKDROP": prepare_backdrop,

@@ -13,21 +13,24 @@ import bpy
 from bpy.props import BoolProperty, FloatProperty, IntProperty
 
 from sfumato.client import ConnectionFailed, JobFailed, JobWasCancelled
-from sfumato.protocol import Welcome
+from sfumato.hostsession import HostError, Offer
 
-from . import bridge, jobs, prefs, results
-from .bridge import Pending
+from . import bridge, jobs, prefs, props, results
+from .pending import Pending
 
-# What an action can run into, each with a message for the user: their scene, the server,
-# the job, or the pass render (bpy raises RuntimeError, a vanished EXR OSError).
-FAILURES = (jobs.UserError, ConnectionFailed, JobFailed, TimeoutError, RuntimeError, OSError)
+# What an action can run into, each with a message for the user: their scene, what the server
+# offers (HostError: refused before sending), the server, the job, or the pass render (bpy
+# raises RuntimeError, a vanished EXR OSError).
+FAILURES = (
+    jobs.UserError, HostError, ConnectionFailed, JobFailed, TimeoutError, RuntimeError, OSError,
+)  # fmt: skip
 
 
 class _JobOperator(bpy.types.Operator):
     """Shared execute(): connect, prepare, then submit (or run to completion with ``wait``)."""
 
     bl_options = {"REGISTER"}  # noqa: RUF012 (Blender reads a set)
-    prepare: ClassVar[Callable[[Any, Any, Welcome], Pending]]
+    prepare: ClassVar[Callable[[Any, Any, Offer], Pending]]
 
     wait: BoolProperty(
         name="Wait",
@@ -39,13 +42,13 @@ class _JobOperator(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        return context.scene is not None and not context.scene.sfumato.busy
+        return context.scene is not None and not props.runtime(context).busy
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         settings, link, preferences = context.scene.sfumato, bridge.get(), prefs.get(context)
         try:
-            welcome = link.ensure_connected(preferences.url, preferences.token)
-            pending = type(self).prepare(context, settings, welcome)
+            offer = link.ensure_connected(preferences.url, preferences.token)
+            pending = type(self).prepare(context, settings, offer)
             if not self.wait:
                 link.submit(pending)
                 self.report({"INFO"}, f"Sfumato: job {pending.job.id} sent")
@@ -55,14 +58,14 @@ class _JobOperator(bpy.types.Operator):
             self.report({"WARNING"}, f"Sfumato: {exc}")
             return {"CANCELLED"}
         except FAILURES as exc:
-            return self._fail(settings, str(exc))
+            return self._fail(context, str(exc))
         if pending.failure:
-            return self._fail(settings, pending.failure)
+            return self._fail(context, pending.failure)
         self.report({"INFO"}, f"Sfumato: {pending.message}")
         return {"FINISHED"}
 
-    def _fail(self, settings: Any, message: str) -> set[str]:
-        settings.error = message
+    def _fail(self, context: bpy.types.Context, message: str) -> set[str]:
+        props.runtime(context).error = message
         self.report({"ERROR"}, f"Sfumato: {message}")
         return {"CANCELLED"}
 
@@ -124,11 +127,11 @@ class SFUMATO_OT_connect(bpy.types.Operator):
             bridge.get().connect_async(preferences.url, preferences.token)
             return {"FINISHED"}
         try:
-            welcome = bridge.get().ensure_connected(preferences.url, preferences.token)
+            offer = bridge.get().ensure_connected(preferences.url, preferences.token)
         except ConnectionFailed as exc:
             self.report({"ERROR"}, f"Sfumato: {exc}")
             return {"CANCELLED"}
-        self.report({"INFO"}, f"Sfumato: connected to server {welcome.server}")
+        self.report({"INFO"}, f"Sfumato: connected to server {offer.server}")
         return {"FINISHED"}
 
 
@@ -140,10 +143,10 @@ class SFUMATO_OT_cancel(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        return context.scene is not None and context.scene.sfumato.busy
+        return props.runtime(context).busy
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        settings = context.scene.sfumato
+        settings = props.runtime(context)
         try:
             bridge.get().cancel(settings.job_id)
         except ConnectionFailed as exc:

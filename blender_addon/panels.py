@@ -1,9 +1,10 @@
-"""The "Sfumato" tab of the 3D viewport's sidebar. Panels only draw ``Scene.sfumato``; they
-change nothing (state changes go through operators and the bridge)."""
+"""The "Sfumato" tab of the 3D viewport's sidebar. Panels only draw ``Scene.sfumato`` (the
+file's settings and history) and ``WindowManager.sfumato`` (the connection and the running
+job); they change nothing (state changes go through operators and the bridge)."""
 
 import bpy
 
-from . import jobs, prefs
+from . import jobs, prefs, props
 
 ACTIONS = (
     ("sfumato.texture_from_view", "UV"),
@@ -25,7 +26,7 @@ class SFUMATO_PT_main(_Panel, bpy.types.Panel):
     bl_idname = "SFUMATO_PT_main"
 
     def draw(self, context: bpy.types.Context) -> None:
-        layout, settings = self.layout, context.scene.sfumato
+        layout, settings = self.layout, props.runtime(context)
         row = layout.row(align=True)
         if settings.connection == "CONNECTED":
             row.label(text=f"Connected · server {settings.server_version}", icon="LINKED")
@@ -51,9 +52,9 @@ class SFUMATO_PT_settings(_Panel, bpy.types.Panel):
     bl_parent_id = "SFUMATO_PT_main"
 
     def draw(self, context: bpy.types.Context) -> None:
-        layout, settings = self.layout, context.scene.sfumato
+        layout, settings, rt = self.layout, context.scene.sfumato, props.runtime(context)
         layout.use_property_split = True
-        layout.prop_search(settings, "model", settings, "models", icon="NODE_COMPOSITING")
+        layout.prop_search(settings, "model", rt, "models", icon="NODE_COMPOSITING")
         layout.prop(settings, "prompt")
         layout.prop(settings, "negative")
         row = layout.row(align=True, heading="Seed")
@@ -62,16 +63,26 @@ class SFUMATO_PT_settings(_Panel, bpy.types.Panel):
         sub.enabled = not settings.random_seed
         sub.alert = sub.enabled and not _is_seed(settings.seed)  # red until it is one
         sub.prop(settings, "seed", text="")
-        layout.prop(settings, "steps")
+        row = layout.row()
+        row.alert = 0 < rt.max_steps < settings.steps  # over the server's limit: red
+        row.prop(settings, "steps")
         layout.prop(settings, "guidance")
         layout.prop(settings, "strength")
         layout.prop(settings, "control_strength")
-        layout.prop(settings, "resolution")
-        if len(settings.loras):
+        row = layout.row()
+        row.alert = 0 < rt.max_image_side < settings.resolution
+        row.prop(settings, "resolution")
+        if rt.max_steps:
+            layout.label(text=f"Server: at most {rt.max_steps} steps, {rt.max_image_side} px")
+        loras = fitting_loras(rt, settings.model)
+        if loras:
             col = layout.column(heading="LoRAs")
-            for lora in settings.loras:
+            for lora in loras:
                 row = col.row(align=True)
-                row.prop(lora, "use", text=lora.name)
+                row.enabled = lora.approved  # the server refuses unapproved ones
+                row.prop(
+                    lora, "use", text=lora.name if lora.approved else f"{lora.name} ({lora.note})"
+                )
                 row.prop(lora, "weight", text="")
 
 
@@ -80,14 +91,15 @@ class SFUMATO_PT_actions(_Panel, bpy.types.Panel):
     bl_parent_id = "SFUMATO_PT_main"
 
     def draw(self, context: bpy.types.Context) -> None:
-        layout, settings = self.layout, context.scene.sfumato
+        layout, scene_settings = self.layout, context.scene.sfumato
+        settings = props.runtime(context)
         col = layout.column(align=True)
         for idname, icon in ACTIONS:
             col.operator(idname, icon=icon)
         box = layout.box()
         box.label(text="Inpaint mask (empty: the selected faces)")
-        box.template_ID(settings, "mask_image", open="image.open")
-        box.prop(settings, "mask_grow")
+        box.template_ID(scene_settings, "mask_image", open="image.open")
+        box.prop(scene_settings, "mask_grow")
         if settings.busy or settings.status:
             box = layout.box()
             text = settings.status or "working"
@@ -138,6 +150,14 @@ class SFUMATO_PT_history(_Panel, bpy.types.Panel):
             col = layout.column(align=True)
             col.label(text=f"Prompt: {entry.prompt or '—'}")
             col.label(text=f"Model: {entry.model} · seed {entry.seed} · job {entry.job_id}")
+
+
+def fitting_loras(runtime: object, model: str) -> list:
+    """The LoRAs of the chosen model's family (the server's default when none is chosen):
+    one made for another family cannot apply, so it is not listed."""
+    name = model or getattr(runtime, "default_model", "")
+    family = next((m.family for m in runtime.models if m.name == name), None)  # type: ignore[attr-defined]
+    return [lora for lora in runtime.loras if family is not None and lora.family == family]  # type: ignore[attr-defined]
 
 
 def _is_seed(text: str) -> bool:

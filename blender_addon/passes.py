@@ -92,19 +92,19 @@ def pass_settings(
         (cycles, "filter_width", 0.01),  # sample the pixel centre: depth is exact at edges
         (view_layer, "use_pass_z", True),
         (view_layer, "use_pass_normal", True),
-        (image, "media_type", "MULTI_LAYER_IMAGE"),  # Blender 5; absent (skipped) in 4.x
+        *([(image, "media_type", "MULTI_LAYER_IMAGE")] if bpy.app.version >= (5, 0, 0) else []),
         (image, "file_format", "OPEN_EXR_MULTILAYER"),
         (image, "color_depth", "32"),
         (image, "exr_codec", "NONE"),
     ]
+    check_settings(wanted)
     # a backdrop made earlier would stand in for the background in the passes
     hidden = [o for o in scene.objects if o.get(BACKDROP_TAG)]
     saved = [(owner, snapshot(owner)) for owner in _touched(scene, view_layer)]
     was = [(scene, "camera", scene.camera)] + [(o, "hide_render", o.hide_render) for o in hidden]
     try:
         for owner, name, value in wanted:
-            if hasattr(owner, name):
-                setattr(owner, name, value)
+            setattr(owner, name, value)
         for o in hidden:
             o.hide_render = True
         yield
@@ -113,6 +113,21 @@ def pass_settings(
             setattr(owner, name, value)
         for owner, values in saved:
             restore(owner, values)
+
+
+def check_settings(wanted: list[tuple[Any, str, Any]]) -> None:
+    """Every setting the pass render needs exists in this Blender: one that was renamed or
+    removed would otherwise be skipped silently and the passes come out wrong (denoised,
+    compressed, at the wrong size). Checked in 4.2, 5.0 and 5.2; ``media_type`` is Blender 5's
+    and is only asked for there."""
+    missing = [f"{owner.bl_rna.identifier}.{name}" for owner, name, _ in wanted
+               if not hasattr(owner, name)]  # fmt: skip
+    if missing:
+        raise RuntimeError(
+            f"Blender {bpy.app.version_string} has no {', '.join(missing)}, which Sfumato's "
+            "depth and normal render sets; use a Blender release the add-on supports (see its "
+            "manifest) or update the add-on"
+        )
 
 
 def _touched(scene: Any, view_layer: Any) -> list[Any]:

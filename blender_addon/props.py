@@ -1,9 +1,14 @@
-"""The add-on's state: one property group on the scene, ``Scene.sfumato``.
+"""The add-on's state, in two property groups.
 
-Everything the panel shows lives here (settings, connection, progress, history), so it is
-saved with the .blend, undone with it, and never kept in module globals. Only the bridge
-writes the connection and progress fields, from the main thread.
+``Scene.sfumato``: what belongs to the file — the settings of the next job and the history —
+saved with the .blend and undone with it. ``WindowManager.sfumato``: what belongs to this
+Blender session — the connection, the server's models and limits, the running job, its
+progress and preview. Properties registered on the window manager are never saved, so a file
+saved while connected (or mid-job) never reopens "Connected" or busy. Only the bridge writes
+the runtime group, from the main thread.
 """
+
+from typing import Any
 
 import bpy
 from bpy.props import (
@@ -40,11 +45,14 @@ class SfumatoModel(bpy.types.PropertyGroup):
 
 
 class SfumatoLora(bpy.types.PropertyGroup):
-    """A LoRA the server offers; ``use`` and ``weight`` are the user's choice for the next job."""
+    """A LoRA the server offers; ``use`` and ``weight`` are the user's choice for the next job.
+    The panel lists those of the chosen model's family; unapproved ones cannot be ticked."""
 
     use: BoolProperty(name="Use", description="Apply this LoRA to the next job")
     weight: FloatProperty(name="Weight", default=1.0, min=-4.0, max=4.0, soft_min=0.0, soft_max=1.5)
     family: StringProperty(name="Family")
+    approved: BoolProperty(name="Approved", default=True)
+    note: StringProperty(name="Note")  # why it cannot be used, or what it is
 
 
 class SfumatoMaterialRef(bpy.types.PropertyGroup):
@@ -89,8 +97,8 @@ class SfumatoResult(bpy.types.PropertyGroup):
     had_background_slot: BoolProperty(name="Had an Empty Background Slot")
 
 
-class SfumatoSettings(bpy.types.PropertyGroup):
-    """``Scene.sfumato``: settings, connection, the running job and the history."""
+class SfumatoRuntime(bpy.types.PropertyGroup):
+    """``WindowManager.sfumato``: the connection and the running job (never saved)."""
 
     # connection (written by the bridge)
     connection: EnumProperty(name="Connection", items=CONNECTION_STATES)
@@ -99,6 +107,22 @@ class SfumatoSettings(bpy.types.PropertyGroup):
     error: StringProperty(name="Error", description="The last problem, with its fix")
     models: CollectionProperty(type=SfumatoModel)
     loras: CollectionProperty(type=SfumatoLora)
+    default_model: StringProperty(name="Default Model")
+    # the server's limits from its welcome (0: not connected yet)
+    max_steps: IntProperty(name="Most Steps")
+    max_image_side: IntProperty(name="Largest Side")
+
+    # the running job (written by the bridge)
+    busy: BoolProperty(name="Busy")
+    job_id: StringProperty(name="Job")
+    job_kind: EnumProperty(name="Kind", items=KINDS)
+    progress: FloatProperty(name="Progress", min=0.0, max=1.0, subtype="FACTOR")
+    status: StringProperty(name="Status")
+    preview: PointerProperty(type=bpy.types.Image)
+
+
+class SfumatoSettings(bpy.types.PropertyGroup):
+    """``Scene.sfumato``: the settings of the next job and the history (saved in the file)."""
 
     # what to make
     model: StringProperty(
@@ -117,7 +141,8 @@ class SfumatoSettings(bpy.types.PropertyGroup):
         default="0",
         description="A whole number from 0 to 4294967295; the same seed makes the same image",
     )
-    steps: IntProperty(name="Steps", default=20, min=1, max=150)
+    # No hard maximum: the server's own (welcome.limits) is checked when a job is sent.
+    steps: IntProperty(name="Steps", default=20, min=1, max=100_000, soft_max=150)
     guidance: FloatProperty(name="Guidance", default=7.0, min=0.0, max=50.0)
     strength: FloatProperty(
         name="Strength",
@@ -138,9 +163,11 @@ class SfumatoSettings(bpy.types.PropertyGroup):
         name="Resolution",
         default=512,
         min=64,
-        max=4096,
+        max=65_536,
+        soft_max=4096,
         step=64,
-        description="Longest side of the generated image in pixels (camera jobs follow the render's aspect)",
+        description="Longest side of the generated image in pixels (camera jobs follow the "
+        "render's aspect); at most the server's largest side",
     )
     mask_image: PointerProperty(
         name="Mask",
@@ -150,14 +177,6 @@ class SfumatoSettings(bpy.types.PropertyGroup):
     mask_grow: IntProperty(
         name="Grow", default=2, min=0, max=64, description="Widen the face mask by this many pixels"
     )
-
-    # the running job (written by the bridge)
-    busy: BoolProperty(name="Busy")
-    job_id: StringProperty(name="Job")
-    job_kind: EnumProperty(name="Kind", items=KINDS)
-    progress: FloatProperty(name="Progress", min=0.0, max=1.0, subtype="FACTOR")
-    status: StringProperty(name="Status")
-    preview: PointerProperty(type=bpy.types.Image)
 
     history: CollectionProperty(type=SfumatoResult)
     history_index: IntProperty(name="Result", default=0)
@@ -169,13 +188,24 @@ CLASSES = (
     SfumatoMaterialRef,
     SfumatoTarget,
     SfumatoResult,
+    SfumatoRuntime,
     SfumatoSettings,
 )
 
 
 def register() -> None:
     bpy.types.Scene.sfumato = PointerProperty(type=SfumatoSettings)
+    bpy.types.WindowManager.sfumato = PointerProperty(type=SfumatoRuntime)
 
 
 def unregister() -> None:
+    del bpy.types.WindowManager.sfumato
     del bpy.types.Scene.sfumato
+
+
+def runtime(context: Any = None) -> Any:
+    """The session's state: ``WindowManager.sfumato`` of the (only) window manager."""
+    wm = getattr(context, "window_manager", None) or bpy.context.window_manager
+    if wm is None:  # no window manager yet (a file loading): the data's first one
+        wm = bpy.data.window_managers[0]
+    return wm.sfumato

@@ -14,29 +14,32 @@ from typing import Any
 import bpy
 import numpy as np
 
+from sfumato.hostsession import HistoryRecord
 from sfumato.protocol import Result
 
 from . import geometry, projection, scene
-from .bridge import Pending
+from .pending import BackdropTarget, InpaintTarget, Pending, TextureTarget
 from .rollback import Changes
 
 
 def provenance(pending: Pending, result: Result) -> dict[str, Any]:
-    """What made an image, kept on the image so the .blend says it (prompt, seed, model …)."""
-    p = pending.job.params
+    """What made an image, kept on the image so the .blend says it (prompt, seed, model …):
+    the session's history record, in ID-property form."""
+    record = HistoryRecord.of(pending.job, result)
     return {
-        "job_id": result.id,
-        "kind": pending.kind.lower(),
-        "task": result.task.value,
-        "prompt": result.prompt or p.prompt,
-        "negative": p.negative,
-        "seed": str(result.seeds[0]),  # decimal: ID properties hold 32-bit signed ints only
-        "model": result.model,
-        "loras": {lora.name: lora.weight for lora in p.loras},
-        "steps": p.steps,
-        "guidance": float(p.guidance),
-        "tile": p.tile.value,
-        "tiny": bool(result.tiny),
+        "job_id": record.job_id,
+        "kind": pending.label,
+        "task": record.task,
+        "prompt": record.prompt,
+        "negative": record.negative,
+        "seed": str(record.seeds[0]),  # decimal: ID properties hold 32-bit signed ints only
+        "model": record.model,
+        "loras": dict(record.loras),
+        "steps": record.steps,
+        "guidance": record.guidance,
+        "tile": record.tile,
+        "tiny": record.tiny,
+        "finished": record.finished,
     }
 
 
@@ -82,10 +85,18 @@ def _apply(target_scene: Any, pending: Pending, result: Result, changes: Changes
     return f"{pending.kind.title().lower()} from job {result.id} applied (seed {result.seeds[0]})"
 
 
+def _detail(pending: Pending, kind: type[Any]) -> Any:
+    """The job's typed target record (a job made without one is a bug in prepare_*)."""
+    if not isinstance(pending.detail, kind):
+        raise ValueError(f"job {pending.job.id} was sent without its {kind.__name__}")
+    return pending.detail
+
+
 def _inpaint_source(pending: Pending) -> Any:
-    source = bpy.data.images.get(pending.data["source"])
+    name = _detail(pending, InpaintTarget).source
+    source = bpy.data.images.get(name)
     if source is None:
-        raise LookupError(f"the texture {pending.data['source']!r} was deleted while the job ran")
+        raise LookupError(f"the texture {name!r} was deleted while the job ran")
     return source
 
 
@@ -105,18 +116,19 @@ def _object(name: str) -> Any:
 def _apply_texture(
     target_scene: Any, pending: Pending, image: Any, entry: Any, changes: Changes
 ) -> None:
-    d = pending.data
-    uv_map = d["uv_map"]
-    to_camera, camera_to_clip = np.array(d["world_to_camera"]), np.array(d["projection"])
+    d: TextureTarget = _detail(pending, TextureTarget)
+    uv_map = d.uv_map
+    to_camera, camera_to_clip = np.array(d.world_to_camera), np.array(d.projection)
     objects = [_object(name) for name in pending.targets]
-    entry.uv_map, entry.camera = uv_map, bpy.data.objects.get(d["camera"])
+    entry.uv_map, entry.camera = uv_map, bpy.data.objects.get(d.camera)
     for obj in objects:
         target = entry.targets.add()
         layers = obj.data.uv_layers
         target.previous_uv = layers.active.name if layers.active is not None else ""
         target.previous_render_uv = next((x.name for x in layers if x.active_render), "")
         # where the object stood when the passes were rendered (it may move while the job runs)
-        stood = np.array(d.get("objects", {}).get(obj.name, obj.matrix_world))
+        at = d.stood_at(obj.name)
+        stood = np.array(at if at is not None else obj.matrix_world)
         rows = geometry.projection_rows(to_camera, camera_to_clip, stood)
         name, before = obj.name, projection.rows_of(obj, uv_map)  # None: no projection yet
         changes.on_undo(
@@ -173,9 +185,10 @@ def _show_world(target_scene: Any, image: Any, entry: Any, changes: Changes | No
 def _apply_backdrop(
     target_scene: Any, pending: Pending, image: Any, entry: Any, changes: Changes
 ) -> None:
-    camera = _object(pending.data["camera"])
+    d: BackdropTarget = _detail(pending, BackdropTarget)
+    camera = _object(d.camera)
     data, camera_name = camera.data, camera.name
-    entry.camera, entry.distance = camera, pending.data["distance"]
+    entry.camera, entry.distance = camera, d.distance
     slots_before = len(data.background_images)
     slot = _our_background(data)
     entry.show_background = data.show_background_images
@@ -210,7 +223,7 @@ def _apply_backdrop(
             cam.background_images.remove(cam.background_images[-1])
 
     changes.on_undo("the camera's background images", put_background_back)
-    scene.camera_backdrop(target_scene, camera, image, pending.data["distance"])
+    scene.camera_backdrop(target_scene, camera, image, d.distance)
     if old is not None:  # the last step: from here on nothing can fail
         _remove_object(old)
 
@@ -233,13 +246,14 @@ def _remove_object(obj: Any) -> None:
 def _apply_inpaint(
     target_scene: Any, pending: Pending, image: Any, entry: Any, changes: Changes
 ) -> None:
+    d: InpaintTarget = _detail(pending, InpaintTarget)
     obj = _object(pending.targets[0])
-    material = bpy.data.materials.get(pending.data["material"])
-    node = material.node_tree.nodes.get(pending.data["node"]) if material else None
+    material = bpy.data.materials.get(d.material)
+    node = material.node_tree.nodes.get(d.node) if material else None
     if node is None:
         raise LookupError(f"the texture node of {obj.name} was removed while the job ran")
     previous = node.image
-    image[scene.PROVENANCE]["source_image"] = pending.data["source"]
+    image[scene.PROVENANCE]["source_image"] = d.source
     changes.on_undo("the inpainted texture", lambda: setattr(node, "image", previous))
     entry.previous_image = previous
     target = entry.targets.add()

@@ -84,13 +84,16 @@ class HostLink(Generic[P]):
         return self.client
 
     def close(self) -> None:
+        """Close the connection; the session says disconnected (its jobs stay tracked: a
+        later connect fetches them)."""
         if self.client is not None:
             self.client.close()
+            self.session.handle(Disconnected("closed by this host"))
         self.client = None
 
     def _after_welcome(self, welcome: Welcome) -> list[Update]:
         updates = self.session.handle(Connected(welcome))
-        self._flush()
+        self.flush()
         return updates
 
     # ------------------------------------------------------------------ jobs
@@ -120,7 +123,7 @@ class HostLink(Generic[P]):
         updates = self.session.handle_all(Disconnected(reason) for reason in failed)
         if self.client is not None:
             updates += self.session.handle_all(self.client.events())
-        self._flush()
+        self.flush()
         return updates
 
     def wait(
@@ -145,13 +148,15 @@ class HostLink(Generic[P]):
                 if on_update is not None:
                     on_update(update)
                 if isinstance(update, JobEnded) and update.record.id == job_id:
-                    self._flush()
+                    self.flush()
                     return update.record
-            self._flush()
+            self.flush()
             if isinstance(event, Disconnected):
                 raise ConnectionFailed(f"lost the server while job {job_id} ran: {event.reason}")
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Send what the session asks for (a reconnect's fetches); after feeding it events
+        by hand, call this."""
         client = self.client
         if client is None:
             return

@@ -28,6 +28,7 @@ from .protocol import (
     ErrorCode,
     Fetch,
     Job,
+    JobParams,
     Limits,
     ModelInfo,
     Models,
@@ -138,10 +139,12 @@ class Linked:
 
 @dataclass(frozen=True)
 class Unlinked:
-    """The connection is gone; ``waiting`` are the jobs a reconnect will fetch."""
+    """The connection is gone (``connecting``: it never came up, and ``reason`` says why and
+    what to do); ``waiting`` are the jobs a reconnect will fetch."""
 
     reason: str
     waiting: tuple[str, ...] = ()
+    connecting: bool = False
 
 
 @dataclass(frozen=True)
@@ -244,14 +247,16 @@ class Offer:
         """Refuse, before anything is sent, what this server would refuse: a capability it
         did not announce, a value over its limits, a model or LoRA it lacks or does not
         approve, a message over its size limit, or any job while it is not ready."""
-        if not self.ready:
-            raise HostError(
-                f"the server cannot run jobs now: {self.status or 'its engine does not load'}; "
-                "once its admin has fixed it, Connect again"
-            )
-        self._check_capabilities(job)
-        self._check_limits(job)
-        self._check_models(job)
+        self.check_params(job.params)
+        for capability, name, what in (
+            (TASK_CAPABILITY[job.task], "task", f"the {job.task.value} task"),
+            *([("control", "inputs.controls", "controls")] if job.controls else []),
+        ):
+            self._need(capability, name, what)
+        try:
+            job.check(self.limits)
+        except ProtocolError as exc:
+            raise HostError(exc.message, exc.field) from None
         size = sum(len(chunk) for chunk in encode(job))
         if size > self.limits.max_message_bytes:
             raise HostError(
@@ -260,24 +265,33 @@ class Offer:
                 "inputs.image",
             )
 
-    def _check_capabilities(self, job: Job) -> None:
-        p = job.params
-        needs = [(TASK_CAPABILITY[job.task], "task", f"the {job.task.value} task")]
-        needs += [("control", "inputs.controls", "controls")] if job.controls else []
-        needs += [("lora", "params.loras", "LoRAs")] if p.loras else []
+    def check_params(self, p: JobParams) -> None:
+        """The part of :meth:`check` that needs no inputs: a host calls it before it renders
+        or reads pixels, so a refusal costs nothing."""
+        if not self.ready:
+            raise HostError(
+                f"the server cannot run jobs now: {self.status or 'its engine does not load'}; "
+                "once its admin has fixed it, Connect again"
+            )
+        needs = [("lora", "params.loras", "LoRAs")] if p.loras else []
         needs += [("tile", "params.tile", "tiling images")] if p.tile is not Tile.NONE else []
         needs += [("variants", "params.variants", "variants")] if p.variants > 1 else []
         needs += [("preview", "params.preview_every", "previews")] if p.preview_every else []
         for capability, name, what in needs:
-            if not self.has(capability):
-                raise HostError(
-                    f"this server does not offer {what} (no {capability!r} capability); "
-                    "update the Sfumato server, or do without",
-                    name,
-                )
+            self._need(capability, name, what)
+        self._check_limits(p)
+        self._check_models(p)
 
-    def _check_limits(self, job: Job) -> None:
-        p, limits = job.params, self.limits
+    def _need(self, capability: str, name: str, what: str) -> None:
+        if not self.has(capability):
+            raise HostError(
+                f"this server does not offer {what} (no {capability!r} capability); "
+                "update the Sfumato server, or do without",
+                name,
+            )
+
+    def _check_limits(self, p: JobParams) -> None:
+        limits = self.limits
         for name, value, most in (
             ("steps", p.steps, limits.max_steps),
             ("variants", p.variants, limits.max_variants),
@@ -296,15 +310,10 @@ class Offer:
                     f"{limits.max_prompt_chars}; shorten it",
                     f"params.{name}",
                 )
-        try:
-            job.check(limits)
-        except ProtocolError as exc:
-            raise HostError(exc.message, exc.field) from None
 
-    def _check_models(self, job: Job) -> None:
+    def _check_models(self, p: JobParams) -> None:
         if not self.models:
             return  # a server that lists none: it decides
-        p = job.params
         base = self.model(p.model)
         if base is None:
             names = ", ".join(m.name for m in self.base_models()) or "(none)"
@@ -490,12 +499,13 @@ class HostSession(Generic[P]):
         return [Linked(welcome), ModelsChanged()]
 
     def _disconnected(self, reason: str) -> list[Update]:
+        connecting = self.link is Link.CONNECTING
         self.link, self.welcome = Link.DISCONNECTED, None
         self._outbox.clear()
         for record in self.jobs.values():
             if record.state is not JobState.SUSPENDED:
                 record.message = f"lost the server ({reason}); Connect to fetch the result"
-        return [Unlinked(reason, tuple(self.jobs))]
+        return [Unlinked(reason, tuple(self.jobs), connecting)]
 
     def _job_event(self, record: JobRecord[P], event: object) -> list[Update]:
         if isinstance(event, Accepted):

@@ -169,3 +169,28 @@ def connected(addon: ModuleType, server: Server) -> ModuleType:
 
 def submodule(name: str) -> Any:
     return sys.modules[f"{ADDON}.{name}"]
+
+
+def runtime() -> Any:
+    """The add-on's session state (connection, running job): ``WindowManager.sfumato``."""
+    return bpy.context.window_manager.sfumato
+
+
+def track(pending: Any, *, fetched: bool = False) -> Any:
+    """Make the add-on's session track ``pending`` as if it had been sent (``fetched``: and
+    asked for again by a reconnect), without a server: for feeding the bridge events."""
+    from sfumato.hostsession import JobRecord, JobState
+
+    link = sys.modules[f"{ADDON}.bridge"].get()
+    record = JobRecord(pending.job, pending, pending.label, fetched=fetched)
+    record.state = JobState.SENT
+    link.link.session.jobs[pending.job.id] = record
+    rt = runtime()
+    rt.busy, rt.job_id, rt.job_kind, rt.status, rt.error = (
+        True,
+        pending.job.id,
+        pending.kind,
+        "sent",
+        "",
+    )
+    return link

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from . import scenes
-from .conftest import submodule
+from .conftest import runtime, submodule, track
 
 
 def drain(until: Any, timeout: float = 120.0) -> None:
@@ -37,13 +37,13 @@ def test_the_timer_applies_a_result(settings: Any) -> None:
     plane, painted = scenes.textured_plane(64, 64)
     scenes.select(plane)
     assert bpy.ops.sfumato.inpaint_texture() == {"FINISHED"}  # returns before the result
-    assert settings.busy and settings.job_id
+    assert runtime().busy and runtime().job_id
     assert len(settings.history) == 0
-    drain(lambda: not settings.busy)
-    assert settings.error == "", settings.error
-    assert settings.progress == 1.0 and "applied" in settings.status
+    drain(lambda: not runtime().busy)
+    assert runtime().error == "", runtime().error
+    assert runtime().progress == 1.0 and "applied" in runtime().status
     entry = settings.history[-1]
-    assert entry.job_id == settings.job_id and entry.previous_image is painted
+    assert entry.job_id == runtime().job_id and entry.previous_image is painted
     node = plane.material_slots[0].material.node_tree.nodes["Image Texture"]
     assert node.image is entry.image
     assert submodule("bridge").get().pending == {}
@@ -55,19 +55,23 @@ def test_progress_reaches_the_panel_state(settings: Any) -> None:
     scenes.select(plane)
     bridge = submodule("bridge")
     seen: list[str] = []
-    handle = bridge.get().handle
+    show = bridge.get()._show
 
-    def spy(event: object) -> None:
-        handle(event)
-        seen.append(type(event).__name__)
+    def spy(update: object) -> None:
+        show(update)
+        record = getattr(update, "record", None)
+        seen.append(f"{type(update).__name__} {record.state.value}" if record else "")
 
-    bridge.get().handle = spy
+    bridge.get()._show = spy
     assert bpy.ops.sfumato.inpaint_texture() == {"FINISHED"}
-    drain(lambda: not settings.busy)
-    assert "Accepted" in seen and "Progress" in seen and seen[-1] == "Result"
+    drain(lambda: not runtime().busy)
+    # a timer call shows one batch of updates, each record as it is by then: at least
+    # accepted + one step before the end
+    assert seen.count("JobChanged running") >= 2, seen
+    assert [s for s in seen if s][-1] == "JobEnded done"
     welcome = bridge.get().client.welcome
     if "preview" in welcome.capabilities:  # previews come with the engine's preview support
-        assert settings.preview is not None and settings.preview.size[0] > 0
+        assert runtime().preview is not None and runtime().preview.size[0] > 0
 
 
 def test_cancel_stops_the_job(settings: Any) -> None:
@@ -76,8 +80,8 @@ def test_cancel_stops_the_job(settings: Any) -> None:
     scenes.select(plane)
     assert bpy.ops.sfumato.inpaint_texture() == {"FINISHED"}
     assert bpy.ops.sfumato.cancel() == {"FINISHED"}
-    drain(lambda: not settings.busy, timeout=60)
-    assert settings.status == "cancelled", (settings.status, settings.error)
+    drain(lambda: not runtime().busy, timeout=60)
+    assert runtime().status == "cancelled", (runtime().status, runtime().error)
     assert len(settings.history) == 0
     assert plane.material_slots[0].material.node_tree.nodes["Image Texture"].image is painted
     assert bpy.ops.sfumato.inpaint_texture.poll()  # free for the next job
@@ -85,17 +89,16 @@ def test_cancel_stops_the_job(settings: Any) -> None:
 
 def test_connect_button_connects_in_the_background(settings: Any) -> None:
     assert bpy.ops.sfumato.connect() == {"FINISHED"}
-    drain(lambda: settings.connection == "CONNECTED", timeout=30)
-    assert settings.server_version and "tiny-sd" in settings.models
-    assert "noise" in settings.notice  # the tiny model says what it draws
+    drain(lambda: runtime().connection == "CONNECTED", timeout=30)
+    assert runtime().server_version and "tiny-sd" in runtime().models
+    assert "noise" in runtime().notice  # the tiny model says what it draws
 
 
 def test_connect_button_shows_a_dead_server(addon: ModuleType) -> None:
     bpy.context.preferences.addons[addon.__name__].preferences.url = "ws://127.0.0.1:9"
-    settings = bpy.context.scene.sfumato
     assert bpy.ops.sfumato.connect() == {"FINISHED"}
-    drain(lambda: settings.connection == "DISCONNECTED" and settings.error != "", timeout=30)
-    assert "sfumato serve" in settings.error
+    drain(lambda: runtime().connection == "DISCONNECTED" and runtime().error != "", timeout=30)
+    assert "sfumato serve" in runtime().error
 
 
 class RecordingLayout:
@@ -127,8 +130,8 @@ class RecordingLayout:
 def test_panels_draw(settings: Any) -> None:
     panels = submodule("panels")
     scenes.camera()
-    settings.error, settings.notice, settings.busy, settings.status = "x", "y", True, "step 1"
-    settings.loras.add().name = "some-lora"
+    runtime().error, runtime().notice, runtime().busy, runtime().status = "x", "y", True, "step 1"
+    runtime().loras.add().name = "some-lora"
     entry = settings.history.add()
     entry.name, entry.kind = "a result", "TEXTURE"
     for cls in panels.CLASSES:
@@ -141,7 +144,7 @@ def test_panels_draw(settings: Any) -> None:
         None, bpy.context, RecordingLayout(calls), settings, entry, 0, settings, "history_index"
     )
     assert "label" in calls
-    settings.connection = "DISCONNECTED"
+    runtime().connection = "DISCONNECTED"
     calls = []
     panels.SFUMATO_PT_main.draw(_Self(RecordingLayout(calls)), bpy.context)
     assert calls.count("label") >= 4  # how to start a server
@@ -171,21 +174,19 @@ def test_progress_events_fill_the_bar_and_the_preview(addon: ModuleType) -> None
     from sfumato.protocol import Array, Job, Progress, Task
 
     bridge = submodule("bridge")
-    settings = bpy.context.scene.sfumato
     pending = bridge.Pending(Job("j-preview", Task.GENERATE), "WORLD", bpy.context.scene.name)
-    bridge.get().pending[pending.job.id] = pending
-    bridge.get()._started(pending)
+    track(pending)
     bridge.get().handle(Progress("j-preview", 0, 0, stage="loading"))
-    assert settings.status == "loading the model" and settings.busy
+    assert runtime().status == "loading the model" and runtime().busy
     picture = np.zeros((32, 48, 3), dtype=np.uint8)
     picture[:16] = 200  # the top half bright
     bridge.get().handle(Progress("j-preview", 2, 8, preview=Array.from_numpy(picture)))
-    assert settings.progress == pytest.approx(0.25) and settings.status == "step 2 of 8"
-    preview = settings.preview
+    assert runtime().progress == pytest.approx(0.25) and runtime().status == "step 2 of 8"
+    preview = runtime().preview
     assert tuple(preview.size) == (48, 32)
     assert scenes.pixels(preview)[-1, 0, 0] == pytest.approx(200 / 255)  # top row last
     bridge.get().handle(Progress("j-preview", 3, 8, preview=Array.from_numpy(picture[:16])))
-    assert settings.preview == preview and tuple(preview.size) == (48, 16)  # reused, resized
+    assert runtime().preview == preview and tuple(preview.size) == (48, 16)  # reused, resized
 
 
 def _drop(client: Any) -> None:
@@ -226,20 +227,20 @@ def test_a_dropped_connection_is_fetched_again_on_reconnect(
 
     link._apply = counting
     assert bpy.ops.sfumato.inpaint_texture() == {"FINISHED"}
-    job_id, client_id = settings.job_id, link.client.client_id
+    job_id, client_id = runtime().job_id, link.client.client_id
     assert client_id and link.client_id == client_id
-    drain(lambda: settings.status.startswith("step"), timeout=60)  # running on the server
+    drain(lambda: runtime().status.startswith("step"), timeout=60)  # running on the server
     _drop(link.client)
-    drain(lambda: settings.connection == "DISCONNECTED", timeout=30)
-    assert settings.busy and "Connect to fetch the result" in settings.error
+    drain(lambda: runtime().connection == "DISCONNECTED", timeout=30)
+    assert runtime().busy and "Connect to fetch the result" in runtime().error
     assert job_id in link.pending
 
     assert bpy.ops.sfumato.connect(wait=wait) == {"FINISHED"}
-    drain(lambda: not settings.busy, timeout=120)
+    drain(lambda: not runtime().busy, timeout=120)
     assert link.client.client_id == client_id == link.client_id
-    assert settings.connection == "CONNECTED"
-    assert settings.error == "", settings.error
-    assert "applied" in settings.status and settings.progress == 1.0
+    assert runtime().connection == "CONNECTED"
+    assert runtime().error == "", runtime().error
+    assert "applied" in runtime().status and runtime().progress == 1.0
     for _ in range(10):  # a second copy of the result (live and stored) must not apply again
         submodule("bridge").tick()
         time.sleep(0.05)
@@ -260,8 +261,8 @@ def test_an_applied_result_is_one_undo_step(settings: Any) -> None:
     scenes.select(plane)
     assert bpy.ops.sfumato.inpaint_texture() == {"FINISHED"}
     bpy.ops.ed.undo_push(message="before the result")  # what the user did while it ran
-    drain(lambda: not settings.busy)
-    assert settings.error == "" and len(settings.history) == 1
+    drain(lambda: not runtime().busy)
+    assert runtime().error == "" and len(settings.history) == 1
 
     names = plane.name, painted.name, settings.history[0].image.name  # undo reloads the data
 
@@ -273,10 +274,44 @@ def test_an_applied_result_is_one_undo_step(settings: Any) -> None:
     assert bpy.ops.ed.undo() == {"FINISHED"}  # back to "before the result"
     undone = bpy.context.scene.sfumato
     assert len(undone.history) == 0 and node_image() == names[1]
-    assert undone.busy  # as it was then …
+    # the running job's state is the session's (the window manager's), which undo never
+    # touches: no job runs, so the panel is free
     submodule("bridge").tick()
-    assert not undone.busy and bpy.ops.sfumato.inpaint_texture.poll()  # … but no job runs
+    assert not runtime().busy and bpy.ops.sfumato.inpaint_texture.poll()
     assert bpy.ops.ed.redo() == {"FINISHED"}  # the result's own step
     redone = bpy.context.scene.sfumato
     assert len(redone.history) == 1 and node_image() == names[2]
-    assert not redone.busy and "applied" in redone.status
+    assert not runtime().busy and "applied" in runtime().status
+
+
+def test_a_file_saved_while_connected_and_busy_never_reopens_so(
+    settings: Any, tmp_path: Any
+) -> None:
+    """The connection, the models and the running job live on the window manager, which a
+    .blend does not keep: the saved file opens idle, and says Connected only while this
+    Blender really is connected."""
+    assert bpy.ops.sfumato.connect(wait=True) == {"FINISHED"}
+    settings.steps = 150  # still running when the file is saved
+    plane, _ = scenes.textured_plane(256, 256)
+    scenes.select(plane)
+    assert bpy.ops.sfumato.inpaint_texture() == {"FINISHED"}
+    assert runtime().connection == "CONNECTED" and runtime().busy and len(runtime().models)
+    path = str(tmp_path / "saved-while-connected.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=path)
+    assert bpy.ops.sfumato.cancel() == {"FINISHED"}
+    drain(lambda: not runtime().busy, timeout=60)
+
+    assert bpy.ops.wm.open_mainfile(filepath=path) == {"FINISHED"}  # still connected
+    assert not runtime().busy and runtime().job_id == "" and runtime().status == ""
+    submodule("bridge").tick()
+    assert runtime().connection == "CONNECTED" and "tiny-sd" in runtime().models  # the truth
+    assert bpy.ops.sfumato.inpaint_texture.poll()
+
+    submodule("bridge").get().close()  # as when Blender quits
+    assert bpy.ops.wm.open_mainfile(filepath=path) == {"FINISHED"}
+    submodule("bridge").tick()
+    rt = runtime()
+    assert rt.connection == "DISCONNECTED" and not rt.busy and rt.job_id == ""
+    assert len(rt.models) == 0 and rt.server_version == "" and rt.error == ""
+    assert bpy.context.scene.sfumato.prompt == "moss"  # the file's own settings came back
+    assert bpy.context.scene.sfumato.steps == 150

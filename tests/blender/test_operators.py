@@ -12,7 +12,7 @@ import pytest
 from bpy_extras.object_utils import world_to_camera_view
 
 from . import scenes
-from .conftest import submodule
+from .conftest import runtime, submodule
 
 
 def needs(*capabilities: str) -> None:
@@ -66,7 +66,7 @@ def test_texture_from_view_projects_the_image_onto_the_selected_meshes(settings)
         assert [t.image for t in textures] == [image]
         uv_nodes = [n for n in material.node_tree.nodes if n.type == "UVMAP"]
         assert uv_nodes[0].uv_map == uv.name
-    assert settings.error == "" and not settings.busy
+    assert runtime().error == "" and not runtime().busy
 
 
 def test_restore_puts_the_previous_material_back(settings) -> None:
@@ -186,20 +186,20 @@ def test_refuses_what_the_server_lacks(settings, operator: str, capability: str)
     import dataclasses
 
     assert bpy.ops.sfumato.connect(wait=True) == {"FINISHED"}
-    client = submodule("bridge").get().client
-    client.welcome = dataclasses.replace(client.welcome, capabilities=("generate", "inpaint"))
+    session = submodule("bridge").get().link.session  # a server that offers less
+    session.offer = dataclasses.replace(session.offer, capabilities=("generate", "inpaint"))
     scenes.camera()
     scenes.select(scenes.cube())
     with pytest.raises(RuntimeError, match=f"no '{capability}' capability.*update the Sfumato"):
         getattr(bpy.ops.sfumato, operator)(wait=True)
-    assert not settings.busy and not settings.history
+    assert not runtime().busy and not settings.history
 
 
 def test_no_camera_says_how_to_add_one(settings) -> None:
     scenes.select(scenes.cube())
     with pytest.raises(RuntimeError, match="no active camera"):
         bpy.ops.sfumato.texture_from_view(wait=True)
-    assert "Add ▸ Camera" in settings.error
+    assert "Add ▸ Camera" in runtime().error
 
 
 def test_no_selection_says_what_to_select(settings) -> None:
@@ -224,7 +224,7 @@ def test_inpaint_without_a_texture_or_a_selection(settings) -> None:
 
 def test_a_model_the_server_lacks(settings) -> None:
     assert bpy.ops.sfumato.connect(wait=True) == {"FINISHED"}
-    assert "tiny-sd" in settings.models
+    assert "tiny-sd" in runtime().models
     settings.model = "no-such-model"
     scenes.select(scenes.cube())
     with pytest.raises(RuntimeError, match=r"not on this server; pick one of: .*tiny-sd"):
@@ -240,9 +240,8 @@ def test_server_down_says_how_to_start_one(addon: ModuleType) -> None:
     bpy.context.preferences.addons[addon.__name__].preferences.url = f"ws://127.0.0.1:{port}"
     with pytest.raises(RuntimeError, match="no Sfumato server answers"):
         bpy.ops.sfumato.world_background(wait=True)
-    settings = bpy.context.scene.sfumato
-    assert "sfumato serve" in settings.error
-    assert settings.connection == "DISCONNECTED" and not settings.busy
+    assert "sfumato serve" in runtime().error
+    assert runtime().connection == "DISCONNECTED" and not runtime().busy
 
 
 def test_result_images_never_import_torch(connected: ModuleType) -> None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 from types import ModuleType
+from typing import Any
 
 import bpy
 import numpy as np
+import pytest
 from mathutils import Matrix
 
 from . import scenes
@@ -97,3 +99,26 @@ def test_geometry_helpers(addon: ModuleType) -> None:
     corner = np.array([[0, 0.5], [0.5, 0.5], [0, 1.0]])  # a triangle in the top left (v up)
     tri = geometry.rasterize([corner], 8, 8)
     assert tri[:4, :4].any() and not tri[4:].any()
+
+
+def test_a_pass_setting_this_blender_lacks_raises_before_anything_changes(
+    addon: ModuleType, monkeypatch: Any
+) -> None:
+    """A setting the pass render needs that a Blender release renamed or removed is an
+    error naming it, never skipped (the passes would come out wrong); the scene is left as
+    it was. Every setting it sets exists in each tested release (the other tests render)."""
+    passes = submodule("passes")
+    scene = bpy.context.scene
+    with pytest.raises(RuntimeError, match=r"has no RenderSettings\.use_old_thing, which"):
+        passes.check_settings([(scene.render, "use_old_thing", True)])
+    camera = scenes.camera(width=64, height=64)
+    before = passes.snapshot(scene.render), passes.snapshot(scene.cycles)
+    real = passes.check_settings
+
+    def with_a_missing_one(wanted: list) -> None:
+        real([*wanted, (scene.cycles, "samples_of_old", 1)])
+
+    monkeypatch.setattr(passes, "check_settings", with_a_missing_one)
+    with pytest.raises(RuntimeError, match=r"CyclesRenderSettings\.samples_of_old"):
+        passes.render_passes(scene, camera, bpy.context.view_layer, 64, 64)
+    assert (passes.snapshot(scene.render), passes.snapshot(scene.cycles)) == before

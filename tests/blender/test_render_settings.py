@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from . import scenes
-from .conftest import submodule
+from .conftest import runtime, submodule
 
 BLENDER_5 = bpy.app.version >= (5, 0, 0)
 # Output formats users pick, with the settings that go with each (written in this order;
@@ -172,7 +172,7 @@ def test_the_actions_leave_the_users_output_alone(quick: Any, action: str, fmt: 
     scene.render.pixel_aspect_x = 2.0
     before = everything(scene)
     assert getattr(bpy.ops.sfumato, action)(wait=True) == {"FINISHED"}
-    assert quick.error == "", quick.error
+    assert runtime().error == "", runtime().error
     assert_same(before, everything(scene))
 
 
@@ -243,7 +243,7 @@ def test_texture_from_view_with_anamorphic_pixels(quick: Any) -> None:
     box = scenes.cube()
     scenes.select(box)
     assert bpy.ops.sfumato.texture_from_view(wait=True) == {"FINISHED"}
-    assert quick.error == "", quick.error
+    assert runtime().error == "", runtime().error
     image = quick.history[-1].image
     assert tuple(image.size) == (128, 64)
     # the UVs of what renders (the evaluated mesh), against Blender's own camera frame
@@ -278,14 +278,13 @@ def test_a_malformed_url_is_a_message_in_the_panel(addon: ModuleType, url: str) 
     """Connect with ``wait`` (what scripts and the actions do) and the Connect button (on a
     thread; the timer shows the outcome): the panel names the URL and the form to use."""
     bpy.context.preferences.addons[addon.__name__].preferences.url = url
-    settings_ = bpy.context.scene.sfumato
     with pytest.raises(RuntimeError, match="ws://HOST:PORT"):
         bpy.ops.sfumato.connect(wait=True)
-    assert settings_.connection == "DISCONNECTED" and "ws://HOST:PORT" in settings_.error
-    settings_.error = ""
+    assert runtime().connection == "DISCONNECTED" and "ws://HOST:PORT" in runtime().error
+    runtime().error = ""
     assert bpy.ops.sfumato.connect() == {"FINISHED"}
     deadline = time.monotonic() + 30
-    while settings_.connection == "CONNECTING" and time.monotonic() < deadline:
+    while runtime().connection == "CONNECTING" and time.monotonic() < deadline:
         assert submodule("bridge").tick() is not None  # the timer stays alive
         time.sleep(0.02)
-    assert settings_.connection == "DISCONNECTED" and "ws://HOST:PORT" in settings_.error
+    assert runtime().connection == "DISCONNECTED" and "ws://HOST:PORT" in runtime().error

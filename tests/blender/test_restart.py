@@ -20,7 +20,7 @@ import bpy
 import pytest
 
 from . import scenes
-from .conftest import ADDON, Server, start_server, stop_server, submodule
+from .conftest import ADDON, Server, runtime, start_server, stop_server, submodule, track
 from .test_bridge import drain
 
 LOST = "lost to a server restart — run it again"
@@ -76,20 +76,22 @@ def settings_for_a_long_job() -> Any:
 def test_a_job_running_when_the_server_is_killed(own_server: Restartable, wait: bool) -> None:
     s = settings_for_a_long_job()
     assert bpy.ops.sfumato.inpaint_texture() == {"FINISHED"}
-    drain(lambda: s.status.startswith("step"), timeout=120)  # running on the server
+    drain(lambda: runtime().status.startswith("step"), timeout=120)  # running on the server
     own_server.kill_and_restart()
-    drain(lambda: s.connection == "DISCONNECTED", timeout=30)
-    assert s.busy and "Connect to fetch the result" in s.error
+    drain(lambda: runtime().connection == "DISCONNECTED", timeout=30)
+    assert runtime().busy and "Connect to fetch the result" in runtime().error
 
     assert bpy.ops.sfumato.connect(wait=wait) == {"FINISHED"}
-    drain(lambda: not s.busy, timeout=300)
-    assert s.connection == "CONNECTED"
-    assert "not_found" not in s.error and "client_id" not in s.error, s.error
-    if s.error:  # the server could not run it again
-        assert LOST in s.error, s.error
+    drain(lambda: not runtime().busy, timeout=300)
+    assert runtime().connection == "CONNECTED"
+    assert "not_found" not in runtime().error and "client_id" not in runtime().error, (
+        runtime().error
+    )
+    if runtime().error:  # the server could not run it again
+        assert LOST in runtime().error, runtime().error
         assert len(s.history) == 0
     else:  # it ran it again after the restart: applied once
-        assert "applied" in s.status and len(s.history) == 1
+        assert "applied" in runtime().status and len(s.history) == 1
         assert s.history[0].seed == "4294967295"
     assert submodule("bridge").get().pending == {}
     assert bpy.ops.sfumato.inpaint_texture.poll()  # free for the next job
@@ -104,14 +106,14 @@ def test_a_job_lost_with_the_servers_results_folder(
     the add-on says the job was lost to the restart, not a fetch problem."""
     s = settings_for_a_long_job()
     assert bpy.ops.sfumato.inpaint_texture() == {"FINISHED"}
-    job_id = s.job_id
-    drain(lambda: s.status.startswith("step"), timeout=120)
+    job_id = runtime().job_id
+    drain(lambda: runtime().status.startswith("step"), timeout=120)
     own_server.kill_and_restart(tmp_path_factory.mktemp("other-results"))
-    drain(lambda: s.connection == "DISCONNECTED", timeout=30)
+    drain(lambda: runtime().connection == "DISCONNECTED", timeout=30)
     assert bpy.ops.sfumato.connect() == {"FINISHED"}
-    drain(lambda: not s.busy, timeout=120)
-    assert s.connection == "CONNECTED"
-    assert s.error == f"the inpaint job {job_id} was {LOST}", s.error
+    drain(lambda: not runtime().busy, timeout=120)
+    assert runtime().connection == "CONNECTED"
+    assert runtime().error == f"the inpaint job {job_id} was {LOST}", runtime().error
     assert len(s.history) == 0 and bpy.ops.sfumato.inpaint_texture.poll()
 
 
@@ -119,25 +121,27 @@ def test_a_job_lost_with_the_servers_results_folder(
 def test_a_waiting_action_whose_server_is_killed(own_server: Restartable) -> None:
     """``wait=True`` (scripts): the action fails with what to do, the panel is free and says
     Disconnected, not Connected; after the restart a Connect works again."""
-    s = settings_for_a_long_job()
+    settings_for_a_long_job()
     link = submodule("bridge").get()
-    handle = link.handle
+    show = link._show
 
-    def kill_once_running(event: object) -> None:
-        handle(event)
-        if type(event).__name__ == "Progress" and own_server.now.proc.poll() is None:
+    def kill_once_running(update: object) -> None:
+        show(update)
+        record = getattr(update, "record", None)
+        running = record is not None and record.state.value == "running"
+        if running and own_server.now.proc.poll() is None:
             own_server.kill()
 
-    link.handle = kill_once_running
+    link._show = kill_once_running
     with pytest.raises(RuntimeError, match="run the job again"):
         bpy.ops.sfumato.inpaint_texture(wait=True, timeout=120)
-    link.handle = handle
-    assert s.connection == "DISCONNECTED" and not s.busy
-    assert "run the job again" in s.error
+    link._show = show
+    assert runtime().connection == "DISCONNECTED" and not runtime().busy
+    assert "run the job again" in runtime().error
     assert link.pending == {} and bpy.ops.sfumato.inpaint_texture.poll()
     own_server.kill_and_restart()
     assert bpy.ops.sfumato.connect(wait=True) == {"FINISHED"}
-    assert s.connection == "CONNECTED"
+    assert runtime().connection == "CONNECTED"
 
 
 @pytest.mark.parametrize("code", ["interrupted", "not_found"])
@@ -148,14 +152,11 @@ def test_a_lost_job_is_said_plainly(addon: Any, code: str) -> None:
 
     bridge = submodule("bridge")
     link = bridge.get()
-    s = bpy.context.scene.sfumato
     pending = bridge.Pending(Job("j-lost", Task.GENERATE), "WORLD", bpy.context.scene.name)
-    link.pending[pending.job.id] = pending
-    link._started(pending)
-    link._fetched.add(pending.job.id)  # what a reconnect's welcome does
+    track(pending, fetched=True)  # fetched: what a reconnect's welcome does
     link.handle(Error(ErrorCode(code), "no result for job j-lost", id="j-lost"))
-    assert not s.busy and link.pending == {}
-    assert s.error == f"the world job j-lost was {LOST}"
+    assert not runtime().busy and link.pending == {}
+    assert runtime().error == f"the world job j-lost was {LOST}"
 
 
 def test_not_found_without_a_reconnect_stays_what_the_server_said(addon: Any) -> None:
@@ -164,7 +165,6 @@ def test_not_found_without_a_reconnect_stays_what_the_server_said(addon: Any) ->
     bridge = submodule("bridge")
     link = bridge.get()
     pending = bridge.Pending(Job("j-other", Task.GENERATE), "WORLD", bpy.context.scene.name)
-    link.pending[pending.job.id] = pending
-    link._started(pending)
+    track(pending)
     link.handle(Error(ErrorCode.NOT_FOUND, "cancel of an unknown job", id="j-other"))
-    assert bpy.context.scene.sfumato.error == "cancel of an unknown job [not_found]"
+    assert runtime().error == "cancel of an unknown job [not_found]"

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from . import scenes
-from .conftest import submodule
+from .conftest import runtime, submodule, track
 
 SEED_MAX = 2**32 - 1
 seeds = st.integers(0, SEED_MAX)
@@ -70,9 +70,7 @@ def answer(pending: Any, seed: int) -> Any:
 def send(pending: Any, result: Any) -> Any:
     """Hand the bridge a job and its result, as the timer would, and tick once."""
     bridge = submodule("bridge")
-    link = bridge.get()
-    link.pending[pending.job.id] = pending
-    link._started(pending)
+    link = track(pending)
     link.handle(result)
     assert isinstance(bridge.tick(), float)  # the timer keeps running, whatever happened
     return bpy.context.scene.sfumato
@@ -115,8 +113,8 @@ def test_seeds_survive_history_provenance_and_a_saved_file(
     for seed in chosen:
         pending = prepare("WORLD")
         s = send(pending, answer(pending, seed))
-        assert s.error == "", s.error
-        assert s.status.endswith(f"(seed {seed})")
+        assert runtime().error == "", runtime().error
+        assert runtime().status.endswith(f"(seed {seed})")
     s.seed = str(chosen[-1])
     path = tmp_path_factory.mktemp("blend") / "seeds.blend"
     assert bpy.ops.wm.save_as_mainfile(filepath=str(path)) == {"FINISHED"}
@@ -221,11 +219,11 @@ def test_a_failure_anywhere_in_apply_is_contained(
     """Whatever step fails, with whatever exception: the job ends with a message, the panel
     is free, the timer keeps running, and the file is as it was before the result came (an
     earlier result of the same kind, when there is one, stays as it was too)."""
-    s = fresh_file()
+    fresh_file()
     pending = prepare(kind)
     if earlier:  # a result already there, which the failed one must not disturb
         send(pending, answer(pending, 1))
-        assert s.error == "", s.error
+        assert runtime().error == "", runtime().error
         pending = dataclasses.replace(pending, job=dataclasses.replace(pending.job, id="again"))
     before = state()
     with pytest.MonkeyPatch.context() as patch:
@@ -240,15 +238,20 @@ def test_a_failure_anywhere_in_apply_is_contained(
             raise error(f"injected into {point[1]}")
 
         patch.setattr(owner, point[1], failing)
-        s = send(pending, answer(pending, 2))
+        send(pending, answer(pending, 2))
     link = submodule("bridge").get()
-    assert not s.busy and link.pending == {}
+    assert not runtime().busy and link.pending == {}
     assert bpy.ops.sfumato.world_background.poll()  # every action is available again
     if not calls:  # this kind of result never goes through that step: it simply applied
-        assert s.error == "" and "applied" in s.status, (s.error, s.status)
+        assert runtime().error == "" and "applied" in runtime().status, (
+            runtime().error,
+            runtime().status,
+        )
         return
-    assert s.error.startswith(f"could not apply the result of job {pending.job.id}: "), s.error
-    assert "injected" in s.error
+    assert runtime().error.startswith(f"could not apply the result of job {pending.job.id}: "), (
+        runtime().error
+    )
+    assert "injected" in runtime().error
     assert state() == before
 
 
@@ -257,29 +260,29 @@ def test_the_timer_survives_a_bug_outside_apply(
 ) -> None:
     """Blender unregisters a timer function that raises; tick() must never raise."""
     bridge = submodule("bridge")
-    s = fresh_file()
+    fresh_file()
 
     def broken(event: object) -> None:
         raise ZeroDivisionError("a bug")
 
     link = bridge.get()
-    monkeypatch.setattr(link, "_forget_lost_jobs", lambda: broken(None))
+    monkeypatch.setattr(link, "_sync", lambda: broken(None))
     assert isinstance(bridge.tick(), float)
-    assert "unexpected error" in s.error and "report it" in s.error
+    assert "unexpected error" in runtime().error and "report it" in runtime().error
 
 
 def test_a_mesh_in_edit_mode_gets_its_texture_or_a_message(addon: Any) -> None:
     """Texture from View whose result arrives while the mesh is in Edit Mode (issue 9's case:
     foreach_set length mismatch, and the panel stuck): applied, or refused cleanly."""
-    s = fresh_file()
+    fresh_file()
     pending = prepare("TEXTURE")
     box = bpy.context.active_object
     bpy.ops.object.mode_set(mode="EDIT")
     try:
         before = state()
-        s = send(pending, answer(pending, 3))
-        assert not s.busy
-        if s.error:
+        send(pending, answer(pending, 3))
+        assert not runtime().busy
+        if runtime().error:
             assert state() == before
         else:
             assert box.material_slots[0].material.name.startswith("Sfumato")
@@ -290,16 +293,16 @@ def test_a_mesh_in_edit_mode_gets_its_texture_or_a_message(addon: Any) -> None:
 def test_a_mesh_with_eight_uv_maps_gets_its_texture_or_a_message(addon: Any) -> None:
     """Blender allows 8 UV maps per mesh (the 8th camera projection used to fail with
     'NoneType' object has no attribute 'uv' and leave the panel stuck)."""
-    s = fresh_file()
+    fresh_file()
     pending = prepare("TEXTURE")
     box = bpy.context.active_object
     while len(box.data.uv_layers) < 8:
         box.data.uv_layers.new(name=f"Sfumato Cam{len(box.data.uv_layers)}")
     before = state()
-    s = send(pending, answer(pending, 4))
-    assert not s.busy
-    if s.error:
-        assert "UV map" in s.error and state() == before
+    send(pending, answer(pending, 4))
+    assert not runtime().busy
+    if runtime().error:
+        assert "UV map" in runtime().error and state() == before
     else:
         assert box.material_slots[0].material.name.startswith("Sfumato")
         assert len(box.data.uv_layers) <= 8
@@ -316,7 +319,7 @@ def test_restore_a_texture_puts_back_materials_and_uv_maps(addon: Any) -> None:
     box.data.uv_layers["Second"].active_render = True
     box.data.uv_layers.active = box.data.uv_layers["UVMap"]
     s = send(pending, answer(pending, 5))
-    assert s.error == "", s.error
+    assert runtime().error == "", runtime().error
     image = s.history[-1].image
     assert box.material_slots[0].material.node_tree.nodes["Sfumato Texture"].image is image
     assert bpy.ops.sfumato.restore() == {"FINISHED"}
@@ -356,7 +359,7 @@ def test_restore_a_world_puts_the_users_sky_back(addon: Any) -> None:
     links = world_links(sky)
     pending = prepare("WORLD")
     s = send(pending, answer(pending, 6))
-    assert s.error == "", s.error
+    assert runtime().error == "", runtime().error
     image = s.history[-1].image
     shown = bpy.context.scene.world
     assert shown is not sky and any(
@@ -397,7 +400,7 @@ def test_restore_a_backdrop_goes_back_one_backdrop(addon: Any) -> None:
     image_a = s.history[-1].image
     second = submodule("jobs").prepare_backdrop(bpy.context, s, welcome())
     s = send(second, answer(second, 9))
-    assert s.error == "", s.error
+    assert runtime().error == "", runtime().error
     image_b = s.history[-1].image
     plane_name = f"Sfumato Backdrop {cam.name}"
 
@@ -426,7 +429,7 @@ def test_apply_again_after_restoring_an_inpaint(addon: Any) -> None:
     node = plane.material_slots[0].material.node_tree.nodes["Image Texture"]
     painted = node.image
     s = send(pending, answer(pending, 10))
-    assert s.error == "", s.error
+    assert runtime().error == "", runtime().error
     inpainted = s.history[-1].image
     assert node.image is inpainted
     assert bpy.ops.sfumato.restore() == {"FINISHED"}
@@ -462,14 +465,14 @@ def test_the_largest_seed_and_random_seeds_through_a_real_server(served: Any) ->
     assert bpy.ops.sfumato.seamless_material(wait=True) == {"FINISHED"}
     entry = served.history[-1]
     assert entry.seed == str(SEED_MAX) and entry.image["sfumato"]["seed"] == str(SEED_MAX)
-    assert served.status.endswith(f"(seed {SEED_MAX})")
+    assert runtime().status.endswith(f"(seed {SEED_MAX})")
     served.random_seed = True
     for _ in range(3):
         assert bpy.ops.sfumato.seamless_material(wait=True) == {"FINISHED"}
         entry = served.history[-1]
         assert 0 <= int(entry.seed) <= SEED_MAX
         assert entry.image["sfumato"]["seed"] == entry.seed
-        assert served.status.endswith(f"(seed {entry.seed})") and not served.busy
+        assert runtime().status.endswith(f"(seed {entry.seed})") and not runtime().busy
 
 
 def sfumato_data() -> set[str]:
@@ -498,14 +501,14 @@ def test_texture_from_view_on_a_hard_mesh_through_a_real_server(served: Any, cas
     try:
         outcome = bpy.ops.sfumato.texture_from_view(wait=True)
     except RuntimeError as exc:  # the operator reported an error
-        assert served.error and str(served.error) in str(exc)
+        assert runtime().error and str(runtime().error) in str(exc)
         assert sfumato_data() == before and len(served.history) == 0
     else:
-        assert outcome == {"FINISHED"}, served.error
+        assert outcome == {"FINISHED"}, runtime().error
         assert box.material_slots[0].material.name.startswith("Sfumato")
         assert served.history[-1].image is not None
     finally:
         if box.mode == "EDIT":
             bpy.ops.object.mode_set(mode="OBJECT")
-    assert not served.busy and submodule("bridge").get().pending == {}
+    assert not runtime().busy and submodule("bridge").get().pending == {}
     assert bpy.ops.sfumato.texture_from_view.poll()

@@ -28,7 +28,7 @@ from .hashing import WeightHashes
 from .loader import LoadedModel, Loader, Pipeline, StatusFn
 from .previews import previewer
 from .resizing import outpaint, upscale
-from .tasks import StepFn, Steps, output_size, run_task
+from .tasks import StepFn, Steps, run_task
 from .tiling import tiled
 
 TINY_WARNING = "tiny model with random weights: images are noise"
@@ -113,7 +113,7 @@ class Engine:
             start = time.perf_counter()
             loaded = self._load(entry, None)
             seeds = pick_seeds(job.params)
-            size = output_size(job)
+            size = job.output_size()
             # Conditioning: everything a job names is resolved (and loaded) before a step runs.
             controls = prepare_controls(job, loaded, self.registry, self.cache_dir, size, seeds[0])
             lora.activate(loaded, job.params.loras, self.registry, self.cache_dir)

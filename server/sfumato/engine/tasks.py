@@ -78,19 +78,6 @@ class Steps:
             raise JobCancelled(self.job_id, self.done)
 
 
-def output_size(job: Job) -> tuple[int, int]:
-    """(width, height) of the job's images: what control maps are prepared at."""
-    if job.image is None:
-        return job.params.width, job.params.height
-    width, height = job.image.width, job.image.height
-    if job.task is Task.OUTPAINT:
-        left, top, right, bottom = job.params.expand
-        return width + left + right, height + top + bottom
-    if job.task is Task.UPSCALE:
-        return width * job.params.scale, height * job.params.scale
-    return width, height
-
-
 def run_task(
     pipe: Pipeline,
     job: Job,
