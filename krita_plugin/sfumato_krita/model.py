@@ -213,7 +213,9 @@ class Session:
 
     def connecting(self) -> None:
         self.host.connecting()
-        self.status, self.message = f"connecting to {self.settings.url}", ""
+        self.status = f"connecting to {self.settings.url}"
+        if not self.busy:  # a job waiting for the reconnect keeps its message in view
+            self.message = ""
         self.changed()
 
     def choose_model(self, name: str | None) -> None:

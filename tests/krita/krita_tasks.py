@@ -217,3 +217,46 @@ def cancel_job(controller: Controller, client: Client, doc: Any) -> Any:
         controller.handle(client.events())
         time.sleep(0.02)
     return record
+
+
+def pump(ready: Any, timeout: float, what: str) -> None:
+    """Run Krita's event loop (the plugin's QTimers, its bridge) until ``ready()``."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout} s")
+        QApplication.processEvents()
+        time.sleep(0.02)
+
+
+@task
+def reconnect(p: dict[str, Any]) -> dict[str, Any]:
+    """The plugin as the extension runs it (Plugin: bridge thread, QTimers, retry) through a
+    connection that breaks while a job runs; the peer decides what the refetch gets."""
+    from sfumato_krita.plugin import Plugin
+
+    doc = new_doc(p["width"], p["height"])
+    plugin = Plugin()
+    plugin.session.settings = settings_from(p)
+    seen: list[list[str]] = []
+
+    def note(session: Any) -> None:
+        line = [session.link.value, session.status, session.message]
+        if not seen or seen[-1] != line:
+            seen.append(line)
+
+    plugin.session.subscribe(note)
+    plugin.connect_server()
+    pump(lambda: plugin.session.link.value == "connected", 30, "connecting")
+    job_id = plugin.controller.generate(doc)
+    assert job_id is not None, plugin.session.message
+    record = plugin.session.jobs[job_id]
+    pump(lambda: record.state.finished, 60, f"the end of job {job_id}")
+    plugin.close()
+    return {
+        "job_id": job_id,
+        "record": record_info(record),
+        "seen": seen,
+        "connects": plugin.bridge.connects,
+        "after": describe(doc),
+    }
