@@ -305,5 +305,6 @@ TERMINAL_CODES = frozenset(
         ErrorCode.JOB_FAILED, ErrorCode.UNSUPPORTED, ErrorCode.MODEL_UNAVAILABLE,
         ErrorCode.UNKNOWN_MODEL, ErrorCode.STORE_FAILED, ErrorCode.ENGINE_UNAVAILABLE,
         ErrorCode.INTERRUPTED, ErrorCode.INTERNAL,
+        ErrorCode.RESULT_TOO_LARGE,  # a result that outgrew max_message_bytes (outbox.too_large)
     }
 )  # fmt: skip
