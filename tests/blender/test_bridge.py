@@ -315,3 +315,43 @@ def test_a_file_saved_while_connected_and_busy_never_reopens_so(
     assert len(rt.models) == 0 and rt.server_version == "" and rt.error == ""
     assert bpy.context.scene.sfumato.prompt == "moss"  # the file's own settings came back
     assert bpy.context.scene.sfumato.steps == 150
+
+
+def test_loras_and_limits_come_from_the_server(addon: ModuleType) -> None:
+    """The panel lists the LoRAs of the chosen model's family (unapproved ones greyed), a
+    job sends only usable ones, and steps and sizes are held to the server's own limits
+    from its welcome, not to numbers of the add-on's."""
+    from sfumato.client import Connected
+    from sfumato.protocol import Limits, ModelInfo, Welcome
+
+    jobs, panels = submodule("jobs"), submodule("panels")
+    models = (
+        ModelInfo("tiny-sd", "tiny-sd", "base"),
+        ModelInfo("xl", "sdxl", "base"),
+        ModelInfo("fits", "tiny-sd", "lora"),
+        ModelInfo("secret", "tiny-sd", "lora", approved=False),
+        ModelInfo("xl-lora", "sdxl", "lora"),
+    )
+    welcome = Welcome(
+        "test", 1, capabilities=("generate", "lora", "tile", "preview"), models=models,
+        default_model="tiny-sd", limits=Limits(max_steps=30, max_image_side=512), client_id="c",
+    )  # fmt: skip
+    link = submodule("bridge").get()
+    link.handle(Connected(welcome))
+    rt, settings = runtime(), bpy.context.scene.sfumato
+    assert rt.connection == "CONNECTED" and (rt.max_steps, rt.max_image_side) == (30, 512)
+    listed = panels.fitting_loras(rt, settings.model)
+    assert [(lo.name, lo.approved) for lo in listed] == [("fits", True), ("secret", False)]
+    assert "not approved" in listed[1].note
+    settings.model = "xl"
+    assert [lo.name for lo in panels.fitting_loras(rt, settings.model)] == ["xl-lora"]
+    settings.model = ""
+    for lora in rt.loras:
+        lora.use = True
+    sent = jobs.params(settings, link.offer, width=64, height=64)
+    assert [lo.name for lo in sent.loras] == ["fits"]  # never another family's, nor unapproved
+    settings.steps = 31
+    with pytest.raises(jobs.UserError, match="steps 31 is over this server's limit of 30"):
+        jobs.params(settings, link.offer, width=64, height=64)
+    settings.steps, settings.resolution = 30, 4096
+    assert jobs._frame(2, 1, settings, link.offer) == (512, 256)  # the server's largest side
