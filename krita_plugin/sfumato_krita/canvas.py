@@ -4,6 +4,10 @@ Krita's ``pixelData`` of an 8-bit RGBA document is BGRA, row 0 at the top, and t
 is one byte a pixel (255 = selected, soft edges in between); the protocol wants RGB(A) and a
 1-channel mask. Conversions are slice assignments on ``bytearray`` (C speed, no numpy: Debian's
 Krita has none). Everything here takes Krita objects as arguments: no module-level state.
+
+The wire is 8-bit sRGB. A document in another profile or depth of RGB/Alpha (linear sRGB,
+ACEScg, 16-bit, float) is converted by Krita's colour engine in a temporary document: to sRGB
+for what is sent, back to the document's space for the layers that come back.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from typing import Any
+
+from krita import Krita
 
 from sfumato.protocol import Array, DType, Task
 
@@ -57,12 +63,74 @@ def rgb_to_bgra(rgb: bytes, alpha: bytes | None) -> bytes:
 _NONZERO = bytes([0] + [255] * 255)
 
 
+# --------------------------------------------------------------------------- colour
+
+# The wire is sRGB (docs/protocol.md): 8-bit RGBA in one of these is sent as it is.
+SRGB = "sRGB-elle-V2-srgbtrc.icc"  # Krita's default profile for new RGB images
+SRGB_PROFILES = frozenset({SRGB, "sRGB built-in", "sRGB IEC61966-2.1"})
+WIRE = ("RGBA", "U8", SRGB)
+
+
+def space(doc: Any) -> tuple[str, str, str]:
+    return doc.colorModel(), doc.colorDepth(), doc.colorProfile()
+
+
+def is_wire(doc: Any) -> bool:
+    model, depth, profile = space(doc)
+    return (model, depth) == ("RGBA", "U8") and profile in SRGB_PROFILES
+
+
 def check_document(doc: Any) -> None:
-    if (doc.colorModel(), doc.colorDepth()) != ("RGBA", "U8"):
+    """RGB/Alpha of any depth and profile is converted to sRGB for the wire and back
+    (issue 18 item 2); other colour models are refused with what to do."""
+    model, depth, profile = space(doc)
+    if model != "RGBA":
         raise PluginError(
-            f"this image is {doc.colorModel()}/{doc.colorDepth()}; Sfumato works on 8-bit "
-            "RGB/Alpha: use Image ▸ Convert Image Color Space"
+            f"this image is {model}/{depth} ({profile}); Sfumato sends RGB pictures and "
+            "converts RGB/Alpha of any depth and profile itself, but not this colour model: "
+            "use Image ▸ Convert Image Color Space… to RGB/Alpha (keep the depth and profile)"
         )
+
+
+def to_wire(doc: Any, data: bytes, width: int, height: int) -> bytes:
+    """Pixels in ``doc``'s colour space → 8-bit sRGB BGRA (what the artist sees, as the
+    model must see it: a linear-light document's 128 is the sRGB 188 on screen)."""
+    if is_wire(doc):
+        return data
+    return convert(data, width, height, space(doc), WIRE)
+
+
+def from_wire(doc: Any, bgra: bytes, width: int, height: int) -> bytes:
+    """8-bit sRGB BGRA → pixels in ``doc``'s colour space, to write into one of its layers."""
+    if is_wire(doc):
+        return bgra
+    return convert(bgra, width, height, WIRE, space(doc))
+
+
+def convert(
+    data: bytes, width: int, height: int, src: tuple[str, str, str], dst: tuple[str, str, str]
+) -> bytes:
+    """``data`` converted by Krita's own colour engine (LCMS, the document's rendering
+    intent) in a temporary document, closed again: the artist's image is never touched."""
+    tmp = Krita.instance().createDocument(width, height, "sfumato-colour", *src, 72.0)
+    try:
+        tmp.setBatchmode(True)
+        layer = tmp.rootNode().childNodes()[0]
+        layer.setPixelData(data, 0, 0, width, height)
+        if not tmp.setColorSpace(*dst):
+            raise PluginError(
+                f"Krita could not convert {'/'.join(src)} to {'/'.join(dst)}; convert the "
+                "image to 8-bit sRGB (Image ▸ Convert Image Color Space…) and try again"
+            )
+        tmp.waitForDone()
+        return bytes(layer.pixelData(0, 0, width, height))
+    finally:
+        tmp.close()
+
+
+def projection(doc: Any, r: Rect) -> bytes:
+    """The visible image (all layers merged) in ``r`` as 8-bit sRGB BGRA."""
+    return to_wire(doc, bytes(doc.pixelData(r.x, r.y, r.width, r.height)), r.width, r.height)
 
 
 def selection_rect(doc: Any) -> Rect | None:
@@ -74,8 +142,7 @@ def selection_rect(doc: Any) -> Rect | None:
 
 def read_image(doc: Any, r: Rect) -> Array:
     """The visible image (all layers merged) in ``r`` as RGBA."""
-    data = bytes(doc.pixelData(r.x, r.y, r.width, r.height))
-    return Array(DType.UINT8, (r.height, r.width, 4), bgra_to_rgba(data))
+    return Array(DType.UINT8, (r.height, r.width, 4), bgra_to_rgba(projection(doc, r)))
 
 
 def read_mask(doc: Any, r: Rect) -> Array | None:
@@ -87,10 +154,11 @@ def read_mask(doc: Any, r: Rect) -> Array | None:
     return Array(DType.UINT8, (r.height, r.width, 1), data)
 
 
-def read_layer_rgb(node: Any, r: Rect, background: QColor) -> Array:
-    """A layer's pixels in ``r`` as RGB, composited over ``background`` (a control map is
-    white on black; a picture to detect from reads best on white)."""
-    data = bytes(node.projectionPixelData(r.x, r.y, r.width, r.height))
+def read_layer_rgb(doc: Any, node: Any, r: Rect, background: QColor) -> Array:
+    """A layer's pixels in ``r`` as sRGB RGB, composited over ``background`` (a control
+    map is white on black; a picture to detect from reads best on white)."""
+    raw = bytes(node.projectionPixelData(r.x, r.y, r.width, r.height))
+    data = to_wire(doc, raw, r.width, r.height)
     src = QImage(data, r.width, r.height, 4 * r.width, QImage.Format_ARGB32).copy()
     out = QImage(r.width, r.height, QImage.Format_RGB888)
     out.fill(background)
@@ -113,10 +181,10 @@ def read_input(doc: Any, settings: Settings) -> CanvasInput:
     selected = selection_rect(doc)
     region = region_for(settings.mode, width, height, selected, settings.context)
     image = None if TASKS[settings.mode] is Task.GENERATE else read_image(doc, region)
+    covered = settings.mode is Mode.BACKGROUND and is_opaque(doc, region)
     mask = None
     if selected is not None and settings.mode not in (Mode.EXPAND, Mode.UPSCALE):
         mask = read_mask(doc, region)
-    covered = settings.mode is Mode.BACKGROUND and is_opaque(doc, region)
     controls = []
     for control in settings.controls:
         node = find_node(doc, control.layer_id)
@@ -126,7 +194,7 @@ def read_input(doc: Any, settings: Settings) -> CanvasInput:
         controls.append(
             ControlInput(
                 control.kind,
-                read_layer_rgb(node, region, background),
+                read_layer_rgb(doc, node, region, background),
                 control.strength,
                 control.preprocess,
             )
@@ -136,7 +204,7 @@ def read_input(doc: Any, settings: Settings) -> CanvasInput:
 
 def is_opaque(doc: Any, r: Rect) -> bool:
     """Whether the visible image is fully opaque in ``r`` (a background would not show)."""
-    alpha = bytes(doc.pixelData(r.x, r.y, r.width, r.height))[3::4]
+    alpha = projection(doc, r)[3::4]
     return alpha.count(255) == len(alpha)
 
 
@@ -177,7 +245,8 @@ def apply(doc: Any, placement: Placement) -> list[str]:
         group.addChildNode(node, None)
         h, w, _ = plan.image.shape
         alpha = None if plan.alpha is None else bytes(plan.alpha.data)
-        node.setPixelData(rgb_to_bgra(bytes(plan.image.data), alpha), plan.x, plan.y, w, h)
+        bgra = rgb_to_bgra(bytes(plan.image.data), alpha)
+        node.setPixelData(from_wire(doc, bgra, w, h), plan.x, plan.y, w, h)
         node.setVisible(plan.visible)
     doc.refreshProjection()
     return [plan.name for plan in placement.layers]

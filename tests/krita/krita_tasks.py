@@ -150,8 +150,8 @@ def canvas_io(p: dict[str, Any]) -> dict[str, Any]:
     layer.setPixelData(base64.b64decode(p["layer_bgra"]), 0, 0, w, h)
     from PyQt5.QtGui import QColor
 
-    over_black = canvas.read_layer_rgb(layer, r, QColor(0, 0, 0))
-    over_white = canvas.read_layer_rgb(layer, r, QColor(255, 255, 255))
+    over_black = canvas.read_layer_rgb(doc, layer, r, QColor(0, 0, 0))
+    over_white = canvas.read_layer_rgb(doc, layer, r, QColor(255, 255, 255))
     placed = doc.createNode("placed", "paintlayer")
     doc.rootNode().addChildNode(placed, None)
     rgb = base64.b64decode(p["rgb"])
@@ -260,3 +260,49 @@ def reconnect(p: dict[str, Any]) -> dict[str, Any]:
         "connects": plugin.bridge.connects,
         "after": describe(doc),
     }
+
+
+@task
+def profiles(p: dict[str, Any]) -> dict[str, Any]:
+    """Issue 18 item 2: documents in other profiles and depths, read and written through the
+    plugin's canvas module; what the artist sees is judged by converting a clone of the
+    document to sRGB with Krita itself (not by the plugin's code)."""
+    from sfumato_krita._vendor.sfumato.protocol import Array, DType
+    from sfumato_krita.jobs import LayerPlan, Placement, PluginError
+
+    out = []
+    for case in p["cases"]:
+        w, h = case["width"], case["height"]
+        app = Krita.instance()
+        doc = app.createDocument(w, h, "profile", "RGBA", case["depth"], case["profile"], 72.0)
+        doc.setBatchmode(True)
+        doc.rootNode().childNodes()[0].setPixelData(base64.b64decode(case["raw"]), 0, 0, w, h)
+        doc.refreshProjection()
+        seen: dict[str, Any] = {"profile": doc.colorProfile(), "depth": doc.colorDepth()}
+        seen["sent"] = b64(canvas.read_image(doc, Rect(0, 0, w, h)).data)
+        rgb = base64.b64decode(case["result_rgb"])
+        image = Array(DType.UINT8, (h, w, 3), rgb)
+        plan = LayerPlan("result", 0, 0, image, None, True)
+        canvas.apply(doc, Placement("Sfumato", False, (plan,)))
+        group = next(n for n in doc.rootNode().childNodes() if n.name() == "Sfumato")
+        layer = group.childNodes()[0]
+        seen["layer_raw"] = b64(layer.pixelData(0, 0, w, h))
+        seen["read_back"] = b64(canvas.read_image(doc, Rect(0, 0, w, h)).data)
+        clone = doc.clone()
+        clone.setBatchmode(True)
+        clone.setColorSpace("RGBA", "U8", "sRGB-elle-V2-srgbtrc.icc")
+        clone.waitForDone()
+        clone.refreshProjection()
+        seen["artist_sees"] = b64(clone.pixelData(0, 0, w, h))
+        seen["documents_open"] = len(app.documents())
+        clone.close()
+        doc.close()
+        out.append(seen)
+    cmyk = Krita.instance().createDocument(8, 8, "cmyk", "CMYKA", "U8", "", 72.0)
+    try:
+        canvas.check_document(cmyk)
+        refusal = ""
+    except PluginError as exc:
+        refusal = str(exc)
+    cmyk.close()
+    return {"cases": out, "cmyk": refusal}
