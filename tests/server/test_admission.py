@@ -209,10 +209,10 @@ def test_the_first_name_that_breaks_a_rule_is_refused_at_its_own_field(
 
 
 def test_a_tiny_base_never_gets_a_real_controlnet_nor_the_other_way() -> None:
-    shuffle = Job("j1", Task.GENERATE, JobParams(width=64, height=64, model="real"),
+    canny = Job("j1", Task.GENERATE, JobParams(width=64, height=64, model="real"),
                   controls=(Control(ControlKind.CANNY, PIXELS),))  # fmt: skip
     with pytest.raises(Refusal) as caught:
-        admit(shuffle, RULES, "tiny")  # only tiny canny ControlNets are registered
+        admit(canny, RULES, "tiny")  # only tiny canny ControlNets are registered
     assert (caught.value.code, caught.value.field) == (
         ErrorCode.UNKNOWN_MODEL,
         "inputs.controls[0].kind",
