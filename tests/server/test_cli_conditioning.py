@@ -30,6 +30,7 @@ def test_control_specs_parse_with_strength_and_preprocess(tmp_path: Path) -> Non
 
 def test_normals_from_an_exr(tmp_path: Path) -> None:
     import OpenEXR as openexr  # a server dependency (the server extra): never optional here
+
     normals = np.zeros((4, 4, 3), np.float32)
     normals[..., 2] = 1
     path = tmp_path / "n.exr"
