@@ -21,7 +21,8 @@ code. docs/architecture.md, "Errors", has the whole tree::
       service: ConfigError (ValueError: a config file, when it is read), StoreError
                (store_failed), EngineUnavailable (engine_unavailable)
       client: ConnectionFailed (ConnectionError), JobFailed (carries the error event),
-              JobWasCancelled
+              JobWasCancelled; hostsession.HostError (ValueError, field: a job the host
+              session will not send — a capability, limit, model or LoRA the server lacks)
       imageio.ImageFileError, batch.PlanError, batch.reproduce.ReproduceError,
       provenance: CredentialsError, SigningSetupError; cli.conditioning.FlagError
                (argparse.ArgumentTypeError: argparse shows it as a usage error, exit 2)
