@@ -379,9 +379,18 @@ class SfumatoDocker(DockWidget):
     def _fill_models(self, session: Session) -> None:
         self.model.blockSignals(True)
         self.model.clear()
-        self.model.addItem(f"server default ({session.default_model or 'none'})", "")
-        for name in session.base_models():
-            self.model.addItem(name, name)
+        choices = session.model_choices()
+        default = next((c for c in choices if c.name == session.default_model), None)
+        label = default.label if default else (session.default_model or "none")
+        self.model.addItem(f"server default ({label})", "")
+        if default is not None and not default.usable:
+            self.model.setItemData(0, default.note, Qt.ToolTipRole)
+        for choice in choices:
+            self.model.addItem(choice.label, choice.name)
+            index = self.model.count() - 1
+            self.model.setItemData(index, choice.note, Qt.ToolTipRole)
+            if not choice.usable:  # listed, so the artist sees it exists, but not pickable
+                self.model.model().item(index).setEnabled(False)
         self.model.setCurrentIndex(max(0, self.model.findData(session.settings.model or "")))
         self.model.blockSignals(False)
 

@@ -102,8 +102,30 @@ class Target:
 
 
 Record = JobRecord[Target]
+MISSING = "its weights are not on the server: its admin must download them (a job would fail)"
 
-__all__ = ["JobState", "Link", "LoraChoice", "Record", "Session", "Settings", "Target"]
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """A base model the docker lists: ``label`` is what it shows, ``note`` its tooltip."""
+
+    name: str
+    label: str
+    usable: bool
+    note: str = ""
+
+
+def _usable(m: ModelInfo, missing_label: str) -> tuple[str, bool, str]:
+    if not m.available:
+        return missing_label, False, MISSING
+    if not m.approved:
+        return f"{m.name} — not approved", False, "not approved on this server"
+    return m.name, True, m.description
+
+
+__all__ = [
+    "JobState", "Link", "LoraChoice", "ModelChoice", "Record", "Session", "Settings", "Target",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -194,13 +216,26 @@ class Session:
         base = self.offer.model(self.settings.model)
         return base.family if base else None
 
+    def model_choices(self) -> list[ModelChoice]:
+        """The base models the Model list shows, each marked when the server has not
+        approved it or lacks its weights (``ModelInfo.available``, issue 18 item 6)."""
+        return [
+            ModelChoice(m.name, *_usable(m, f"{m.name} — weights missing"))
+            for m in self.offer.base_models()
+        ]
+
     def lora_choices(self) -> list[LoraChoice]:
-        """The LoRAs of the chosen model's family; unapproved ones listed, not usable."""
-        return list(self.offer.lora_choices(self.settings.model))
+        """The LoRAs of the chosen model's family; unapproved ones, and ones whose weights
+        the server lacks, listed but not usable."""
+        available = {m.name: m.available for m in self.models}
+        return [
+            c if available.get(c.name, True) else replace(c, usable=False, note=MISSING)
+            for c in self.offer.lora_choices(self.settings.model)
+        ]
 
     def loras(self) -> list[str]:
         """The LoRAs that can be used with the chosen model."""
-        return list(self.offer.usable_loras(self.settings.model))
+        return [c.name for c in self.lora_choices() if c.usable]
 
     @property
     def busy(self) -> bool:
@@ -239,6 +274,11 @@ class Session:
         request = self.settings.request()
         if request.model is None and self.default_model:
             request = replace(request, model=self.default_model)
+        chosen = self.offer.model(request.model)
+        if chosen is not None and not chosen.available:
+            raise self.refuse(
+                f"the model {chosen.name!r} cannot run: {MISSING}; pick another Model"
+            )
         job_id = f"krita-{uuid.uuid4().hex[:16]}"
         limits = self.offer.limits
         try:

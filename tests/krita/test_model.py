@@ -284,3 +284,28 @@ def test_a_broken_connection_is_retried_and_says_so_a_failed_first_attempt_is_no
     assert session.retry  # still down: keep trying
     session.handle(Connected(Welcome("0.1", 1, CAPS)))
     assert not session.retry and session.link is Link.CONNECTED
+
+
+def test_models_and_loras_whose_weights_are_missing_are_marked_and_not_run() -> None:
+    """Issue 18 item 6: the server marks entries without weights (ModelInfo.available)."""
+    models = (
+        ModelInfo("sd", "sd15", "base"), ModelInfo("gone", "sd15", "base", available=False),
+        ModelInfo("banned", "sd15", "base", approved=False),
+        ModelInfo("ink", "sd15", "lora"), ModelInfo("ink-gone", "sd15", "lora", available=False),
+    )  # fmt: skip
+    session = Session()
+    session.handle(Connected(Welcome("0.1", 1, (*CAPS, "lora"), models, "sd")))
+    choices = {c.name: (c.label, c.usable) for c in session.model_choices()}
+    assert choices == {
+        "sd": ("sd", True), "gone": ("gone — weights missing", False),
+        "banned": ("banned — not approved", False),
+    }  # fmt: skip
+    assert "weights are not on the server" in session.model_choices()[1].note
+    assert [(c.name, c.usable) for c in session.lora_choices()] == [
+        ("ink", True), ("ink-gone", False),
+    ]  # fmt: skip
+    assert session.loras() == ["ink"]
+    session.settings.model = "gone"
+    with pytest.raises(PluginError, match=r"'gone' cannot run: its weights are not on the server"):
+        session.start_job(CanvasInput(64, 64, Rect(0, 0, 64, 64), None, None))
+    assert session.host.jobs == {}

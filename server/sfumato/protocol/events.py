@@ -25,6 +25,7 @@ class ModelInfo:
     description: str = ""
     control: str = ""  # controlnet entries: the control kind they read (depth, canny, …)
     sha256: str = ""  # of the approved weights, when the registry pins them
+    available: bool = True  # its weights are on the server's disk (False: model_unavailable)
 
     def to_wire(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -35,6 +36,8 @@ class ModelInfo:
             out["control"] = self.control
         if self.sha256:
             out["sha256"] = self.sha256
+        if not self.available:  # sent only when false: older frames keep their bytes
+            out["available"] = False
         return out
 
     @classmethod
@@ -49,6 +52,7 @@ class ModelInfo:
             description=r.text("description", ""),
             control=r.text("control", ""),
             sha256=r.text("sha256", ""),
+            available=r.boolean("available", True),
         )
         return info
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -287,8 +287,13 @@ class Registry:
         )
 
     def infos(self) -> tuple[ModelInfo, ...]:
-        """The entries as clients see them (no sources: those may be server paths)."""
-        return tuple(entry.info() for entry in self.entries.values())
+        """The entries as clients see them (no sources: those may be server paths), each
+        marked ``available`` when its weights are on this disk now (registry/weights.py)."""
+        from .weights import present
+
+        return tuple(
+            replace(entry.info(), available=present(entry)) for entry in self.entries.values()
+        )
 
     def __contains__(self, name: object) -> bool:
         return name in self.entries
