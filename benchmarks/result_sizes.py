@@ -1,4 +1,4 @@
-"""How close admission's result bound (``service.admission.result_bytes``) is to real results:
+"""How close admission's result bound (``Job.result_bytes``, checked by ``service.admission``) is to real results:
 tiny-model jobs with signed PNG files through ``sfumato serve``, the real message size next to
 the bound, and the bytes a signed PNG carries beyond its pixel rows (chunks, zlib framing, the
 C2PA manifest) next to what the bound allows for them. Prints JSON.
@@ -15,7 +15,8 @@ from pathlib import Path
 from sfumato.cli.demo import start_server
 from sfumato.client import Client, make_job
 from sfumato.protocol import encode
-from sfumato.service.admission import PNG_EXTRA_BYTES, result_bytes
+from sfumato.protocol.messages import PNG_EXTRA_BYTES
+from sfumato.service.admission import result_bytes
 
 CASES = ((256, 1), (512, 2), (512, 4))  # (side, variants)
 

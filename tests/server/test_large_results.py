@@ -33,14 +33,9 @@ from sfumato.protocol import (
     encode,
     encode_bytes,
 )
+from sfumato.protocol.messages import PNG_EXTRA_BYTES, RESULT_HEADER_BYTES
 from sfumato.registry import Registry
-from sfumato.service.admission import (
-    PNG_EXTRA_BYTES,
-    RESULT_HEADER_BYTES,
-    Refusal,
-    check_result_fits,
-    result_bytes,
-)
+from sfumato.service.admission import Refusal, check_result_fits, result_bytes
 from sfumato.service.journal import Journal, recover
 from sfumato.service.store import ResultStore
 

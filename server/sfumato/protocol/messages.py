@@ -23,6 +23,11 @@ from .limits import Limits
 # so an id is never ".", ".." or an option, wherever a server files it.
 JOB_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\Z")
 SEED_MAX = 2**32 - 1
+# Job.result_bytes (docs/protocol.md section 7): the result's msgpack header (ids, seeds,
+# model, the prompt, timings), and what each stored PNG holds beyond its pixel rows (chunks,
+# zlib framing, the signed C2PA manifest: ~8 KB measured, benchmarks/result_sizes.py).
+RESULT_HEADER_BYTES = 64 * 1024
+PNG_EXTRA_BYTES = 128 * 1024
 
 
 class Task(str, Enum):
@@ -313,6 +318,19 @@ class Job:
         if self.task is Task.UPSCALE:
             return width * self.params.scale, height * self.params.scale
         return width, height
+
+    def result_bytes(self) -> int:
+        """An upper bound on the bytes of this job's ``result`` message: per variant one uint8
+        RGB image at :meth:`output_size` and, with ``params.files``, its PNG — bounded by the
+        stored encoding plus deflate's worst-case growth, so any compression fits — plus the
+        header. A server refuses a job whose bound exceeds its ``max_message_bytes``
+        (``result_too_large``); a client may check it before sending."""
+        width, height = self.output_size()
+        per_variant = width * height * 3
+        if self.params.files:
+            rows = height * (width * 3 + 1)  # one filter byte per row
+            per_variant += rows + rows // 1000 + PNG_EXTRA_BYTES
+        return self.params.variants * per_variant + RESULT_HEADER_BYTES
 
     def _check_output_size(self, limits: Limits) -> None:
         assert self.image is not None

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..protocol import ErrorCode, Job, JobRejected, Task
+from ..protocol.messages import RESULT_HEADER_BYTES
 from ..registry import LoraMismatch, ModelEntry, Registry, UnknownModel
 
 
@@ -24,25 +25,12 @@ class Refusal(JobRejected):
 
 
 MIB = 1024 * 1024
-# The result's msgpack header: ids, seeds, model, the prompt (≤ 4000 characters), timings.
-RESULT_HEADER_BYTES = 64 * 1024
-# Each stored PNG beyond its pixel rows: PNG chunks, zlib framing and the signed C2PA manifest
-# (certificate chain, claim, the Sfumato assertion with the prompt): a few KB to tens of KB.
-PNG_EXTRA_BYTES = 128 * 1024
 
 
 def result_bytes(job: Job) -> int:
-    """An upper bound on the bytes of the job's ``result`` message (docs/protocol.md 5.5): per
-    variant one uint8 RGB image at :meth:`Job.output_size`, and with ``params.files`` its PNG,
-    bounded by the stored (uncompressed) encoding plus deflate's worst-case growth, so any
-    ``png_compression`` fits too."""
-    width, height = job.output_size()
-    image = width * height * 3
-    per_variant = image
-    if job.params.files:
-        rows = height * (width * 3 + 1)  # one filter byte per row
-        per_variant += rows + rows // 1000 + PNG_EXTRA_BYTES
-    return job.params.variants * per_variant + RESULT_HEADER_BYTES
+    """The bound admission checks: :meth:`sfumato.protocol.Job.result_bytes` (one place, so a
+    host can check the same before it sends)."""
+    return job.result_bytes()
 
 
 def check_result_fits(job: Job, max_message_bytes: int) -> None:
