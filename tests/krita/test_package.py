@@ -26,6 +26,7 @@ import sys
 sys.path.insert(0, sys.argv[1])
 from sfumato_krita._vendor import msgpack, websockets
 from sfumato_krita._vendor.sfumato.client import Client, make_job
+from sfumato_krita._vendor.sfumato.hostsession import HostSession  # the host session, too
 from sfumato_krita._vendor.sfumato.protocol import encode_bytes, decode_client_message
 import sfumato_krita.model, sfumato_krita.jobs  # the Qt-free half of the plugin
 job = make_job("generate", id="j1", prompt="x", width=64, height=64)
