@@ -168,3 +168,24 @@ def test_not_found_without_a_reconnect_stays_what_the_server_said(addon: Any) ->
     track(pending)
     link.handle(Error(ErrorCode.NOT_FOUND, "cancel of an unknown job", id="j-other"))
     assert runtime().error == "cancel of an unknown job [not_found]"
+
+
+def test_suspended_and_not_ready_are_said_plainly(addon: Any) -> None:
+    """A stopping server's ``suspended`` keeps the job (busy, to be fetched after the
+    restart) and says so; a welcome that is not ready says why, and no job is prepared."""
+    from sfumato.client import Connected, Disconnected
+    from sfumato.protocol import Job, Progress, Task, Welcome
+
+    bridge, jobs = submodule("bridge"), submodule("jobs")
+    pending = bridge.Pending(Job("j-kept", Task.GENERATE), "WORLD", bpy.context.scene.name)
+    link = track(pending)
+    link.handle(Progress("j-kept", 0, 0, stage="suspended"))
+    link.handle(Disconnected("1012 (service restart)"))
+    rt = runtime()
+    assert rt.busy and rt.connection == "DISCONNECTED" and "j-kept" in link.pending
+    assert "runs it after the restart" in rt.error, rt.error
+
+    link.handle(Connected(Welcome("t", 1, ready=False, status="torch does not import")))
+    assert rt.connection == "CONNECTED" and "torch does not import" in rt.error
+    with pytest.raises(jobs.UserError, match="cannot run jobs now: torch does not import"):
+        jobs.params(bpy.context.scene.sfumato, link.offer, width=64, height=64)
