@@ -46,8 +46,9 @@ def task(fn: Any) -> Any:
     return run
 
 
-def new_doc(width: int, height: int, bgra: bytes | None = None) -> Any:
-    doc = Krita.instance().createDocument(width, height, "sfumato-test", "RGBA", "U8", "", 72.0)
+def new_doc(width: int, height: int, bgra: bytes | None = None, profile: str = "") -> Any:
+    app = Krita.instance()
+    doc = app.createDocument(width, height, "sfumato-test", "RGBA", "U8", profile, 72.0)
     doc.setBatchmode(True)
     if bgra is not None:
         doc.rootNode().childNodes()[0].setPixelData(bgra, 0, 0, width, height)
@@ -176,7 +177,9 @@ def canvas_io(p: dict[str, Any]) -> dict[str, Any]:
 def job(p: dict[str, Any]) -> dict[str, Any]:
     """One job end to end: document → plugin → server → layers."""
     w, h = p["width"], p["height"]
-    doc = new_doc(w, h, base64.b64decode(p["bgra"]) if p.get("bgra") else None)
+    doc = new_doc(
+        w, h, base64.b64decode(p["bgra"]) if p.get("bgra") else None, p.get("profile", "")
+    )
     for extra in p.get("extra_layers", []):
         layer = doc.createNode(extra["name"], "paintlayer")
         doc.rootNode().addChildNode(layer, None)

@@ -65,6 +65,7 @@ class Recorder:
         return {
             "task": job.task.value,
             "params": job.params,
+            "image": None if job.image is None else job.image.to_numpy().copy(),
             "controls": [
                 {
                     "kind": c.kind.value,
@@ -181,3 +182,26 @@ def test_expand_and_upscale_resize_the_document(
         np.testing.assert_array_equal(bg[16 : 16 + h, 16 : 16 + w], picture)
     else:  # scaled with the document: still green
         assert (bg[..., 1] == 150).all()
+
+
+def test_a_linear_light_image_goes_over_the_wire_as_srgb_and_comes_back_in_its_profile(
+    krita_env: KritaEnv, recorder: Recorder
+) -> None:
+    """Issue 18 item 2 through the whole plugin: a refine of an 8-bit linear-sRGB image. Its
+    stored grey 128 is what Krita shows as sRGB 188, so 188 goes on the wire; the peer's
+    sRGB 200 result is stored near linear 147 (200 in sRGB is 0.578 in linear light)."""
+    w, h = 64, 64
+    grey = np.full((h, w, 4), (128, 128, 128, 255), np.uint8)
+    out = krita_env.run_task(
+        "job",
+        {"url": recorder.url, "width": w, "height": h, "bgra": b64(grey), "mode": "refine",
+         "profile": "sRGB-elle-V2-g10.icc"},
+    )  # fmt: skip
+    assert out["record"]["state"] == "done", out["record"]["message"]
+    (job,) = recorder.jobs
+    sent = job["image"]
+    assert sent.shape == (h, w, 4)
+    assert (np.abs(sent[..., :3].astype(int) - 188) <= 1).all(), sent[0, 0]
+    (layer,) = next(n for n in out["after"]["tree"] if n["name"] == "Sfumato")["children"]
+    stored = np.frombuffer(base64.b64decode(layer["pixels"]), np.uint8).reshape(h, w, 4)
+    assert (np.abs(stored[..., :3].astype(int) - 147) <= 1).all(), stored[0, 0]
