@@ -166,7 +166,10 @@ class Session:
         self.settings = settings or Settings()
         self.host: HostSession[Target] = HostSession()
         self.status = "not connected"
-        self.jobs: dict[str, Record] = {}  # every job started here, ended ones too (the docker)
+        # the jobs in view: unfinished ones and the last one to end (an ended job's input and
+        # result images are let go when the next starts: a long session does not pile them up)
+        self.jobs: dict[str, Record] = {}
+        self.started = 0  # jobs started in this session
         self.current: str | None = None  # the job the progress bar shows
         self.message = ""  # the last thing the user should read (errors, notices)
         self.retry = False  # a connection broke: reconnect until it is back
@@ -288,7 +291,9 @@ class Session:
             raise self.refuse(str(exc)) from None
         except HostError as exc:
             raise self.refuse(_pointed(exc)) from None
+        self.jobs = {i: r for i, r in self.jobs.items() if not r.state.finished}
         self.jobs[job_id] = record
+        self.started += 1
         self.current, self.message = job_id, ""
         self.changed()
         return job
@@ -320,6 +325,7 @@ class Session:
 
     def handle(self, event: object) -> list[Ended]:
         """Apply one client event (or a bridge's ``SendFailed``); returns the jobs it ended."""
+        was_linked = self.link is Link.CONNECTED
         if isinstance(event, SendFailed):
             end = self.host.fail(event.id, event.message)
             updates: list[object] = [end] if end is not None else []
@@ -327,15 +333,15 @@ class Session:
             updates = list(self.host.handle(event))
         if not updates:
             return []
-        ended = [e for u in updates if (e := self._update(u)) is not None]
+        ended = [e for u in updates if (e := self._update(u, was_linked)) is not None]
         self.changed()
         return ended
 
-    def _update(self, update: object) -> Ended | None:
+    def _update(self, update: object, was_linked: bool) -> Ended | None:
         if isinstance(update, Linked):
             self._welcome(update.welcome)
         elif isinstance(update, Unlinked):
-            self._disconnected(update.reason, update.waiting)
+            self._disconnected(update.reason, update.waiting, was_linked)
         elif isinstance(update, ModelsChanged):
             self._keep_usable_loras()
         elif isinstance(update, Notice):
@@ -370,11 +376,11 @@ class Session:
         target.layers = [layer.name for layer in placement.layers]
         return placement
 
-    def _disconnected(self, reason: str, waiting: tuple[str, ...]) -> None:
+    def _disconnected(self, reason: str, waiting: tuple[str, ...], was_linked: bool) -> None:
         """A connection that was up and broke is retried (``retry``: the docker reconnects
         every RETRY_S seconds until the server is back); a failed first attempt is not. The
         jobs it ran stay tracked: the next welcome fetches them (the host session)."""
-        self.retry = self.retry or self.host.client_id is not None
+        self.retry = self.retry or was_linked
         if self.retry:
             self.status = (
                 f"lost the connection to {self.settings.url} ({reason}); trying again every "

@@ -309,3 +309,17 @@ def test_models_and_loras_whose_weights_are_missing_are_marked_and_not_run() -> 
     with pytest.raises(PluginError, match=r"'gone' cannot run: its weights are not on the server"):
         session.start_job(CanvasInput(64, 64, Rect(0, 0, 64, 64), None, None))
     assert session.host.jobs == {}
+
+
+def test_ended_jobs_are_let_go_when_the_next_starts_and_a_failed_reconnect_is_not_retried() -> None:
+    session = Session()
+    session.handle(Connected(Welcome("0.1", 1, CAPS, client_id="c1")))
+    ids = []
+    for n in range(3):
+        job = session.start_job(CanvasInput(64, 64, Rect(0, 0, 64, 64), None, None))
+        ids.append(job.id)
+        session.handle(Result(job.id, Task.GENERATE, (rgb(64, 64),), (n,), "tiny-sd"))
+    assert list(session.jobs) == ids[-1:] and session.started == 3
+    session.connecting()  # Connect pressed again, to a server that does not answer
+    session.handle(Disconnected("no Sfumato server answers"))
+    assert not session.retry and session.status.startswith("disconnected")

@@ -232,7 +232,7 @@ class Smoke(Extension):
         d.seed.set_seed(SEED_MAX)
         d.variants.setValue(2)
         d.steps.setValue(2)
-        self.jobs_before = len(d.session.jobs)
+        self.jobs_before = d.session.started
         self.action("sfumato_generate")
         self.started_by_action()
         self.step("action generate")
@@ -270,7 +270,7 @@ class Smoke(Extension):
         d.steps.setValue(150)
         d.seed.set_seed(3)
         d.variants.setValue(1)
-        self.jobs_before = len(d.session.jobs)
+        self.jobs_before = d.session.started
         self.action("sfumato_generate")
         self.started_by_action()
         self.poll(lambda: d.session.job().state.value == "running", self.cancel_running)
@@ -278,7 +278,7 @@ class Smoke(Extension):
     def started_by_action(self) -> None:
         from sfumato_krita.extension import find_docker
 
-        if len(self.docker.session.jobs) == self.jobs_before:
+        if self.docker.session.started == self.jobs_before:
             raise RuntimeError(
                 f"the action started no job: {self.docker.session.message!r}; "
                 f"exceptions: {self.report['exceptions']}; actions: {self.report['actions']};"
@@ -290,7 +290,7 @@ class Smoke(Extension):
         d = self.docker
         self.report["while_running"] = {"generate_enabled": d.generate_button.isEnabled()}
         self.action("sfumato_generate")  # a second start while one runs is refused
-        self.report["while_running"]["jobs_started"] = len(d.session.jobs) - self.jobs_before
+        self.report["while_running"]["jobs_started"] = d.session.started - self.jobs_before
         self.report["while_running"]["message"] = d.session.message
         self.action("sfumato_cancel")
         self.step("action cancel")
