@@ -9,20 +9,39 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ..conftest import RunningServer
+from ..conftest import RunningServer, running_server
 from .conftest import HERE, KritaEnv, run_gui
 
 SEED_MAX = 2**32 - 1
 
 
+# The GUI's server announces limits below the protocol's defaults (150 steps, 16 variants):
+# the docker's boxes must follow the server (issue 10 item 1), not a number of their own.
+LIMITS = {"max_steps": 120, "max_variants": 6}
+
+
+@pytest.fixture(scope="module")
+def gui_server(
+    krita_env: KritaEnv, tmp_path_factory: pytest.TempPathFactory, model_cache: Path
+) -> Iterator[RunningServer]:
+    folder = tmp_path_factory.mktemp("gui-server")
+    config = folder / "sfumato.toml"
+    config.write_text("[limits]\n" + "".join(f"{k} = {v}\n" for k, v in LIMITS.items()))
+    with running_server(folder / "results", model_cache, "--config", str(config)) as server:
+        yield server
+
+
 @pytest.fixture(scope="module")
 def gui(
-    krita_env: KritaEnv, krita_server: RunningServer, tmp_path_factory: pytest.TempPathFactory
+    krita_env: KritaEnv, gui_server: RunningServer, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Any]:
+    krita_server = gui_server
     tmp_path = tmp_path_factory.mktemp("gui")
     env = dict(krita_env.env)
     for name in ("config", "data", "cache", "runtime"):
@@ -143,3 +162,7 @@ def test_another_plugin_with_its_own_websockets_and_msgpack_loads_beside_ours(
     assert rival["public"] == ["rival-msgpack", "rival-websockets"], rival  # theirs stays theirs
     assert rival["ours"].startswith("sfumato_krita._vendor.websockets"), rival
     assert gui["job"]["state"] == "done" and gui["cancel_job"]["state"] == "cancelled"
+
+
+def test_the_steps_and_variants_boxes_follow_the_servers_limits(gui: dict[str, Any]) -> None:
+    assert gui["limits"] == {"steps": LIMITS["max_steps"], "variants": LIMITS["max_variants"]}

@@ -134,6 +134,7 @@ class Smoke(Extension):
         d.session.fail("")
         if SHOT:
             self.report["layout_shot"] = qwindow.grab().save(SHOT.replace(".png", "-layout.png"))
+        self.report["limits"] = {"steps": d.steps.maximum(), "variants": d.variants.maximum()}
         self.seeds()
         self.generate()
 
