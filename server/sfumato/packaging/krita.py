@@ -117,7 +117,8 @@ def vendored_files(cache: Path) -> dict[str, bytes]:
         b'these names (sfumato package krita rewrote the imports)."""\n',
         f"{vendor}/sfumato/__init__.py": (SFUMATO / "__init__.py").read_bytes(),
     }
-    for name in ("client.py", "hostsession.py", "hostlink.py"):  # what a host imports
+    host = ("client.py", "hostoffer.py", "hostsession.py", "hostlink.py")  # what a host imports
+    for name in host:
         files[f"{vendor}/sfumato/{name}"] = (SFUMATO / name).read_bytes()
     for path in sorted((SFUMATO / "protocol").glob("*.py")):
         files[f"{vendor}/sfumato/protocol/{path.name}"] = path.read_bytes()

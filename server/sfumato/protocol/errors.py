@@ -60,10 +60,10 @@ class ErrorCode(str, Enum):
     JOB_FAILED = "job_failed"  # the engine failed while running the job
     INTERNAL = "internal"  # a bug in the server; the message says where to report it
     INTERRUPTED = "interrupted"  # lost to a server restart and could not run again; resubmit
-    STORE_FAILED = "store_failed"  # the result store could not write or read (full, read-only, damaged)
-    ENGINE_UNAVAILABLE = "engine_unavailable"  # the ML engine cannot load (e.g. torch fails to import)
-    TOO_MANY_CONNECTIONS = "too_many_connections"  # the server is at max_connections; it closes (1013)
-    SERVER_BUSY = "server_busy"  # no room in the server's memory budget for this message; resend soon
+    STORE_FAILED = "store_failed"  # the store could not write/read (full, read-only, damaged)
+    ENGINE_UNAVAILABLE = "engine_unavailable"  # the engine cannot load (e.g. torch fails to import)
+    TOO_MANY_CONNECTIONS = "too_many_connections"  # at max_connections; the server closes (1013)
+    SERVER_BUSY = "server_busy"  # no room in the memory budget for it; resend soon
     HELLO_TIMEOUT = "hello_timeout"  # no hello within the server's hello_timeout; it closes (1008)
     RESULT_TOO_LARGE = "result_too_large"  # the result would exceed max_message_bytes; ask for less
 
