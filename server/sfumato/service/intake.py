@@ -7,10 +7,15 @@ is read fragment by fragment: every fragment takes its bytes from the shared
 soon as it crosses the limit, and a message that finds no room within ``inflight_wait`` is
 refused with ``server_busy`` (its rest is read and dropped). The transport's own caps bound
 what is buffered beneath: ``max_frame_bytes`` per frame, a few frames per connection.
+An accepted job's bytes stay taken until the job ends (:class:`Holds`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import itertools
+import weakref
 from dataclasses import dataclass
 
 from websockets.asyncio.server import ServerConnection
@@ -73,6 +78,44 @@ async def receive(
     if refusal is not None:
         return Incoming(None, 0, refusal)
     return Incoming(buffer if buffer is not None else b"", held)
+
+
+class Holds:
+    """Accepted jobs' message bytes, kept from the budget until the job ends: the job's arrays
+    view those bytes, so giving them back earlier would let the server hold more than its
+    budget. Everything else goes back as soon as it is routed."""
+
+    def __init__(self, budget: ByteBudget) -> None:
+        self.budget = budget
+        self._held: dict[tuple[str, str], tuple[int, int]] = {}  # key: (this hold's number, bytes)
+        self._numbers = itertools.count()
+
+    def __contains__(self, key: tuple[str, str]) -> bool:
+        return key in self._held
+
+    def keep(self, key: tuple[str, str], message: object, held: int) -> None:
+        """Hold ``held`` bytes for the job ``key`` until :meth:`free`, or until ``message`` is
+        freed, whichever comes first."""
+        number = next(self._numbers)
+        self._held[key] = (number, held)
+        # Safety net: the bytes come back when the job's message is freed, even if its end
+        # never passed through free() (from any thread, so via the loop).
+        loop = asyncio.get_running_loop()
+        weakref.finalize(message, self._free_soon, loop, key, number)
+
+    def _free_soon(
+        self, loop: asyncio.AbstractEventLoop, key: tuple[str, str], number: int
+    ) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is gone: so is the budget
+            loop.call_soon_threadsafe(self.free, key, number)
+
+    def free(self, key: tuple[str, str], number: int | None = None) -> None:
+        """An accepted job's message bytes back to the budget, once (``number``: only if the
+        hold is still that one)."""
+        hold = self._held.get(key)
+        if hold is not None and number in (None, hold[0]):
+            del self._held[key]
+            self.budget.give(hold[1])
 
 
 def _too_large(limits: Limits, job_id: str | None) -> Error:
