@@ -195,13 +195,16 @@ def test_frame_too_large_and_refusals_name_the_job(tmp_path: Path, model_cache: 
     from ..conftest import running_server
 
     config = tmp_path / "server.toml"
-    config.write_text("[limits]\nmax_message_bytes = 100000\nmax_image_side = 200\n")
+    # room for a default 200² result (its bound is 120 000 pixel bytes + the header allowance),
+    # not for a 200² inpaint's image and mask
+    config.write_text("[limits]\nmax_message_bytes = 200000\nmax_image_side = 200\n")
     with running_server(
         tmp_path / "results", model_cache, "--config", str(config), "--no-preload"
     ) as s:
         peer = Peer(s.url)
         peer.hello()
-        big = make_job("refine", np.zeros((180, 180, 4), np.uint8), prompt="x", id="big-1")
+        image, mask = np.zeros((200, 200, 4), np.uint8), np.zeros((200, 200, 1), np.uint8)
+        big = make_job("inpaint", image, mask, prompt="x", id="big-1")
         peer.send(big)
         error = peer.recv()
         assert (error.code, error.id) == (ErrorCode.FRAME_TOO_LARGE, "big-1")
