@@ -75,6 +75,32 @@ class SeedBox(QDoubleSpinBox):
         self.setValue(self.RANDOM if seed is None else float(check_seed(seed)))
 
 
+class WrapLabel(QLabel):
+    """A word-wrapped label that is never shorter than its wrapped text (issue 18 item 4).
+
+    Krita's dock area lays dockers out by their minimum size and ignores height-for-width,
+    so a plain wrapped QLabel is squeezed below its text when the column is full and loses
+    its last lines. This one makes its wrapped height its minimum: the docker's minimum
+    grows with the text and the dock area gives it the room (taking it from the settings
+    scroll, which is there for that)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(wordWrap=True, **kwargs)
+
+    def setText(self, text: str) -> None:
+        super().setText(text)
+        self._fit()
+
+    def resizeEvent(self, event: Any) -> None:
+        super().resizeEvent(event)
+        self._fit()
+
+    def _fit(self) -> None:
+        needed = self.heightForWidth(self.width()) if self.text() else 0
+        if needed != self.minimumHeight():
+            self.setMinimumHeight(max(0, needed))
+
+
 class ControlRow(QWidget):
     """One control layer: which layer, which kind, how strong, and whether to detect."""
 
@@ -251,8 +277,8 @@ class SfumatoDocker(DockWidget):
         self.preview.setMinimumSize(1, 1)  # a preview never makes the docker taller
         self.preview.setMaximumHeight(PREVIEW_HEIGHT)
         self.preview.setVisible(False)
-        self.status = QLabel(wordWrap=True)
-        self.message = QLabel(wordWrap=True, textInteractionFlags=Qt.TextSelectableByMouse)
+        self.status = WrapLabel()
+        self.message = WrapLabel(textInteractionFlags=Qt.TextSelectableByMouse)
         self.details = QToolButton(text="Details…", autoRaise=True)
         self.details.setVisible(False)
         self.details.clicked.connect(self._show_details)

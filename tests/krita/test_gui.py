@@ -103,6 +103,47 @@ def test_a_long_message_is_cut_with_details_and_keeps_the_layout(gui: dict[str, 
     assert long["prompt"][0] == long["prompt"][1], long
     assert long["minimum"][1] <= 1000, long
     assert long["shown"] <= 240 and long["details"] and long["full_in_tooltip"], long
+    for label in (long["label"], long["status"]):  # the cut message and the status line
+        assert_fits(label, long)
+
+
+def assert_fits(label: dict[str, Any], context: object) -> None:
+    """A wrapped label is as tall as its wrapped text and all of it is in view."""
+    width, height = label["size"]
+    assert height >= label["needs"] > 0, context  # every wrapped line has its room
+    assert label["visible"] == [width, height], context  # and none of it is clipped away
+
+
+def test_the_no_server_status_is_shown_whole_and_keeps_the_layout(gui: dict[str, Any]) -> None:
+    """Issue 18 item 4: the status for a URL nothing answers at lost its last line. It is
+    wrapped, never elided, the label is as tall as its wrapped text, and all of it is in
+    view; the window still fits the screen."""
+    status = gui["no_server"]
+    assert status["session"].startswith("disconnected: no Sfumato server answers"), status
+    assert status["shown"] == status["session"], status  # not cut, not elided
+    assert_fits(status, status)
+    assert status["lines"] >= 2, status  # it did wrap: the text is wider than the docker
+    assert status["window"] == [1600, 1000] and status["minimum"] <= 1000, status
+
+
+def test_strength_is_shown_only_in_the_modes_it_steers(gui: dict[str, Any]) -> None:
+    """Issue 18 item 6: Strength was shown in every mode."""
+    assert gui["strength_shown"] == {
+        "generate": False, "inpaint": True, "background": False,
+        "refine": True, "expand": False, "upscale": True,
+    }  # fmt: skip
+
+
+def test_the_next_job_and_a_refusal_show_no_old_preview_or_done(gui: dict[str, Any]) -> None:
+    """Issue 18 item 5: the last job's preview stayed up during the next one, and a refusal
+    was printed under an old preview while the bar still said "done"."""
+    assert gui["has_preview"]  # the first job did show one
+    start = gui["next_job_start"]
+    assert start["preview_shown"] is False and "done" not in start["progress"][1], start
+    refusal = gui["refusal"]
+    assert refusal["before"][1] is True and "done" in refusal["before"][0], refusal
+    assert refusal["after"] == [0, "", False], refusal
+    assert refusal["message"] == "open an image first" and refusal["generate_enabled"], refusal
 
 
 def test_every_protocol_seed_goes_through_the_seed_box(gui: dict[str, Any]) -> None:

@@ -8,7 +8,11 @@ factory and, in one Krita session (a Krita start is slow):
 4. fires *Sfumato: Generate* through Krita's action system with seed 2**32 − 1, saves the
    image as .kra and opens it again to read the history back;
 5. starts a long job with the action, tries to start a second, and stops it with
-   *Sfumato: Cancel*.
+   *Sfumato: Cancel*;
+6. opens a second window, then points the docker at a port nothing listens on and measures
+   the no-server status.
+Screenshots (``$SFUMATO_SMOKE_SHOT`` and names derived from it, see ``shot``) are taken on the
+way: docs/krita.md shows them.
 It writes what it saw to ``$SFUMATO_SMOKE_OUT`` (with every exception that reached Krita's
 excepthook) and quits through Krita's own action. Everything runs from QTimers on the main
 thread, as a user's clicks would.
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 import time
 import traceback
@@ -50,6 +55,10 @@ class Smoke(Extension):
 
     def createActions(self, window: Any) -> None:
         pass
+
+    def shot(self, suffix: str, widget: Any) -> bool:
+        """Grab ``widget`` into ``$SFUMATO_SMOKE_SHOT`` with ``suffix`` before ``.png``."""
+        return bool(SHOT) and widget.grab().save(SHOT.replace(".png", f"{suffix}.png"))
 
     def excepthook(self, kind: Any, value: Any, tb: Any) -> None:
         """Exceptions raised in slots (an action's handler) land here, not in our code."""
@@ -130,13 +139,37 @@ class Smoke(Extension):
             "shown": len(d.message.text()),
             "details": d.details.isVisible(),
             "full_in_tooltip": d.message.toolTip() == d.session.message,
+            "label": self.label_fit(d.message),
+            "status": self.label_fit(d.status),
         }
+        self.report["long_message_shot"] = self.shot("-long-error", d)
         d.session.fail("")
-        if SHOT:
-            self.report["layout_shot"] = qwindow.grab().save(SHOT.replace(".png", "-layout.png"))
+        self.report["strength_shown"] = self.strength_shown()
         self.report["limits"] = {"steps": d.steps.maximum(), "variants": d.variants.maximum()}
         self.seeds()
         self.generate()
+
+    def label_fit(self, label: Any) -> dict[str, Any]:
+        """Whether a wrapped label has the room its text needs, all of it in view."""
+        visible = label.visibleRegion().boundingRect()
+        needs = label.heightForWidth(label.width())
+        return {
+            "size": [label.width(), label.height()],
+            "needs": needs,
+            "visible": [visible.width(), visible.height()],
+            "lines": needs // label.fontMetrics().lineSpacing(),
+        }
+
+    def strength_shown(self) -> dict[str, bool]:
+        """Issue 18 item 6: Strength is shown only in the modes it steers."""
+        d, shown = self.docker, {}
+        before = d.mode.currentIndex()
+        for index in range(d.mode.count()):
+            d.mode.setCurrentIndex(index)
+            QApplication.processEvents()
+            shown[d.mode.itemData(index)] = d.strength.isVisible() and d.strength_label.isVisible()
+        d.mode.setCurrentIndex(before)
+        return shown
 
     def seeds(self) -> None:
         """Issue 9 item 2: every seed the protocol allows goes through the Seed box."""
@@ -204,9 +237,8 @@ class Smoke(Extension):
         window = Krita.instance().activeWindow().qwindow()
         if SHOT:
             self.report["screenshot"] = window.grab().save(SHOT)
-            self.report["docker_shot"] = self.docker.grab().save(
-                SHOT.replace(".png", "-docker.png")
-            )
+            # the whole settings page as it scrolls, Advanced unfolded (LoRAs, seed, steps)
+            self.report["docker_shot"] = self.shot("-settings", self.docker.scroll.widget())
         root = self.doc.rootNode()
         self.report["tree"] = [
             [n.name(), n.type(), [c.name() for c in n.childNodes()]] for n in root.childNodes()
@@ -236,6 +268,11 @@ class Smoke(Extension):
         self.jobs_before = d.session.started
         self.action("sfumato_generate")
         self.started_by_action()
+        # issue 18 item 5: the first job's preview and "done" are gone as the next one starts
+        self.report["next_job_start"] = {
+            "preview_shown": d.preview.isVisible(),
+            "progress": [d.progress.value(), d.progress.text()],
+        }
         self.step("action generate")
         self.poll(self.landed, self.saved)
 
@@ -264,7 +301,21 @@ class Smoke(Extension):
             ]
             again.close()
         self.step("kra")
+        self.refused()
         self.action_cancel()
+
+    def refused(self) -> None:
+        """Issue 18 item 5: a refusal after a finished job shows no old "done" or preview."""
+        d = self.docker
+        before = [d.progress.text(), d.preview.isVisible()]
+        d.controller.generate(None)  # no image: refused before anything is sent
+        QApplication.processEvents()
+        self.report["refusal"] = {
+            "before": before,
+            "after": [d.progress.value(), d.progress.text(), d.preview.isVisible()],
+            "message": d.message.text(),
+            "generate_enabled": d.generate_button.isEnabled(),
+        }
 
     def action_cancel(self) -> None:
         d = self.docker
@@ -330,6 +381,32 @@ class Smoke(Extension):
             "same_session": all(d.session is first.session for d in dockers),
             "connects": first.plugin.bridge.connects,
             "second_status": dockers[-1].status.text() if dockers else "",
+        }
+        self.no_server()
+
+    def no_server(self) -> None:
+        """Issue 18 item 4: the status for a URL nothing answers at is shown whole."""
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()  # a port that was free a moment ago: nothing listens there
+        d = self.docker
+        d.url.setText(f"ws://127.0.0.1:{port}")
+        d.connect_server()
+        self.poll(lambda: d.session.status.startswith("disconnected"), self.measure_status)
+
+    def measure_status(self) -> None:
+        d = self.docker
+        qwindow = d.window()
+        qwindow.activateWindow()
+        QApplication.processEvents()
+        self.report["no_server"] = {
+            "session": d.session.status,
+            "shown": d.status.text(),
+            **self.label_fit(d.status),
+            "minimum": qwindow.minimumSizeHint().height(),
+            "window": [qwindow.width(), qwindow.height()],
+            "shot": self.shot("-no-server", d),
         }
         self.report["ok"] = True
         self.finish()
