@@ -24,6 +24,14 @@ SEED_MAX = 2**32 - 1
 # The GUI's server announces limits below the protocol's defaults (150 steps, 16 variants):
 # the docker's boxes must follow the server (issue 10 item 1), not a number of their own.
 LIMITS = {"max_steps": 120, "max_variants": 6}
+# ... and has a base model whose weights are not on its disk (issue 18 item 6).
+REGISTRY = """default = "tiny-sd"
+include_builtin = true
+[models.studio-sd15]
+kind = "base"
+family = "sd15"
+source = "dir:nowhere"
+"""
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +40,11 @@ def gui_server(
 ) -> Iterator[RunningServer]:
     folder = tmp_path_factory.mktemp("gui-server")
     config = folder / "sfumato.toml"
-    config.write_text("[limits]\n" + "".join(f"{k} = {v}\n" for k, v in LIMITS.items()))
+    (folder / "registry.toml").write_text(REGISTRY, "utf-8")
+    config.write_text(
+        '[server]\nregistry = "registry.toml"\n[limits]\n'
+        + "".join(f"{k} = {v}\n" for k, v in LIMITS.items())
+    )
     with running_server(folder / "results", model_cache, "--config", str(config)) as server:
         yield server
 
@@ -207,3 +219,24 @@ def test_another_plugin_with_its_own_websockets_and_msgpack_loads_beside_ours(
 
 def test_the_steps_and_variants_boxes_follow_the_servers_limits(gui: dict[str, Any]) -> None:
     assert gui["limits"] == {"steps": LIMITS["max_steps"], "variants": LIMITS["max_variants"]}
+
+
+def test_a_model_without_its_weights_is_listed_greyed_out_and_refused(gui: dict[str, Any]) -> None:
+    """Issue 18 item 6: the model list offered models whose weights are missing."""
+    models = {data: [text, enabled] for text, data, enabled in gui["models"]}
+    assert models["studio-sd15"] == ["studio-sd15 — weights missing", False], models
+    assert models[""] == ["server default (tiny-sd)", True], models
+    refused = gui["missing_weights"]
+    assert refused["started"] == 0, refused  # nothing was sent
+    assert "'studio-sd15' cannot run" in refused["message"], refused
+    assert "pick another Model" in refused["message"], refused
+
+
+def test_a_result_for_a_closed_image_says_nothing_was_added(gui: dict[str, Any]) -> None:
+    """Issue 18 item 5: it said "fetch it again" (there is no such control) and "done"."""
+    closed = gui["closed"]
+    assert closed["same_job"] and closed["layers"] == [], closed
+    assert closed["state"] == "failed" and closed["progress"] != "done", closed
+    assert "nothing was added" in closed["message"], closed
+    assert "run the job again" in closed["message"], closed
+    assert "fetch" not in closed["message"], closed

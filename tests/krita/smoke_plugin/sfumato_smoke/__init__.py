@@ -145,6 +145,10 @@ class Smoke(Extension):
         self.report["long_message_shot"] = self.shot("-long-error", d)
         d.session.fail("")
         self.report["strength_shown"] = self.strength_shown()
+        self.report["models"] = [
+            [d.model.itemText(i), d.model.itemData(i), d.model.model().item(i).isEnabled()]
+            for i in range(d.model.count())
+        ]
         self.report["limits"] = {"steps": d.steps.maximum(), "variants": d.variants.maximum()}
         self.seeds()
         self.generate()
@@ -316,6 +320,15 @@ class Smoke(Extension):
             "message": d.message.text(),
             "generate_enabled": d.generate_button.isEnabled(),
         }
+        # issue 18 item 6: a model whose weights the server lacks is refused before sending
+        started = d.session.started
+        d.session.choose_model("studio-sd15")
+        d.controller.generate(self.doc)
+        self.report["missing_weights"] = {
+            "message": d.message.text(),
+            "started": d.session.started - started,
+        }
+        d.session.choose_model(d.model.currentData() or None)
 
     def action_cancel(self) -> None:
         d = self.docker
@@ -352,6 +365,31 @@ class Smoke(Extension):
         job = self.docker.session.job()
         self.report["cancel_job"] = {"state": job.state.value, "layers": job.purpose.layers}
         self.report["generate_enabled_after"] = self.docker.generate_button.isEnabled()
+        self.close_mid_run()
+
+    def close_mid_run(self) -> None:
+        """Issue 18 item 5: a job whose image is closed before its result arrives."""
+        d, app = self.docker, Krita.instance()
+        other = app.createDocument(128, 96, "sfumato-closed", "RGBA", "U8", "", 72.0)
+        app.activeWindow().addView(other)
+        d.steps.setValue(2)
+        d._store()
+        self.closed_id = d.controller.generate(other)
+        other.setModified(False)
+        other.close()
+        self.poll(self.done, self.after_close)
+
+    def after_close(self) -> None:
+        d = self.docker
+        job = d.session.job()
+        self.report["closed"] = {
+            "same_job": job.id == self.closed_id,
+            "state": job.state.value,
+            "layers": job.purpose.layers,
+            "message": d.message.text() + d.message.toolTip(),
+            "progress": d.progress.text(),
+            "documents": len(Krita.instance().documents()),
+        }
         self.rival()
         Krita.instance().openWindow().qwindow().show()  # issue 10 item 2: a second docker
         QTimer.singleShot(1500, lambda: self.guarded(self.windows))
