@@ -102,6 +102,11 @@ def krita_env(tmp_path_factory: pytest.TempPathFactory, x_display: str) -> Krita
         folder.mkdir(mode=0o700)
         env[f"XDG_{name}_HOME" if name != "RUNTIME" else "XDG_RUNTIME_DIR"] = str(folder)
     env.pop("SFUMATO_URL", None)
+    # Krita's one-instance check is a local socket in the temp folder: a Krita another test run
+    # of this user has open would take our start over and exit it silently, unless ours has a
+    # temp folder of its own
+    (root / "tmp").mkdir()
+    env["TMPDIR"] = str(root / "tmp")
     pykrita = root / "data" / "krita" / "pykrita"
     report = import_plugin(env, pykrita, zip_path, root / "install.json")
     return KritaEnv(root, env, pykrita, zip_path, report)
