@@ -112,8 +112,9 @@ def texture_and_render(args: argparse.Namespace) -> int:
         f"{entry.image.size[1]} image from {entry.model} (seed {entry.seed}, job "
         f"{entry.job_id}) in {time.monotonic() - started:.1f} s"
     )
-    if settings.notice:
-        print(settings.notice)
+    runtime = bpy.context.window_manager.sfumato  # the connection's state, never saved
+    if runtime.notice:
+        print(runtime.notice)
     scene.render.engine = "CYCLES"
     scene.cycles.device, scene.cycles.samples = "CPU", 16
     scene.cycles.use_denoising = False
