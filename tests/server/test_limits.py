@@ -313,9 +313,10 @@ def test_messages_in_flight_share_one_memory_budget(tmp_path: Path, model_cache:
             sampling = False
             sampler.join()
         # Three messages of 60-100 MiB at once: without the budget the server held them all
-        # (and a copy each while joining fragments); with it, about one budget's worth.
+        # (and a copy each while joining fragments, ~360 MiB); with it, about one budget's worth
+        # plus one message being read and the heap part of its growth (resources.MMAP_THRESHOLD).
         grown = peak[0] - before
-        assert grown < 64 * MIB + 48 * MIB, f"the server grew by {grown / MIB:.0f} MiB"
+        assert grown < 64 * MIB + 80 * MIB, f"the server grew by {grown / MIB:.0f} MiB"
         assert server.alive()
 
 

@@ -49,17 +49,20 @@ def ensure_descriptors(max_connections: int) -> int:
 
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
-MMAP_THRESHOLD = 4 * 1024 * 1024
+MMAP_THRESHOLD = 32 * 1024 * 1024
 
 
 def return_big_buffers() -> bool:
-    """Have glibc map every allocation of 4 MiB or more on its own, so a message's buffer goes
-    back to the system when it is freed and grows in place (mremap) while it is received.
+    """Have glibc map every allocation of 32 MiB or more on its own, so a big message's buffer
+    goes back to the system when it is freed and grows in place (mremap) while it is received.
 
-    glibc's default threshold rises after the first big free, and then big buffers live in the
-    heap: growing one copies it (twice the message, briefly) and freeing it keeps the memory —
-    three 60 MiB messages at once measured 138 MiB of peak growth with that, 86 MiB with this.
-    A no-op (False) where the C library is not glibc."""
+    glibc's default threshold rises after the first big free, and then big buffers may live
+    in the heap, where growing one copies it and freeing it keeps the memory. 32 MiB is glibc's
+    own ceiling for that threshold, so everything smaller — the engine's tensors — stays in the
+    heap as by default: a 4 MiB threshold (tried first) kept messages lower (three 60 MiB
+    messages at once: +86 MiB peak instead of +130) but mapped and zeroed every mid-sized
+    tensor anew and made a served tiny 512² job 1.40× the bare pipeline instead of 1.06×
+    (benchmarks/overhead.py). A no-op (False) where the C library is not glibc."""
     import ctypes
 
     try:
