@@ -33,6 +33,7 @@ from sfumato.protocol import (
     Models,
     Progress,
     Result,
+    SystemInfo,
     Task,
     Tile,
     Welcome,
@@ -166,6 +167,15 @@ model_infos = st.builds(
     tiny=st.booleans(),
     description=texts,
 )
+system_infos = st.builds(
+    SystemInfo,
+    device=names,
+    vram=st.integers(0, 2**63 - 1),
+    torch=names,
+    models_present=st.integers(0, INT31),
+    models_missing=st.integers(0, INT31),
+    warnings=st.lists(names, max_size=16).map(tuple),
+)
 limits = st.builds(Limits, **{name: st.integers(1, 2**40) for name in Limits().to_wire()})
 
 server_messages = st.one_of(
@@ -179,6 +189,7 @@ server_messages = st.one_of(
         limits=limits,
         client_id=names,
         notice=texts,
+        system=st.none() | system_infos,
     ),
     st.builds(Models, st.lists(model_infos, max_size=3).map(tuple), names),
     st.builds(Accepted, job_ids, st.integers(0, INT31)),

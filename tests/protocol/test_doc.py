@@ -32,6 +32,7 @@ from sfumato.protocol import (
     Models,
     Progress,
     Result,
+    SystemInfo,
     Task,
     Tile,
     Welcome,
@@ -111,6 +112,10 @@ FULL_PARAMS = JobParams(
 FULL_CONTROL = Control(ControlKind.DEPTH, DEPTH, MASK, 0.5, 0.1, 0.9, False)
 FULL_JOB = Job("j", Task.OUTPAINT, FULL_PARAMS, IMAGE, None, (FULL_CONTROL,))
 MODEL = ModelInfo("m", "sd15", "base")
+FULL_WELCOME = Welcome(
+    "0.1", 1, ("generate",), (MODEL,), "m", Limits(), "c", "n", False, "s",
+    SystemInfo("cpu", 0, "2.5.1", 3, 1, ("w",)),
+)  # fmt: skip
 
 # (heading, message, path to the map inside its header); the table's first column lists the
 # map's keys in the encoder's order.
@@ -121,6 +126,8 @@ TABLES: list[tuple[str, Message, tuple[str | int, ...]]] = [
     ("### 4.3 `cancel`", Cancel("j"), ()),
     ("### 4.4 `fetch`", Fetch("j"), ()),
     ("### 5.1 `welcome`", Welcome("0.1", 1, ("generate",), (MODEL,), "m", Limits(), "c", "n"), ()),
+    ("### 5.1 `welcome`", FULL_WELCOME, ()),
+    ("#### 5.1.1 `system`", FULL_WELCOME, ("system",)),
     ("### 5.2 `models`", Models((MODEL,), "m"), ()),
     ("### 5.3 `accepted`", Accepted("j", 1), ()),
     ("### 5.4 `progress`", Progress("j", 1, 4, "denoise", IMAGE), ()),

@@ -21,10 +21,13 @@ from .errors import ErrorCode, JobRejected, ProtocolError, SfumatoError
 from .events import Accepted, Cancelled, Error, ModelInfo, Models, Progress, Result, Welcome
 from .limits import Limits
 from .messages import Cancel, Fetch, Hello, Job, JobParams, ListModels, Task
+from .multiview import MAX_VIEWS, Coverage, MultiviewInputs, Paint, View
 from .session import ServerSession, State
+from .system import SystemInfo
 from .version import PROTOCOL_VERSION
 
 __all__ = [
+    "MAX_VIEWS",
     "PROTOCOL_VERSION",
     "Accepted",
     "Array",
@@ -33,6 +36,7 @@ __all__ = [
     "ClientMessage",
     "Control",
     "ControlKind",
+    "Coverage",
     "DType",
     "Error",
     "ErrorCode",
@@ -47,6 +51,8 @@ __all__ = [
     "Message",
     "ModelInfo",
     "Models",
+    "MultiviewInputs",
+    "Paint",
     "Progress",
     "ProtocolError",
     "Result",
@@ -54,8 +60,10 @@ __all__ = [
     "ServerSession",
     "SfumatoError",
     "State",
+    "SystemInfo",
     "Task",
     "Tile",
+    "View",
     "Welcome",
     "decode_client_message",
     "decode_server_message",

@@ -10,6 +10,8 @@ from .arrays import Array
 from .errors import ErrorCode
 from .limits import Limits
 from .messages import SEED_MAX, Task, _job_id
+from .multiview import Coverage
+from .system import SystemInfo
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ class Welcome:
     notice: str = ""  # something the user should read (e.g. "tiny model: images are noise")
     ready: bool = True  # False: jobs cannot run now (the engine does not load); see status
     status: str = ""  # when not ready: why, and what the server's admin should do
+    system: SystemInfo | None = None  # the machine's facts in short (sfumato doctor's)
 
     def _write(self, w: BlobWriter) -> dict[str, Any]:
         out = {
@@ -88,6 +91,8 @@ class Welcome:
         }  # fmt: skip
         if not self.ready:  # written only when false: a ready welcome is unchanged on the wire
             out |= {"ready": False, "status": self.status}
+        if self.system is not None:  # written only when known: older frames keep their bytes
+            out["system"] = self.system.to_wire()
         return out
 
     @classmethod
@@ -103,7 +108,13 @@ class Welcome:
             notice=r.text("notice", ""),
             ready=r.boolean("ready", True),
             status=r.text("status", ""),
+            system=_read_system(r),
         )
+
+
+def _read_system(r: Reader) -> SystemInfo | None:
+    system = r.submap("system", None)
+    return None if system is None else SystemInfo.from_wire(system)
 
 
 @dataclass(frozen=True)
@@ -180,13 +191,16 @@ class Result:
     timings: dict[str, float] = field(default_factory=dict)  # seconds: queued, load, run, total
     # The stored PNG files, content credentials included, when the job asked (params.files).
     files: tuple[bytes | memoryview, ...] = ()
+    coverage: Coverage | None = None  # task multiview: how much of the texture was covered
 
     def _write(self, w: BlobWriter) -> dict[str, Any]:
-        out = {
+        out: dict[str, Any] = {
             "id": self.id, "task": self.task.value, "images": [w.ref(a) for a in self.images],
             "seeds": list(self.seeds), "model": self.model, "tiny": self.tiny,
             "prompt": self.prompt, "timings": dict(self.timings),
         }  # fmt: skip
+        if self.coverage is not None:
+            out["coverage"] = self.coverage.to_wire()
         if self.files:
             out["files"] = [w.bytes_ref(f) for f in self.files]
         return out
@@ -194,6 +208,7 @@ class Result:
     @classmethod
     def _read(cls, r: Reader, limits: Limits) -> Result:
         timings = r.submap("timings", None)
+        coverage = r.submap("coverage", None)
         return cls(
             id=_job_id(r),
             task=r.choice("task", Task),
@@ -204,6 +219,7 @@ class Result:
             prompt=r.text("prompt", ""),
             timings={} if timings is None else _timings(timings),
             files=r.byte_strings("files"),
+            coverage=None if coverage is None else Coverage.from_wire(coverage),
         )
 
     def __eq__(self, other: object) -> bool:
@@ -211,6 +227,7 @@ class Result:
             return NotImplemented
         same_files = [bytes(f) for f in self.files] == [bytes(f) for f in other.files]
         fields_ = ("id", "task", "images", "seeds", "model", "tiny", "prompt", "timings")
+        fields_ += ("coverage",)
         return same_files and all(getattr(self, f) == getattr(other, f) for f in fields_)
 
     __hash__ = None  # type: ignore[assignment]
