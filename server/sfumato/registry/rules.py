@@ -53,7 +53,10 @@ TINY_SOURCES: dict[str, tuple[str, str]] = {
     **{f"tiny:{f}-preview": ("preview", f) for f in FAMILIES},
 }
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_FIELDS = ("kind", "family", "source", "license", "approved", "description", "control", "sha256")
+_FIELDS = ("kind", "family", "source", "license", "approved", "description", "control", "sha256",
+           "dataset_sha256", "base_model", "base_sha256")  # fmt: skip
+# Fields only a trained LoRA has (sfumato train-lora): what it learnt from, and on which base.
+_TRAINED = ("dataset_sha256", "base_model", "base_sha256")
 _TOP_LEVEL = ("default", "include_builtin", "models")
 
 # The registry every server knows without a file (builtin.py).
@@ -117,6 +120,11 @@ class ModelEntry:
     description: str = ""
     control: str = ""  # controlnet entries: the ControlKind value they read
     sha256: str = ""  # of the approved weights (engine/hashing.py); "" = not pinned
+    # A LoRA made by `sfumato train-lora`: its dataset's manifest hash (training/dataset.py),
+    # and the base model it was trained on, by name and weights hash. "" for any other entry.
+    dataset_sha256: str = ""
+    base_model: str = ""
+    base_sha256: str = ""
 
     @property
     def tiny(self) -> bool:
@@ -336,8 +344,18 @@ def _entry(name: str, table: Any, origin: str, base_dir: Path) -> ModelEntry:
     if kind != "controlnet" and control:
         raise RegistryError(f'{where}: control is only for kind = "controlnet" entries')
     sha256 = table.get("sha256", "")
-    if sha256 and not (isinstance(sha256, str) and re.fullmatch(r"[0-9a-fA-F]{64}", sha256)):
-        raise RegistryError(f"{where}: sha256 must be 64 hexadecimal digits, got {sha256!r}")
+    for key in ("sha256", "dataset_sha256", "base_sha256"):
+        value = table.get(key, "")
+        if not (isinstance(value, str) and re.fullmatch(r"([0-9a-fA-F]{64})?", value)):
+            raise RegistryError(f"{where}: {key} must be 64 hexadecimal digits, got {value!r}")
+    base_model = table.get("base_model", "")
+    if not (isinstance(base_model, str) and (base_model == "" or NAME.match(base_model))):
+        raise RegistryError(f"{where}: base_model must be a registry name, got {base_model!r}")
+    if kind != "lora" and any(key in table for key in _TRAINED):
+        raise RegistryError(
+            f'{where}: {", ".join(k for k in _TRAINED if k in table)} only for kind = "lora" '
+            "entries (a LoRA made by sfumato train-lora); remove it"
+        )
     source = _source(source, kind, family, where, base_dir)
     return ModelEntry(
         name=name,
@@ -349,6 +367,9 @@ def _entry(name: str, table: Any, origin: str, base_dir: Path) -> ModelEntry:
         description=table.get("description", ""),
         control=control,
         sha256=sha256.lower(),
+        dataset_sha256=table.get("dataset_sha256", "").lower(),
+        base_model=base_model,
+        base_sha256=table.get("base_sha256", "").lower(),
     )
 
 
