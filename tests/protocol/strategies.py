@@ -6,6 +6,7 @@ message back. Sizes stay small so that each property runs in well under a second
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
 from typing import Any
 
@@ -19,6 +20,7 @@ from sfumato.protocol import (
     Cancelled,
     Control,
     ControlKind,
+    Coverage,
     DType,
     Error,
     ErrorCode,
@@ -31,11 +33,14 @@ from sfumato.protocol import (
     LoraRef,
     ModelInfo,
     Models,
+    MultiviewInputs,
+    Paint,
     Progress,
     Result,
     SystemInfo,
     Task,
     Tile,
+    View,
     Welcome,
 )
 from sfumato.protocol.messages import SEED_MAX, denoising_steps, min_strength
@@ -123,9 +128,62 @@ def controls(draw: st.DrawFn) -> Control:
     )
 
 
+def filled(dtype: DType, shape: tuple[int, int, int], seed: int) -> Array:
+    """An array of pseudo-random bytes (any bit pattern is valid on the wire)."""
+    h, w, c = shape
+    return Array(dtype, shape, random.Random(seed).randbytes(h * w * c * dtype.itemsize))
+
+
+finite = st.floats(-1e6, 1e6, allow_nan=False)
+matrices = st.tuples(*[finite] * 16)
+projections = st.tuples(*[finite] * 12, finite.filter(lambda v: v != 0), *[finite] * 3)
+
+
+@st.composite
+def multiview_inputs(draw: st.DrawFn, width: int, height: int) -> MultiviewInputs:
+    seed = draw(st.integers(0, 2**32))
+    views = []
+    for n in range(draw(st.integers(1, 3))):
+        passes = [
+            filled(DType.FLOAT32, (height, width, 1), seed + 4 * n),
+            filled(DType.FLOAT32, (height, width, 3), seed + 4 * n + 1),
+            filled(DType.FLOAT32, (height, width, 2), seed + 4 * n + 2),
+            filled(DType.UINT8, (height, width, 1), seed + 4 * n + 3),
+        ]
+        views.append(View(*passes, draw(matrices), draw(projections)))
+    th, tw = draw(st.integers(1, 8)), draw(st.integers(1, 8))
+    return MultiviewInputs(
+        tuple(views),
+        filled(DType.FLOAT32, (th, tw, 3), seed - 1),
+        filled(DType.FLOAT32, (th, tw, 3), seed - 2),
+        filled(DType.UINT8, (th, tw, 1), seed - 3),
+    )
+
+
+bounds = st.tuples(*[st.floats(-1e3, 1e3)] * 3, *[st.floats(1e3 + 1, 1e4)] * 3)
+
+
+@st.composite
+def multiview_jobs(draw: st.DrawFn) -> Job:
+    params = replace(
+        draw(job_params),
+        width=64,
+        height=64,
+        variants=1,
+        paint=draw(st.sampled_from(Paint)),
+        bounds=draw(st.just(()) | bounds),
+    )
+    if denoising_steps(params.steps, params.strength) < 1:
+        params = replace(params, strength=min_strength(params.steps))
+    inputs = draw(multiview_inputs(params.width, params.height))
+    return Job(draw(job_ids), Task.MULTIVIEW, params, multiview=inputs)
+
+
 @st.composite
 def jobs(draw: st.DrawFn) -> Job:
     task = draw(st.sampled_from(Task))
+    if task is Task.MULTIVIEW:
+        return draw(multiview_jobs())
     image = mask = None
     if task is not Task.GENERATE:
         image = draw(arrays(dtypes=(DType.UINT8,), channels=(3, 4)))
@@ -214,6 +272,7 @@ server_messages = st.one_of(
             st.sampled_from(["queued", "load", "run", "total"]), st.floats(0.0, 1e9)
         ),
         files=st.lists(st.binary(max_size=64), max_size=2).map(tuple),
+        coverage=st.none() | st.builds(Coverage, unit, st.lists(unit, max_size=16).map(tuple)),
     ),
     st.builds(
         Error,

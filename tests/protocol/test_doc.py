@@ -18,6 +18,7 @@ from sfumato.protocol import (
     Cancelled,
     Control,
     ControlKind,
+    Coverage,
     DType,
     Error,
     ErrorCode,
@@ -30,11 +31,14 @@ from sfumato.protocol import (
     Message,
     ModelInfo,
     Models,
+    MultiviewInputs,
+    Paint,
     Progress,
     Result,
     SystemInfo,
     Task,
     Tile,
+    View,
     Welcome,
     encode,
     encode_bytes,
@@ -107,11 +111,23 @@ MASK = Array(DType.UINT8, (1, 1, 1), b"\0")
 FULL_PARAMS = JobParams(
     prompt="p", negative="n", width=64, height=64, steps=4, guidance=5.0, seed=7,
     strength=0.5, variants=2, model="m", loras=(LoraRef("l", 0.5),), tile=Tile.XY,
-    preview_every=2, expand=(8, 0, 8, 0), scale=3, files=True,
+    preview_every=2, expand=(8, 0, 8, 0), scale=3, files=True, paint=Paint.POSITION,
+    bounds=(0, 0, 0, 1, 1, 1),
 )  # fmt: skip
 FULL_CONTROL = Control(ControlKind.DEPTH, DEPTH, MASK, 0.5, 0.1, 0.9, False)
 FULL_JOB = Job("j", Task.OUTPAINT, FULL_PARAMS, IMAGE, None, (FULL_CONTROL,))
 MODEL = ModelInfo("m", "sd15", "base")
+IDENTITY = (1.0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1)
+UV = Array(DType.FLOAT32, (1, 1, 2), bytes(8))
+NORMAL = Array(DType.FLOAT32, (1, 1, 3), bytes(12))
+VIEW = View(DEPTH, NORMAL, UV, MASK, IDENTITY, IDENTITY)
+MULTIVIEW_JOB = Job(
+    "j", Task.MULTIVIEW, JobParams(), multiview=MultiviewInputs((VIEW,), NORMAL, NORMAL, MASK)
+)
+MULTIVIEW_RESULT = Result(
+    "j", Task.MULTIVIEW, (IMAGE,), (1,), "m", coverage=Coverage(0.5, (0.25, 0.25))
+)
+MULTIVIEW = "#### 4.2.4 Multi-view texturing (capability `multiview`)"
 FULL_WELCOME = Welcome(
     "0.1", 1, ("generate",), (MODEL,), "m", Limits(), "c", "n", False, "s",
     SystemInfo("cpu", 0, "2.5.1", 3, 1, ("w",)),
@@ -134,6 +150,9 @@ TABLES: list[tuple[str, Message, tuple[str | int, ...]]] = [
     ("### 5.5 `result`", Result("j", Task.REFINE, (IMAGE,), (1,), "m", True, "p", {"run": 1.0}, (b"x",)), ()),
     ("### 5.6 `error`", Error(ErrorCode.BAD_FIELD, "m", "j", "params.width"), ()),
     ("### 5.7 `cancelled`", Cancelled("j"), ()),
+    ("### 5.5 `result`", MULTIVIEW_RESULT, ()),
+    ("#### 5.5.1 `coverage`", MULTIVIEW_RESULT, ("coverage",)),
+    (MULTIVIEW, MULTIVIEW_JOB, ("inputs",)),
 ]  # fmt: skip
 
 
@@ -156,6 +175,15 @@ def test_params_and_controls_tables_are_complete() -> None:
     )
     table = controls[controls.index("**Controls**") :]
     assert first_column(table) == keys(FULL_JOB, "inputs", "controls", 0)
+
+
+def test_multiview_tables_are_complete() -> None:
+    """The multiview inputs and each view's fields, exactly as the encoder writes them."""
+    text = section(MULTIVIEW)
+    assert first_column(text) == keys(MULTIVIEW_JOB, "inputs")
+    views = text[text.index("Each view") :]
+    assert first_column(views) == keys(MULTIVIEW_JOB, "inputs", "views", 0)
+    assert first_column(section("#### 5.5.1 `coverage`")) == keys(MULTIVIEW_RESULT, "coverage")
 
 
 def test_limits_table_is_the_wire_order() -> None:

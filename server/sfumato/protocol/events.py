@@ -226,8 +226,7 @@ class Result:
         if not isinstance(other, Result):
             return NotImplemented
         same_files = [bytes(f) for f in self.files] == [bytes(f) for f in other.files]
-        fields_ = ("id", "task", "images", "seeds", "model", "tiny", "prompt", "timings")
-        fields_ += ("coverage",)
+        fields_ = "id task images seeds model tiny prompt timings coverage".split()
         return same_files and all(getattr(self, f) == getattr(other, f) for f in fields_)
 
     __hash__ = None  # type: ignore[assignment]

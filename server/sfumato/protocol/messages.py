@@ -18,6 +18,7 @@ from .arrays import Array, DType
 from .conditioning import Control, LoraRef, Tile, read_controls, read_loras
 from .errors import ErrorCode, ProtocolError
 from .limits import Limits
+from .multiview import MultiviewInputs, Paint, read_bounds
 
 # ``\Z``, not ``$`` (which accepts a trailing newline); the first character is not "." or "-",
 # so an id is never ".", ".." or an option, wherever a server files it.
@@ -36,6 +37,7 @@ class Task(str, Enum):
     INPAINT = "inpaint"  # image + mask, 255 = regenerate
     OUTPAINT = "outpaint"  # image grown by params.expand; the new margins are generated
     UPSCALE = "upscale"  # image × params.scale, by tiled img2img with blended overlaps
+    MULTIVIEW = "multiview"  # views painted in turn and baked into a UV texture (multiview.py)
 
 
 def _expand(r: Reader) -> tuple[int, int, int, int]:
@@ -110,6 +112,8 @@ class JobParams:
     expand: tuple[int, int, int, int] = (0, 0, 0, 0)  # outpaint margins: left, top, right, bottom
     scale: int = 2  # upscale factor
     files: bool = False  # also return the stored PNG files (with content credentials)
+    paint: Paint = Paint.GENERATE  # multiview: position paints each view's world positions
+    bounds: tuple[float, ...] = ()  # multiview position paint: min xyz, max xyz; (): the map's
 
     def _write(self) -> dict[str, Any]:
         out = {
@@ -133,6 +137,10 @@ class JobParams:
             out["scale"] = self.scale
         if self.files:
             out["files"] = True
+        if self.paint is not Paint.GENERATE:
+            out["paint"] = self.paint.value
+        if self.bounds:
+            out["bounds"] = list(self.bounds)
         return out
 
     @classmethod
@@ -158,6 +166,8 @@ class JobParams:
             expand=_expand(r),
             scale=r.integer("scale", 2, lo=2, hi=4),
             files=r.boolean("files", False),
+            paint=r.choice("paint", Paint, Paint.GENERATE),
+            bounds=read_bounds(r),
         )
         return params
 
@@ -236,6 +246,7 @@ class Job:
     image: Array | None = None
     mask: Array | None = None
     controls: tuple[Control, ...] = ()
+    multiview: MultiviewInputs | None = None  # task multiview: views, position, normals, texels
 
     def _write(self, w: BlobWriter) -> dict[str, Any]:
         inputs: dict[str, Any] = {
@@ -243,6 +254,8 @@ class Job:
         }
         if self.controls:
             inputs["controls"] = [c._write(w) for c in self.controls]
+        if self.multiview is not None:
+            self.multiview.write_into(inputs, w)
         out: dict[str, Any] = {
             "id": self.id,
             "task": self.task.value,
@@ -262,10 +275,12 @@ class Job:
         i = r.submap("inputs", None)
         image = mask = None
         controls: tuple[Control, ...] = ()
+        multiview = None
         if i is not None:
             image, mask, controls = i.array("image", None), i.array("mask", None), read_controls(i)
+            multiview = MultiviewInputs.read(i)
             i.finish()
-        job = cls(job_id, task, params, image, mask, controls)
+        job = cls(job_id, task, params, image, mask, controls, multiview)
         job.check(limits)
         return job
 
@@ -273,6 +288,23 @@ class Job:
         """Inputs fit the task and the limits; errors name the input and the fix."""
         for n, control in enumerate(self.controls):
             control.check(f"inputs.controls[{n}]", limits)
+        if self.task is Task.MULTIVIEW:
+            self._check_multiview(limits)
+            return
+        if self.multiview is not None:
+            raise _bad(
+                f"task {self.task.value} takes no inputs.views, position, surface_normal or "
+                "texels; send them with task multiview",
+                "inputs.views",
+            )
+        for name, unset in (
+            ("paint", self.params.paint is Paint.GENERATE),
+            ("bounds", not self.params.bounds),
+        ):
+            if not unset:
+                raise _bad(
+                    f"params.{name} is for task multiview only; leave it out", f"params.{name}"
+                )
         if self.task is Task.GENERATE:
             for name in ("image", "mask"):
                 if getattr(self, name) is not None:
@@ -304,6 +336,36 @@ class Job:
         self._check_output_size(limits)
         self.params.check_strength(self.task, limits)
 
+    def _check_multiview(self, limits: Limits) -> None:
+        for name in ("image", "mask"):
+            if getattr(self, name) is not None:
+                raise _bad(
+                    f"task multiview takes no inputs.{name}; it paints each view from its "
+                    "passes (inputs.views)",
+                    f"inputs.{name}",
+                )
+        if self.controls:
+            raise _bad(
+                "task multiview takes no inputs.controls; its depth and normal ControlNets "
+                "read each view's passes",
+                "inputs.controls",
+            )
+        if self.multiview is None:
+            raise _bad(
+                "task multiview needs inputs.views, position, surface_normal and texels",
+                "inputs.views",
+            )
+        if self.params.variants != 1:
+            raise _bad(
+                "task multiview bakes one texture: params.variants must be 1; send one job "
+                "per seed to compare",
+                "params.variants",
+            )
+        self.params.check_size(limits)
+        self.multiview.check(self.params.width, self.params.height, limits)
+        if self.params.paint is Paint.GENERATE and len(self.multiview.views) > 1:
+            self.params.check_strength(self.task, limits)  # later views inpaint
+
     def output_size(self) -> tuple[int, int]:
         """(width, height) of each image the result will hold: the one place this is
         computed (the engine prepares control maps at it, the checks below and the hosts
@@ -321,16 +383,23 @@ class Job:
 
     def result_bytes(self) -> int:
         """An upper bound on the bytes of this job's ``result`` message: per variant one uint8
-        RGB image at :meth:`output_size` and, with ``params.files``, its PNG — bounded by the
-        stored encoding plus deflate's worst-case growth, so any compression fits — plus the
+        RGB image at :meth:`output_size` (multiview: the RGBA texture and each view) and,
+        with ``params.files``, its PNG — bounded by the stored encoding plus deflate's worst-case growth, so any compression fits — plus the
         header. A server refuses a job whose bound exceeds its ``max_message_bytes``
         (``result_too_large``); a client may check it before sending."""
         width, height = self.output_size()
-        per_variant = width * height * 3
-        if self.params.files:
-            rows = height * (width * 3 + 1)  # one filter byte per row
-            per_variant += rows + rows // 1000 + PNG_EXTRA_BYTES
-        return self.params.variants * per_variant + RESULT_HEADER_BYTES
+        if self.multiview is not None:  # the RGBA texture, then one RGB image per view
+            sizes = [(*self.multiview.texture_size, 4)]
+            sizes += [(width, height, 3)] * len(self.multiview.views)
+        else:
+            sizes = [(width, height, 3)] * self.params.variants
+        total = RESULT_HEADER_BYTES
+        for w, h, channels in sizes:
+            total += w * h * channels
+            if self.params.files:
+                rows = h * (w * channels + 1)  # one filter byte per row
+                total += rows + rows // 1000 + PNG_EXTRA_BYTES
+        return total
 
     def _check_output_size(self, limits: Limits) -> None:
         assert self.image is not None

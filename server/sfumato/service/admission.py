@@ -49,7 +49,8 @@ def check_result_fits(job: Job, max_message_bytes: int) -> None:
         field, fix = "params.files", "leave params.files off (the images still come)"
     else:
         field = {Task.GENERATE: "params.width", Task.UPSCALE: "params.scale",
-                 Task.OUTPAINT: "params.expand"}.get(job.task, "inputs.image")  # fmt: skip
+                 Task.OUTPAINT: "params.expand", Task.MULTIVIEW: "inputs.position",
+                 }.get(job.task, "inputs.image")  # fmt: skip
         fix = "ask for a smaller size" + (" or fewer variants" if params.variants > 1 else "")
         fix += " and leave params.files off" if params.files else ""
     what = f"{params.variants} variant{'s' if params.variants > 1 else ''} of {width}×{height}"
