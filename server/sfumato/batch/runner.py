@@ -37,9 +37,11 @@ def run_plan(
     in_flight: int = 4,
     timeout: float = 3600,
     on_progress: Callable[[int, int], None] | None = None,
+    items: list[Item] | None = None,
 ) -> BatchReport:
+    """Run ``items`` (default: the plan's whole matrix; ``--from-picks`` passes a chosen few)."""
     out.mkdir(parents=True, exist_ok=True)
-    items = plan.items()
+    items = plan.items() if items is None else items
     entries = _load_manifest(out)
     todo = [item for item in items if not _finished(out, entries.get(item.key))]
     skipped = len(items) - len(todo)

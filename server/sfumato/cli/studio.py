@@ -1,4 +1,5 @@
-"""Studio commands: ``sfumato verify``, ``sfumato batch``, ``sfumato reproduce``."""
+"""Studio commands: ``sfumato verify``, ``sfumato batch`` (``--from-picks``: rerun a review's
+picks), ``sfumato reproduce``."""
 
 from __future__ import annotations
 
@@ -21,6 +22,11 @@ def add_studio_commands(sub: Any) -> None:
     b.add_argument("plan", type=Path, help="plan TOML (see examples/batch-plan.toml)")
     b.add_argument("--out", type=Path, required=True, help="output folder; a rerun resumes it")
     b.add_argument("--in-flight", type=int, default=4, help="jobs queued on the server at once")
+    b.add_argument("--from-picks", type=Path, metavar="OUT_DIR",
+                   help="rerun only the outputs picked in `sfumato review OUT_DIR`")  # fmt: skip
+    b.add_argument("--variations", type=int, default=0,
+                   help="with --from-picks: extra seeds per pick")  # fmt: skip
+    b.add_argument("--steps", type=int, help="with --from-picks: steps instead of the plan's")
     connection_args(b)
     b.set_defaults(run=_batch)
 
@@ -47,13 +53,17 @@ def connection_args(p: argparse.ArgumentParser, timeout: float = 3600.0) -> None
 
 
 def _batch(args: argparse.Namespace) -> int:
-    from ..batch import load_plan, progress_bar, run_plan, write_contact_sheets
+    from ..batch import PlanError, load_plan, progress_bar, run_plan, write_contact_sheets
     from ..client import Client
 
-    plan = load_plan(args.plan)
+    plan, picked = load_plan(args.plan), None
+    if args.from_picks:
+        plan, picked = _from_picks(args, plan)
+    elif args.variations or args.steps:
+        raise PlanError("--variations and --steps rerun picks: add --from-picks OUT_DIR")
     with Client(args.url, token=args.token, name="sfumato-batch") as client:
         report = run_plan(plan, client, args.out, in_flight=args.in_flight, timeout=args.timeout,
-                          on_progress=progress_bar)  # fmt: skip
+                          on_progress=progress_bar, items=picked)  # fmt: skip
     items = json.loads(report.manifest.read_text(encoding="utf-8"))["items"]
     html, png = write_contact_sheets(args.out, items, plan.name)
     print(f"{report.generated} generated, {report.skipped} already finished, {len(report.failed)} failed "
@@ -62,6 +72,21 @@ def _batch(args: argparse.Namespace) -> int:
         print(f"  failed {key}: {reason}")
     print(f"manifest {report.manifest}\ncontact sheet {html}\ncontact sheet {png}")
     return 1 if report.failed else 0
+
+
+def _from_picks(args: argparse.Namespace, plan: Any) -> tuple[Any, Any]:
+    from ..review import ReviewError, picks_rerun, write_lineage
+
+    if args.out.resolve() == args.from_picks.resolve():
+        raise ReviewError(
+            f"--out {args.out} is the reviewed batch; write the rerun to a new folder"
+        )
+    rerun = picks_rerun(plan, args.from_picks, variations=args.variations, steps=args.steps)
+    write_lineage(args.out, args.from_picks, rerun)
+    print(
+        f"rerunning {len(rerun.lineage)} picks as {len(rerun.items)} outputs at {rerun.plan.steps} steps"
+    )
+    return rerun.plan, rerun.items
 
 
 def _reproduce(args: argparse.Namespace) -> int:
