@@ -90,7 +90,8 @@ def parse_change(
     extra = sorted(set(data) - {"key", "decision", "star", "comment"})
     if extra:
         raise ReviewError(
-            f"unknown field {extra[0]!r}; a change has key, decision, star, comment", extra[0]
+            f"unknown field {extra[0]!r}; a change has key, decision, star, comment",
+            extra[0] or "body",
         )
     key = data.get("key")
     if not isinstance(key, str) or key not in known:
