@@ -118,6 +118,7 @@ def vendored_files(cache: Path) -> dict[str, bytes]:
         f"{vendor}/sfumato/__init__.py": (SFUMATO / "__init__.py").read_bytes(),
     }
     host = ("client.py", "hostoffer.py", "hostsession.py", "hostlink.py")  # what a host imports
+    host += ("hostserver.py", "hostlaunch.py")  # "Start a local server" (issue 15.4)
     for name in host:
         files[f"{vendor}/sfumato/{name}"] = (SFUMATO / name).read_bytes()
     for path in sorted((SFUMATO / "protocol").glob("*.py")):

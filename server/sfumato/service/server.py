@@ -119,6 +119,8 @@ class SfumatoServer:
         self._start_worker()
         if self.config.preload:
             self._tasks.append(asyncio.create_task(self.worker.preload(self.default_model)))
+        else:  # a plugin that started this server reads it as "ready once listening"
+            log.info("preload off: %s loads at the first job", self.default_model)
         self._server = await serve(
             self._handle,
             self.config.host,

@@ -136,8 +136,13 @@ class Worker:
     async def preload(self, model: str) -> None:
         """Load the default model in the background so the first job does not wait for it."""
         loop = asyncio.get_running_loop()
+        # These lines are what a plugin that started this server shows as loading progress
+        # (sfumato.hostserver.parse_line reads them): keep their first words.
+        log.info("preloading %s", model)
         try:
-            await loop.run_in_executor(self._executor, self._load, model, None)
+            await loop.run_in_executor(
+                self._executor, self._load, model, lambda step: log.info("loading: %s", step)
+            )
             log.info("ready: %s", self._get_engine().describe())
         except Exception as exc:  # the first job that needs it reports the error to its client
             typed = isinstance(exc, SfumatoError)  # an untyped one is a bug: keep its traceback
