@@ -5,14 +5,25 @@ URL, token), ``panels`` (the sidebar tab), ``operators`` (actions), ``jobs`` (wh
 action sends), ``results`` (how a result is applied, all or nothing: ``rollback``; the
 history's Apply Again and Restore), ``passes`` (render → arrays), ``scene``
 (arrays → images, UVs, materials, world), ``geometry`` (numpy maths), ``bridge`` (the
-client's events → the main thread, via ``bpy.app.timers``).
+client's events → the main thread, via ``bpy.app.timers``), ``localserver`` (Start a
+local server, in the preferences); Texture Object: ``texcams``
+(cameras), ``texbake`` (UV map, bake, view passes), ``texjob`` (send, apply), ``texmath``
+(numpy), ``texops``/``texpanel``/``texprops`` (operators, panel, settings).
 """
 
 import bpy
 
-from . import bridge, operators, panels, prefs, props, results
+from . import bridge, localserver, operators, panels, prefs, props, results, texops, texpanel
 
-CLASSES = (*props.CLASSES, *prefs.CLASSES, *operators.CLASSES, *panels.CLASSES)
+CLASSES = (
+    *props.CLASSES,
+    *prefs.CLASSES,
+    *localserver.CLASSES,
+    *operators.CLASSES,
+    *texops.CLASSES,
+    *panels.CLASSES,
+    *texpanel.CLASSES,
+)
 
 
 def register() -> None:
@@ -20,9 +31,11 @@ def register() -> None:
         bpy.utils.register_class(cls)
     props.register()
     bridge.start(results.apply)
+    localserver.start()
 
 
 def unregister() -> None:
+    localserver.stop()  # the server this add-on started goes with it
     bridge.stop()
     props.unregister()
     for cls in reversed(CLASSES):

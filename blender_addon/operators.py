@@ -48,7 +48,7 @@ class _JobOperator(bpy.types.Operator):
         settings, link, preferences = context.scene.sfumato, bridge.get(), prefs.get(context)
         try:
             offer = link.ensure_connected(preferences.url, preferences.token)
-            pending = type(self).prepare(context, settings, offer)
+            pending = self.prepare_pending(context, settings, offer)
             if not self.wait:
                 link.submit(pending)
                 self.report({"INFO"}, f"Sfumato: job {pending.job.id} sent")
@@ -63,6 +63,10 @@ class _JobOperator(bpy.types.Operator):
             return self._fail(context, pending.failure)
         self.report({"INFO"}, f"Sfumato: {pending.message}")
         return {"FINISHED"}
+
+    def prepare_pending(self, context: bpy.types.Context, settings: Any, offer: Offer) -> Pending:
+        """The job to send; an action with options of its own passes them on here."""
+        return type(self).prepare(context, settings, offer)
 
     def _fail(self, context: bpy.types.Context, message: str) -> set[str]:
         props.runtime(context).error = message

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,16 +44,34 @@ class Passes:
 def render_passes(scene: Any, camera: Any, view_layer: Any, width: int, height: int) -> Passes:
     """Render depth and normals of ``scene`` from ``camera`` at width×height. The scene's
     render settings are restored afterwards, whatever happens."""
+    return passes_of(render_layers(scene, camera, view_layer, width, height), camera)
+
+
+def render_layers(
+    scene: Any,
+    camera: Any,
+    view_layer: Any,
+    width: int,
+    height: int,
+    extra: Sequence[tuple[Any, str, Any]] = (),
+) -> dict[str, np.ndarray]:
+    """One pass render's channels by name; ``extra`` settings (more passes: UV, object
+    index) are set, checked and restored like the others."""
     folder = Path(tempfile.mkdtemp(prefix="sfumato-passes-"))
     try:
-        with pass_settings(scene, camera, view_layer, width, height, folder / "passes.exr"):
+        path = folder / "passes.exr"
+        with pass_settings(scene, camera, view_layer, width, height, path, extra):
             bpy.ops.render.render(write_still=True, scene=scene.name, layer=view_layer.name)
-        layers = read_exr(folder / "passes.exr")
+        return read_exr(path)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    z = _channel(layers, "Depth.Z")
+
+
+def passes_of(layers: dict[str, np.ndarray], camera: Any) -> Passes:
+    """Depth and camera-space normals from a pass render's channels."""
+    z = channel(layers, "Depth.Z")
     background = z >= BACKGROUND_Z
-    planes = [_channel(layers, f"Normal.{c}") for c in "XYZ"]
+    planes = [channel(layers, f"Normal.{c}") for c in "XYZ"]
     rotation = np.array(camera.matrix_world.to_3x3().normalized(), dtype=np.float32)
     normal = geometry.planes_to_camera(planes, rotation)
     normal[background] = 0.0
@@ -62,7 +80,13 @@ def render_passes(scene: Any, camera: Any, view_layer: Any, width: int, height: 
 
 @contextlib.contextmanager
 def pass_settings(
-    scene: Any, camera: Any, view_layer: Any, width: int, height: int, path: Path
+    scene: Any,
+    camera: Any,
+    view_layer: Any,
+    width: int,
+    height: int,
+    path: Path,
+    extra: Sequence[tuple[Any, str, Any]] = (),
 ) -> Iterator[None]:
     """Set what a fast, exact pass render needs; put every value back on the way out.
 
@@ -96,6 +120,7 @@ def pass_settings(
         (image, "file_format", "OPEN_EXR_MULTILAYER"),
         (image, "color_depth", "32"),
         (image, "exr_codec", "NONE"),
+        *extra,
     ]
     check_settings(wanted)
     # a backdrop made earlier would stand in for the background in the passes
@@ -199,10 +224,13 @@ def read_exr(path: Path) -> dict[str, np.ndarray]:
     return channels
 
 
-def _channel(layers: dict[str, np.ndarray], suffix: str) -> np.ndarray:
+def channel(layers: dict[str, np.ndarray], *suffixes: str) -> np.ndarray:
+    """The channel whose name ends in one of ``suffixes`` (passes are renamed across
+    releases: 4.2's ``IndexOB.X`` is 5.0's ``Object Index.X``)."""
     for name, pixels in layers.items():
-        if name == suffix or name.endswith("." + suffix):
+        if any(name == s or name.endswith("." + s) for s in suffixes):
             return pixels
+    suffix = " or ".join(suffixes)
     raise RuntimeError(f"the pass render wrote no {suffix} channel (found {sorted(layers)})")
 
 

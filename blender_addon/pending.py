@@ -40,7 +40,18 @@ class InpaintTarget:
     source: str  # that image's name when the job was sent
 
 
-Detail = TextureTarget | BackdropTarget | InpaintTarget | None
+@dataclass(frozen=True)
+class ObjectTarget:
+    """Texture Object: the UV map painted (and whether Sfumato made it for this job), the
+    cameras in the order they were painted, where the object stood."""
+
+    uv_map: str
+    made_uv: bool
+    cameras: tuple[str, ...]
+    stood: Matrix
+
+
+Detail = TextureTarget | BackdropTarget | InpaintTarget | ObjectTarget | None
 
 
 @dataclass

@@ -21,6 +21,8 @@ from bpy.props import (
     StringProperty,
 )
 
+from . import texprops
+
 CONNECTION_STATES = (
     ("DISCONNECTED", "Disconnected", "No server connection"),
     ("CONNECTING", "Connecting", "Waiting for the server's welcome"),
@@ -33,6 +35,7 @@ KINDS = (
     ("BACKDROP", "Camera Backdrop", "A picture behind the scene, framed by the camera"),
     ("INPAINT", "Inpaint Texture", "A region of an existing texture, regenerated"),
     ("SEAMLESS", "Seamless Material", "A tileable texture in a material"),
+    ("OBJECT", "Texture Object", "Painted from several cameras into the mesh's own UVs"),
 )
 
 
@@ -180,9 +183,11 @@ class SfumatoSettings(bpy.types.PropertyGroup):
 
     history: CollectionProperty(type=SfumatoResult)
     history_index: IntProperty(name="Result", default=0)
+    texturing: PointerProperty(type=texprops.SfumatoTexturing)  # Texture Object's settings
 
 
 CLASSES = (
+    *texprops.CLASSES,
     SfumatoModel,
     SfumatoLora,
     SfumatoMaterialRef,

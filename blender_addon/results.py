@@ -17,7 +17,7 @@ import numpy as np
 from sfumato.hostsession import HistoryRecord
 from sfumato.protocol import Result
 
-from . import geometry, projection, scene
+from . import geometry, projection, scene, texjob
 from .pending import BackdropTarget, InpaintTarget, Pending, TextureTarget
 from .rollback import Changes
 
@@ -61,9 +61,16 @@ def _apply(target_scene: Any, pending: Pending, result: Result, changes: Changes
     settings, scene_name = target_scene.sfumato, target_scene.name
     label = pending.job.params.prompt[:40] or "untitled"
     name, pixels = f"Sfumato {pending.kind.title()} {label}", result.images[0].to_numpy()
+    note = ""
     if pending.kind == "INPAINT":  # the source with the new pixels inside the mask only
         image = scene.inpainted_image(
             name, _inpaint_source(pending), pixels, _mask(pending), provenance(pending, result)
+        )
+    elif pending.kind == "OBJECT":  # the UV texture, texels no view saw filled
+        done = texjob.fill(pending, pixels)
+        note = f"; {done.line}"
+        image = scene.new_image(
+            name, done.pixels, {**provenance(pending, result), "coverage": done.line}
         )
     else:
         image = scene.new_image(name, pixels, provenance(pending, result))
@@ -82,7 +89,7 @@ def _apply(target_scene: Any, pending: Pending, result: Result, changes: Changes
     entry.seed = str(result.seeds[0])
     settings.history_index = position
     APPLY[pending.kind](target_scene, pending, image, entry, changes)
-    return f"{pending.kind.title().lower()} from job {result.id} applied (seed {result.seeds[0]})"
+    return f"{pending.kind.title().lower()} from job {result.id} applied (seed {result.seeds[0]}){note}"
 
 
 def _detail(pending: Pending, kind: type[Any]) -> Any:
@@ -267,6 +274,7 @@ APPLY: dict[str, Callable[[Any, Pending, Any, Any, Changes], None]] = {
     "BACKDROP": _apply_backdrop,
     "INPAINT": _apply_inpaint,
     "SEAMLESS": _apply_seamless,
+    "OBJECT": texjob.apply_object,
 }
 
 

@@ -83,7 +83,8 @@ def with_wheels(manifest: str, wheels: list[Path]) -> str:
 def slim_wheel(out: Path) -> Path:
     """A pure-Python wheel with sfumato's client side only. Written by hand (a wheel is a zip
     with a RECORD) because setuptools would take the whole package, server and engine too."""
-    host = ("__init__.py", "client.py", "hostoffer.py", "hostsession.py", "hostlink.py")
+    host = ("__init__.py", "client.py", "hostoffer.py", "hostsession.py", "hostlink.py",
+            "hostmultiview.py")  # fmt: skip
     host += ("hostserver.py", "hostlaunch.py")  # "Start a local server" (issue 15.4)
     files = [SFUMATO / n for n in host]
     files.append(SFUMATO / "py.typed")
