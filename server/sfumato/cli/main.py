@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..protocol import SfumatoError
+from .doctor import add_doctor_command
 from .generate import add_generate_command
 from .serve import EXIT_USAGE, add_serve_command
 from .studio import add_studio_commands, connection_args
@@ -62,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     k.set_defaults(run=_package)
 
     add_studio_commands(sub)
+    add_doctor_command(sub)
 
     d = sub.add_parser("demo", help="start a server on the tiny model and generate one image")
     d.add_argument(

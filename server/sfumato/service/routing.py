@@ -35,6 +35,7 @@ from ..protocol.text import loggable
 from .admission import Refusal, admit
 from .connection import Connection
 from .fair_queue import JobEntry
+from .health import system_info
 from .store import StoreError, owner_key
 
 if TYPE_CHECKING:
@@ -101,6 +102,12 @@ class Router:
                 notice=notice,
                 ready=not status,
                 status=status,
+                system=system_info(
+                    server.registry,
+                    server.default_model,
+                    server.config,
+                    server.worker.facts if server.worker is not None else None,
+                ),
             )
         )
 

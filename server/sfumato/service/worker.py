@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from ..engine import Engine
+    from ..engine.system import TorchFacts
 
 log = logging.getLogger("sfumato.worker")
 Notify = Callable[
@@ -104,6 +105,7 @@ class Worker:
         self._idle.set()
         self._engine: Engine | None = None
         self.problem = ""  # why jobs cannot run now ("" when they can, or not tried yet)
+        self.facts: TorchFacts | None = None  # the device's, once the engine has loaded
         self.stopping = False
         self._suspended: JobEntry | None = None  # interrupted by a stop: stays journaled
         self.engine_busy = threading.Event()  # the engine thread is inside a job or a load
@@ -265,6 +267,7 @@ class Worker:
                 raise EngineUnavailable(problem) from exc
             self._engine, self.problem = engine, ""
             log.info("engine on %s", engine.device)
+            self.facts = _device_facts(engine.device)
         return self._engine
 
     def _load(self, model: str, on_status: Callable[[str], None] | None) -> None:
@@ -321,6 +324,17 @@ class Worker:
         if job.params.files:
             result = replace(result, files=tuple(path.read_bytes() for path in paths))
         return result
+
+
+def _device_facts(device: str) -> TorchFacts | None:
+    """For ``welcome.system``; a probe that fails costs the welcome its device line only."""
+    try:
+        from ..engine.system import probe
+
+        return probe(device)
+    except Exception:
+        log.warning("could not read the device's facts for welcome.system", exc_info=True)
+        return None
 
 
 async def _wait(event: asyncio.Event, timeout: float) -> bool:
