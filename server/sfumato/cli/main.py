@@ -1,25 +1,25 @@
 """``sfumato`` command line: the parser, the exit codes, and the small commands (models,
 package, demo). ``serve`` lives in serve.py, ``generate`` and its flags in generate.py and
-conditioning.py, the studio commands (verify, batch, reproduce) in studio.py.
+conditioning.py, ``models`` and ``models pull`` in models.py, the studio commands (verify,
+batch, reproduce) in studio.py.
 
-Only ``serve`` (and ``demo``, which starts a server) need the server extras; ``generate`` and
-``models`` are thin users of :class:`sfumato.client.Client`.
+Only ``serve`` (and ``demo``, which starts a server) need the server extras (``models pull``
+needs their huggingface_hub); ``generate`` is a thin user of :class:`sfumato.client.Client`.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from .. import __version__
 from ..protocol import SfumatoError
-from .doctor import add_doctor_command
 from .generate import add_generate_command
+from .models import add_models_command
 from .serve import EXIT_USAGE, add_serve_command
-from .studio import add_studio_commands, connection_args
+from .studio import add_studio_commands
 
 EXIT_FAILED = 1
 
@@ -53,9 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     add_serve_command(sub)
     add_generate_command(sub)
 
-    m = sub.add_parser("models", help="print the server's model registry as JSON")
-    connection_args(m, timeout=60.0)
-    m.set_defaults(run=_models)
+    add_models_command(sub)
 
     k = sub.add_parser("package", help="build the Blender extension or the Krita plugin zip")
     k.add_argument("host", choices=("blender", "krita"))
@@ -63,7 +61,6 @@ def _parser() -> argparse.ArgumentParser:
     k.set_defaults(run=_package)
 
     add_studio_commands(sub)
-    add_doctor_command(sub)
 
     d = sub.add_parser("demo", help="start a server on the tiny model and generate one image")
     d.add_argument(
@@ -74,20 +71,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     d.set_defaults(run=_demo)
     return p
-
-
-def _models(args: argparse.Namespace) -> int:
-    from ..client import Client
-
-    with Client(args.url, token=args.token, name="sfumato-cli") as client:
-        listing = client.models(timeout=args.timeout)
-    print(
-        json.dumps(
-            {"default": listing.default_model, "models": [m.to_wire() for m in listing.models]},
-            indent=2,
-        )
-    )
-    return 0
 
 
 def _package(args: argparse.Namespace) -> int:

@@ -3,13 +3,12 @@
 
 A ``file:`` source hashes as the file's sha256. A folder (``dir:``, a hub snapshot, a tiny
 build) hashes as the sha256 of its manifest: one line ``<sha256>  <relative path>`` per weight
-file, sorted by path (what ``sha256sum`` prints for the sorted files). Hashing gigabytes
+file, sorted by path (registry/digest.py, which ``sfumato models pull`` checks with too). Hashing gigabytes
 takes seconds, so results are cached on disk by path, size and modification time.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
@@ -17,19 +16,11 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ..registry import ModelEntry
+from ..registry.digest import WEIGHT_SUFFIXES, file_sha256, folder_sha256
 from .errors import ModelUnavailable
 from .tiny import tiny_dir
 
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth")
-CHUNK = 8 * 1024 * 1024
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
+__all__ = ["WEIGHT_SUFFIXES", "WeightHashes", "file_sha256"]
 
 
 class WeightHashes:
@@ -63,15 +54,9 @@ class WeightHashes:
         path = self._location(entry)
         if path is None or not path.exists():
             return ""
-        files = (
-            [path]
-            if path.is_file()
-            else sorted(p for p in path.rglob("*") if p.suffix in WEIGHT_SUFFIXES and p.is_file())
-        )
         if path.is_file():
             return self._file_hash(path)
-        lines = "".join(f"{self._file_hash(f)}  {f.relative_to(path).as_posix()}\n" for f in files)
-        return hashlib.sha256(lines.encode()).hexdigest()
+        return folder_sha256(path, self._file_hash)  # the definition pull checks with too
 
     def _file_hash(self, path: Path) -> str:
         real = path.resolve()

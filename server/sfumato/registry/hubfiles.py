@@ -1,0 +1,118 @@
+"""Which files of a hub repo make a model Sfumato can load, and where the hub cache keeps them.
+
+Kept apart from pull.py because this part is pure: a repo's file list in, the files to fetch
+out, and the Hugging Face cache's layout (``models--org--name/{blobs,snapshots,refs}``) as
+paths. A public SD repo holds far more than diffusers loads — the original single-file
+checkpoints at its root (4–7 GB each), fp16 / non-EMA variants of every weight, .bin twins of
+every .safetensors, a safety checker Sfumato never runs — so fetching a whole snapshot would
+cost several times the download the model needs.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from .digest import is_weight
+
+CONFIG_SUFFIXES = (".json", ".txt")  # model/scheduler configs, tokenizers (vocab, merges)
+SKIPPED_FOLDERS = frozenset({"safety_checker"})  # loaded with safety_checker=None (loader.py)
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One file of a hub snapshot, as the hub's model API describes it."""
+
+    path: str  # relative to the repo root, posix
+    size: int
+    blob: str  # the cache's blob name: the LFS sha256, or the git blob id of a small file
+    sha256: str = ""  # of the content, for LFS files (every weight file); "" when unknown
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One commit of a hub repo and the files Sfumato fetches from it."""
+
+    repo: str
+    commit: str
+    files: tuple[RemoteFile, ...]
+
+    @property
+    def size(self) -> int:
+        return sum(f.size for f in self.files)
+
+
+def _is_variant(name: str) -> bool:
+    """``x.fp16.safetensors``, ``x.non_ema.bin``, ``x.fp16-00001-of-00002.safetensors``."""
+    return "." in PurePosixPath(name).stem
+
+
+def select(paths: Iterable[str]) -> list[str]:
+    """The files of a repo that a diffusers loader needs, in the repo's order.
+
+    Configs and tokenizer files everywhere; per folder, the weights in diffusers' own naming:
+    the plain (non-variant) ``.safetensors`` files, or the plain ``.bin`` files where a folder
+    has no safetensors. In a pipeline repo (one with ``model_index.json``) the root's weight
+    files are single-file checkpoints (not what ``from_pretrained`` reads) and are left out,
+    as is the safety checker."""
+    paths = [p for p in paths if not PurePosixPath(p).name.startswith(".")]
+    pipeline = "model_index.json" in paths
+    weights: dict[str, list[str]] = defaultdict(list)
+    for path in paths:
+        folder = str(PurePosixPath(path).parent)
+        if not is_weight(path) or _is_variant(PurePosixPath(path).name):
+            continue
+        if (pipeline and folder == ".") or PurePosixPath(path).parts[0] in SKIPPED_FOLDERS:
+            continue
+        weights[folder].append(path)
+    keep: set[str] = set()
+    for files in weights.values():
+        for suffix in (".safetensors", ".bin"):
+            chosen = [f for f in files if f.endswith(suffix)]
+            if chosen:
+                keep.update(chosen)
+                break
+    return [p for p in paths if p in keep or p.endswith(CONFIG_SUFFIXES)]
+
+
+def snapshot_from_api(repo: str, commit: str, siblings: Iterable[object]) -> Snapshot:
+    """A :class:`Snapshot` of the selected files from huggingface_hub's ``RepoSibling`` list."""
+    by_path = {getattr(s, "rfilename", ""): s for s in siblings}
+    files = []
+    for path in select(by_path):
+        sib = by_path[path]
+        lfs = getattr(sib, "lfs", None)
+        sha256 = (lfs.get("sha256") if isinstance(lfs, dict) else getattr(lfs, "sha256", "")) or ""
+        size = getattr(sib, "size", None)
+        if size is None and lfs is not None:
+            size = lfs.get("size") if isinstance(lfs, dict) else getattr(lfs, "size", None)
+        blob = sha256 or getattr(sib, "blob_id", None) or ""
+        files.append(RemoteFile(path=path, size=int(size or 0), blob=blob, sha256=sha256))
+    return Snapshot(repo=repo, commit=commit, files=tuple(files))
+
+
+def repo_folder(cache: Path, repo: str) -> Path:
+    """``<cache>/models--org--name``: huggingface_hub's folder for a model repo."""
+    return Path(cache) / ("models--" + repo.replace("/", "--"))
+
+
+def cached_snapshot(cache: Path, repo: str, revision: str = "main") -> Path | None:
+    """The snapshot folder ``refs/<revision>`` points at (else the newest), or None."""
+    folder = repo_folder(cache, repo)
+    ref = folder / "refs" / revision
+    if ref.is_file():
+        commit = ref.read_text(encoding="utf-8").strip()
+        if (folder / "snapshots" / commit).is_dir():
+            return folder / "snapshots" / commit
+    snapshots = folder / "snapshots"
+    found = (
+        sorted(snapshots.iterdir(), key=lambda p: p.stat().st_mtime) if snapshots.is_dir() else []
+    )
+    return found[-1] if found else None
+
+
+def folder_size(folder: Path) -> int:
+    """Bytes of the files under ``folder`` (a snapshot's symlinks counted as their blobs)."""
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())

@@ -1,0 +1,342 @@
+"""``sfumato models pull``: a registry entry's weights from the hub, checked before they count.
+
+Why not ``snapshot_download``: the installed huggingface_hub (2.x) downloads each file to a
+process-unique temporary name and deletes it when the process stops, so a pull of a 5 GB model
+interrupted at 90 % starts again from zero; and it writes straight into the cache, so weights
+that fail the registry's sha256 pin would already have replaced the approved ones. Here each
+file goes to a staging folder under a stable ``.part`` name and resumes with an HTTP Range
+request (huggingface_hub's own ``http_get`` does the transfer, its retries and its progress bar);
+only when the whole set matches the pin (registry/digest.py, the definition the engine checks)
+does it move into place: the Hugging Face cache's layout (blobs, snapshot links, refs/main),
+or a plain diffusers folder for ``--to DIR``. No torch: this runs beside a server or on a
+machine without a GPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..protocol.errors import SfumatoError
+from .digest import file_sha256, is_weight, manifest_sha256
+from .hubfiles import RemoteFile, Snapshot, cached_snapshot, repo_folder, snapshot_from_api
+from .rules import ModelEntry, Registry
+from .weights import hub_cache
+
+STAGING = ".sfumato-pull"  # inside the destination, so moving a finished file is a rename
+Say = Callable[[str], None]
+
+
+class PullError(SfumatoError):
+    """A pull that could not finish; the message names what failed and what to do."""
+
+
+class PinMismatch(PullError):
+    """Downloaded weights that are not the approved ones: nothing was replaced."""
+
+    def __init__(self, message: str, found: str) -> None:
+        super().__init__(message)
+        self.found = found
+
+
+@dataclass(frozen=True)
+class Pulled:
+    """What one entry's pull left on disk."""
+
+    entry: ModelEntry
+    path: Path  # the snapshot folder or the --to folder
+    size: int
+    digest: str  # the folder's pin (registry/digest.py)
+    fetched: int  # bytes transferred by this run (0: everything was already here)
+
+
+def endpoint() -> str:
+    """The hub the pull talks to: ``$HF_ENDPOINT`` (a mirror) or huggingface.co."""
+    return (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+
+
+def family(registry: Registry, entry: ModelEntry) -> list[ModelEntry]:
+    """``entry`` and, for a base model, the registry's ControlNets and preview decoders of its
+    family that have hub sources (its VAE lives in the base repo's ``vae/`` and comes with it).
+    Tiny entries are built locally and never pulled."""
+    if entry.kind != "base" or entry.tiny:  # a tiny base's parts are tiny too (built locally)
+        return [entry]
+    extra = [
+        e
+        for e in registry.entries.values()
+        if e.kind in ("controlnet", "preview") and e.family == entry.family and e.scheme == "hub"
+    ]
+    return [entry, *sorted(extra, key=lambda e: (e.kind, e.name))]
+
+
+def pull(entry: ModelEntry, *, to: Path | None = None, say: Say = print) -> Pulled:
+    """Fetch ``entry``'s weights into the hub cache (``to`` None) or ``to/<name>``.
+
+    Raises :class:`PullError` (hub unreachable, offline, unknown repo) or :class:`PinMismatch`
+    (the download is not what the registry approved; the old files stay)."""
+    if entry.scheme != "hub":
+        raise PullError(_not_pullable(entry))
+    snapshot = remote(entry.location)
+    dest = Path(to).expanduser().resolve() / entry.name if to else None
+    root = dest.parent if dest else hub_cache()
+    root.mkdir(parents=True, exist_ok=True)
+    stage = root / STAGING / (entry.name if dest else repo_folder(root, entry.location).name)
+    say(
+        f"pulling {entry.name} ({entry.location} @ {snapshot.commit[:12]}): "
+        f"{len(snapshot.files)} files, {human(snapshot.size)} → {dest or hub_cache()}"
+    )
+    have = _already_here(snapshot, dest, root)
+    fetched = _fetch(snapshot, stage / snapshot.commit, have)
+    local = {f.path: have.get(f.path) or stage / snapshot.commit / f.path for f in snapshot.files}
+    digest = _check(entry, snapshot, local, stage / snapshot.commit, say)
+    path = _into_cache(snapshot, local, root) if dest is None else _into_folder(local, dest, stage)
+    shutil.rmtree(stage, ignore_errors=True)
+    with contextlib.suppress(OSError):  # the staging root, when no other pull is using it
+        stage.parent.rmdir()
+    return Pulled(entry, path, snapshot.size, digest, fetched)
+
+
+def remote(repo: str, revision: str = "main") -> Snapshot:
+    """The repo's commit at ``revision`` and the files to fetch (one hub API request)."""
+    try:
+        from huggingface_hub import HfApi
+    except ImportError as exc:  # pragma: no cover - the server extras bring it
+        raise PullError(
+            "pulling models needs huggingface_hub; install the server: pip install 'sfumato[server]'"
+        ) from exc
+    _refuse_offline()
+    try:
+        info = HfApi(endpoint=endpoint()).model_info(repo, revision=revision, files_metadata=True)
+    except Exception as exc:
+        raise _hub_error(exc, f"{endpoint()}/api/models/{repo}", repo) from exc
+    if not info.sha:
+        raise PullError(f"{endpoint()} gave no commit for {repo}; retry, or check HF_ENDPOINT")
+    snap = snapshot_from_api(repo, info.sha, info.siblings or ())
+    if not any(is_weight(f.path) for f in snap.files):
+        raise PullError(
+            f"{repo} at {endpoint()} holds no weights in diffusers' layout (*.safetensors or "
+            "*.bin under the model's folders); point the registry entry at a diffusers repo"
+        )
+    return snap
+
+
+def _already_here(snapshot: Snapshot, dest: Path | None, root: Path) -> dict[str, Path]:
+    """Files of this snapshot already in place with the right size: not fetched again."""
+    found: dict[str, Path] = {}
+    for f in snapshot.files:
+        if dest is not None:
+            where: Path | None = dest / f.path
+        else:  # a blob is named by its content (sha256 / git id): the same name, the same file
+            where = repo_folder(root, snapshot.repo) / "blobs" / f.blob if f.blob else None
+        if where is None or not where.is_file() or where.stat().st_size != f.size:
+            continue
+        if dest is None or _same(where, f):  # a folder's file is only a name: check its bytes
+            found[f.path] = where
+    return found
+
+
+def _same(path: Path, f: RemoteFile) -> bool:
+    """Whether ``path`` holds ``f``'s bytes: its sha256 (LFS) or git blob id (small files)."""
+    if f.sha256:
+        return file_sha256(path) == f.sha256
+    if len(f.blob) == 40:
+        data = path.read_bytes()
+        return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest() == f.blob
+    return False
+
+
+def _fetch(snapshot: Snapshot, stage: Path, have: dict[str, Path]) -> int:
+    """Download the missing files into ``stage``, each resumed from its ``.part``."""
+    from huggingface_hub import hf_hub_url
+    from huggingface_hub.file_download import http_get
+    from huggingface_hub.utils import build_hf_headers
+
+    if stage.parent.is_dir():  # staging left by a pull of an older commit: useless now
+        for old in stage.parent.iterdir():
+            if old.name != stage.name:
+                shutil.rmtree(old, ignore_errors=True)
+    fetched = 0
+    headers = build_hf_headers()
+    for f in snapshot.files:
+        target = stage / f.path
+        if f.path in have or (target.is_file() and target.stat().st_size == f.size):
+            continue
+        part = target.with_name(target.name + ".part")
+        part.parent.mkdir(parents=True, exist_ok=True)
+        done = part.stat().st_size if part.exists() else 0
+        if done > f.size:
+            part.unlink()
+            done = 0
+        url = hf_hub_url(snapshot.repo, f.path, revision=snapshot.commit, endpoint=endpoint())
+        try:
+            with part.open("ab") as out:
+                http_get(
+                    url,
+                    out,
+                    resume_size=done,
+                    headers=headers,
+                    expected_size=f.size,
+                    displayed_filename=f.path,
+                )
+        except Exception as exc:
+            raise _hub_error(exc, url, snapshot.repo, resumable=True) from exc
+        if f.sha256 and file_sha256(part) != f.sha256:
+            part.unlink()
+            raise PullError(
+                f"{f.path} of {snapshot.repo} arrived damaged (its sha256 is not the hub's); "
+                "the partial file was removed: run the same pull again"
+            )
+        fetched += f.size - done
+        os.replace(part, target)
+    return fetched
+
+
+def _check(
+    entry: ModelEntry, snapshot: Snapshot, local: dict[str, Path], stage: Path, say: Say
+) -> str:
+    """The pin over the weight files (registry/digest.py); a mismatch removes the download."""
+    weights = [f for f in snapshot.files if is_weight(f.path)]
+    say(
+        f"checking {len(weights)} weight files against the registry's sha256 pin"
+        if entry.sha256
+        else f"{entry.name} has no sha256 pin in the registry: each file is checked against "
+        "the hub's own sha256 only"
+    )
+    digest = manifest_sha256(
+        # a file staged by this pull was checked against the hub's sha256 when it arrived;
+        # one already in place is hashed again (a blob's name is no proof of its bytes)
+        (
+            f.path,
+            f.sha256
+            if f.sha256 and local[f.path].is_relative_to(stage)
+            else file_sha256(local[f.path]),
+        )
+        for f in weights
+    )
+    if entry.sha256 and digest != entry.sha256.lower():
+        shutil.rmtree(stage, ignore_errors=True)
+        raise PinMismatch(
+            f"the weights of {entry.name!r} from {snapshot.repo} @ {snapshot.commit[:12]} hash to "
+            f"{digest}, but the registry pins {entry.sha256}: the download was removed and the "
+            "files already on this machine were kept as they were. If the hub repo changed on "
+            "purpose, have the entry re-approved with that sha256; otherwise check HF_ENDPOINT "
+            "points at the hub you trust",
+            digest,
+        )
+    return digest
+
+
+def _into_cache(snapshot: Snapshot, local: dict[str, Path], cache: Path) -> Path:
+    """Move the files into huggingface_hub's layout, then switch ``refs/main`` to them."""
+    repo = repo_folder(cache, snapshot.repo)
+    blobs = repo / "blobs"
+    blobs.mkdir(parents=True, exist_ok=True)
+    final = repo / "snapshots" / snapshot.commit
+    fresh = repo / "snapshots" / (snapshot.commit + ".new")
+    shutil.rmtree(fresh, ignore_errors=True)
+    for f in snapshot.files:
+        blob = blobs / (f.blob or f"sfumato-{snapshot.commit[:12]}-{f.path.replace('/', '--')}")
+        if local[f.path] != blob:
+            os.replace(local[f.path], blob)
+        link = fresh / f.path
+        link.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.symlink(os.path.relpath(blob, link.parent), link)
+        except OSError:  # no symlinks (Windows without developer mode): a copy, as hf does
+            shutil.copy2(blob, link)
+    _swap(fresh, final)
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / "main").write_text(snapshot.commit, encoding="utf-8")
+    return final
+
+
+def _into_folder(local: dict[str, Path], dest: Path, stage: Path) -> Path:
+    """Build the new folder beside the old one, then swap them in two renames."""
+    fresh = stage / "folder"
+    shutil.rmtree(fresh, ignore_errors=True)
+    for rel, src in local.items():
+        target = fresh / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_relative_to(stage):
+            os.replace(src, target)
+        else:
+            try:  # a file of the old folder that is still current: link it, do not copy GBs
+                os.link(src, target)
+            except OSError:
+                shutil.copy2(src, target)
+    _swap(fresh, dest)
+    return dest
+
+
+def _swap(fresh: Path, final: Path) -> None:
+    old = final.with_name(final.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(fresh, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def local_snapshot(entry: ModelEntry) -> Path | None:
+    """Where a hub entry's weights are in the local cache, if they are."""
+    return cached_snapshot(hub_cache(), entry.location) if entry.scheme == "hub" else None
+
+
+def _refuse_offline() -> None:
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on"):
+            raise PullError(
+                f"{name}={os.environ[name]} is set, so nothing may be downloaded; unset it "
+                f"(`unset {name}`) to pull from {endpoint()}, or pull on a connected machine "
+                f"and copy its Hugging Face cache ({hub_cache()}) here"
+            )
+
+
+def _hub_error(exc: Exception, url: str, repo: str, resumable: bool = False) -> PullError:
+    """A hub failure as a :class:`PullError` that names the URL, the settings and the fix."""
+    name = type(exc).__name__
+    again = " Run the same pull again: it resumes where it stopped." if resumable else ""
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if name in ("RepositoryNotFoundError", "GatedRepoError") or status in (401, 403, 404):
+        return PullError(
+            f"{url} answered {status or name}: {repo} does not exist there or needs a login. "
+            f"Check the registry's source, accept the model's license at {endpoint()}/{repo} and "
+            "log in (`hf auth login`, or set HF_TOKEN)"
+        )
+    if name == "OfflineModeIsEnabled":
+        return PullError(f"huggingface_hub is in offline mode ({exc}); unset HF_HUB_OFFLINE")
+    if status is not None:
+        return PullError(f"{url} answered HTTP {status}; retry later.{again}")
+    mirror = os.environ.get("HF_ENDPOINT")
+    return PullError(
+        f"cannot reach the model hub at {url} ({name}: {str(exc)[:160]}). Check the network "
+        + (
+            f"and HF_ENDPOINT={mirror} (unset it for huggingface.co)"
+            if mirror
+            else "or set HF_ENDPOINT to a mirror"
+        )
+        + f"; or pull on a connected machine and copy its cache ({hub_cache()}) here.{again}"
+    )
+
+
+def _not_pullable(entry: ModelEntry) -> str:
+    if entry.scheme == "tiny":
+        return f"{entry.name!r} is a tiny model: it is built locally on first use, nothing to pull"
+    return (
+        f"{entry.name!r} has source {entry.scheme}:{entry.location}, not a hub repo: copy its "
+        "weights there, or give it a hub:<repo id> source to pull it"
+    )
+
+
+def human(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"  # pragma: no cover
