@@ -131,6 +131,11 @@ class _Handler(BaseHTTPRequestHandler):
         )
         self._json(HTTPStatus.OK, review.to_json())
 
+    def do_OPTIONS(self) -> None:  # a CORS preflight: only a foreign page sends one
+        if self._allowed(write=True):
+            self._error(HTTPStatus.METHOD_NOT_ALLOWED, "method",
+                        "this server answers its own page only: GET and POST from the same origin")  # fmt: skip
+
     def _allowed(self, *, write: bool) -> bool:
         """The Host and Origin rules; a refused request changes nothing."""
         host = self.headers.get("Host", "")

@@ -245,7 +245,9 @@ $("#compare").addEventListener("click", openAB);
 $("#ab-close").addEventListener("click", () => { $("#ab").hidden = true; });
 document.querySelectorAll(".mode").forEach((b) => b.addEventListener("click", () => setMode(b.dataset.mode)));
 $("#swipe").addEventListener("input", (e) => $("#ab-view").style.setProperty("--swipe", `${e.target.value}%`));
-$("#ab-view").addEventListener("click", () => { if (state.mode === "toggle") toggleAB(); });
+$("#ab-view").addEventListener("click", (e) => {
+  if (state.mode === "toggle" && e.target.tagName === "IMG") toggleAB();
+});
 document.addEventListener("keydown", (e) => {
   if ($("#ab").hidden || e.target.tagName === "TEXTAREA") return;
   if (e.key === "Escape") $("#ab").hidden = true;
