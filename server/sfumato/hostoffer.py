@@ -17,6 +17,7 @@ from .protocol import (
     ProtocolError,
     Result,
     SfumatoError,
+    SystemInfo,
     Task,
     Tile,
     Welcome,
@@ -63,13 +64,24 @@ class Offer:
     status: str = ""
     server: str = ""
     notice: str = ""
+    system: SystemInfo | None = None  # the server machine's facts (welcome.system)
 
     @classmethod
     def of(cls, welcome: Welcome) -> Offer:
         return cls(
             welcome.capabilities, welcome.limits, welcome.models, welcome.default_model,
-            welcome.ready, welcome.status, welcome.server, welcome.notice,
+            welcome.ready, welcome.status, welcome.server, welcome.notice, welcome.system,
         )  # fmt: skip
+
+    def system_line(self) -> str:
+        """One short line about the server's machine ("cuda:0 RTX 4090, 24 GiB · torch 2.5.1 ·
+        3 of 5 models present"); "" from a server that does not say."""
+        return self.system.line() if self.system is not None else ""
+
+    def system_warnings(self) -> tuple[str, ...]:
+        """What the user should know of the server's machine, each with its fix (running on
+        the CPU, the default model's weights missing, a disk nearly full)."""
+        return self.system.warnings if self.system is not None else ()
 
     def has(self, capability: str) -> bool:
         return capability in self.capabilities

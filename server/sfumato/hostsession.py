@@ -14,7 +14,7 @@ code — and it is tested without either.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any, Generic, TypeVar
 
@@ -241,10 +241,7 @@ class HostSession(Generic[P]):
         if isinstance(event, Disconnected):
             return self._disconnected(event.reason)
         if isinstance(event, Models):
-            self.offer = Offer(
-                self.offer.capabilities, self.offer.limits, event.models, event.default_model,
-                self.offer.ready, self.offer.status, self.offer.server, self.offer.notice,
-            )  # fmt: skip
+            self.offer = replace(self.offer, models=event.models, default_model=event.default_model)
             return [ModelsChanged()]
         record = self.record(getattr(event, "id", None))
         if record is None:
