@@ -91,3 +91,13 @@ def test_a_review_file_from_a_newer_sfumato_is_refused(tmp_path: Path) -> None:
         db.execute("PRAGMA user_version=99")
     with pytest.raises(ReviewError, match="newer Sfumato"):
         Decisions(tmp_path)
+
+
+def test_the_review_page_runs_without_torch() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, sfumato.review.web, sfumato.review.export, sfumato.cli.review; "
+            "print('torch' in sys.modules, 'diffusers' in sys.modules)")  # fmt: skip
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.stdout.split() == ["False", "False"], run.stderr
