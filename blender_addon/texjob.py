@@ -66,6 +66,10 @@ def prepare_texture_object(
     except ValueError as exc:
         raise jobs.UserError(str(exc)) from None
     baked = texbake.bake_maps(context.scene, obj, uv_map, size)
+    if paint is Paint.POSITION:  # the box the colours are normalised in: the object's texels
+        on = baked.position[baked.texels]
+        box = (*on.min(axis=0).tolist(), *(on.max(axis=0) + 1e-6).tolist())
+        job_params = dataclasses.replace(job_params, bounds=tuple(float(v) for v in box))
     views = []
     for cam in cameras:
         seen = texbake.view_passes(context.scene, cam, context.view_layer, obj, uv_map, side, side)
