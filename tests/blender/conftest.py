@@ -63,6 +63,9 @@ if _HIDING:
 
 REPO = Path(__file__).resolve().parents[2]
 SERVER_PYTHON = REPO / ".venv" / "bin" / "python"
+# The environment "Start a local server" starts `sfumato serve` from (test_localserver.py):
+# this checkout's server environment unless $SFUMATO_SERVER_ENV names another.
+SERVER_ENV = Path(os.environ.get("SFUMATO_SERVER_ENV") or REPO / ".venv")
 ADDON = "bl_ext.user_default.sfumato"
 # Where Blender's extension installer puts the wheels' packages.
 SITE = (Path(bpy.utils.user_resource("EXTENSIONS")) / ".local").resolve()
