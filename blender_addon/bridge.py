@@ -183,6 +183,8 @@ class Bridge:
             welcome = update.welcome
             rt.connection, rt.server_version = "CONNECTED", welcome.server
             rt.notice, rt.error = welcome.notice, ""
+            offer = self.link.session.offer  # the machine's facts in short (welcome.system)
+            rt.system, rt.system_warnings = offer.system_line(), "\n".join(offer.system_warnings())
             rt.max_steps, rt.max_image_side = (
                 welcome.limits.max_steps,
                 welcome.limits.max_image_side,

@@ -41,6 +41,10 @@ class SFUMATO_PT_main(_Panel, bpy.types.Panel):
             box.label(text="No server? In a terminal run:")
             box.label(text="    sfumato serve")
             box.label(text="then press Connect (URL and token: add-on preferences).")
+        if settings.connection == "CONNECTED" and settings.system:
+            _wrapped(layout, settings.system, "INFO")
+            for warning in filter(None, settings.system_warnings.split("\n")):
+                _wrapped(layout.box(), warning, "ERROR")
         if settings.notice:
             _wrapped(layout.box(), settings.notice, "INFO")
         if settings.error:

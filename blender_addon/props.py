@@ -107,6 +107,10 @@ class SfumatoRuntime(bpy.types.PropertyGroup):
     connection: EnumProperty(name="Connection", items=CONNECTION_STATES)
     server_version: StringProperty(name="Server")
     notice: StringProperty(name="Notice")
+    system: StringProperty(name="Server Machine", description="Its device, torch, models")
+    system_warnings: StringProperty(
+        name="Server Warnings", description="One per line, each with its fix"
+    )
     error: StringProperty(name="Error", description="The last problem, with its fix")
     models: CollectionProperty(type=SfumatoModel)
     loras: CollectionProperty(type=SfumatoLora)

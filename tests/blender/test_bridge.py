@@ -92,6 +92,8 @@ def test_connect_button_connects_in_the_background(settings: Any) -> None:
     drain(lambda: runtime().connection == "CONNECTED", timeout=30)
     assert runtime().server_version and "tiny-sd" in runtime().models
     assert "noise" in runtime().notice  # the tiny model says what it draws
+    # the server machine's facts in short (welcome.system): the model counts at least
+    assert " models present" in runtime().system, runtime().system
 
 
 def test_connect_button_shows_a_dead_server(addon: ModuleType) -> None:
