@@ -25,7 +25,7 @@ change = st.fixed_dictionaries(
 ).filter(lambda c: len(c) > 1)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(st.lists(change, max_size=12))
 def test_any_sequence_of_changes_ends_as_their_fold_and_survives_reopening(changes) -> None:
     expected: dict[str, Review] = {}

@@ -9,6 +9,9 @@ import hashlib
 import json
 from pathlib import Path
 
+import pytest
+
+from sfumato.cli.main import main
 from sfumato.provenance import verify_png
 from sfumato.review import Decision, Decisions, variation_seed
 
@@ -72,22 +75,19 @@ def test_export_copies_the_picks_with_credentials_and_writes_every_decision(
 
 
 def test_from_picks_reruns_each_pick_with_new_seeds_and_steps(
-    server, batch: Path, plan_file: Path, tmp_path: Path
+    server, batch: Path, plan_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     made = decide(batch)
     picks = [k for k, v in made.items() if v == "pick"]
     out = tmp_path / "rerun"
-    nothing = sfumato("batch", str(plan_file), "--from-picks", str(batch), "--out", str(out),
-                      "--url", server.url)  # fmt: skip
-    assert nothing.returncode == 1 and "--variations N" in nothing.stderr
-    same = sfumato("batch", str(plan_file), "--from-picks", str(batch), "--out", str(batch),
-                   "--steps", "3", "--url", server.url)  # fmt: skip
-    assert same.returncode == 1 and "new folder" in same.stderr
+    rerun = ["batch", str(plan_file), "--from-picks", str(batch), "--url", server.url]
+    assert main([*rerun, "--out", str(out)]) == 1  # in-process: the same parser and code
+    assert "--variations N" in capsys.readouterr().err
+    assert main([*rerun, "--out", str(batch), "--steps", "3"]) == 1
+    assert "new folder" in capsys.readouterr().err
 
-    run = sfumato("batch", str(plan_file), "--from-picks", str(batch), "--out", str(out),
-                  "--variations", "1", "--steps", "3", "--url", server.url)  # fmt: skip
-    assert run.returncode == 0, run.stderr
-    assert "rerunning 2 picks as 4 outputs at 3 steps" in run.stdout
+    assert main([*rerun, "--out", str(out), "--variations", "1", "--steps", "3"]) == 0
+    assert "rerunning 2 picks as 4 outputs at 3 steps" in capsys.readouterr().out
     manifest = json.loads((out / "manifest.json").read_text())["items"]
     assert len(manifest) == 4 and {e["steps"] for e in manifest} == {3}
     lineage = json.loads((out / "from-picks.json").read_text())
