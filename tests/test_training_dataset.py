@@ -115,7 +115,7 @@ _names = st.text(string.ascii_lowercase + string.digits, min_size=1, max_size=8)
 
 @settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    covered=st.sets(_names, max_size=4),
+    covered=st.sets(_names.map(lambda n: "c" + n), max_size=4),
     uncovered=st.sets(_names.map(lambda n: "x" + n), max_size=3),
     overridden=st.data(),
 )

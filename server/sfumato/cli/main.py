@@ -1,7 +1,7 @@
 """``sfumato`` command line: the parser, the exit codes, and the small commands (models,
 package, demo). ``serve`` lives in serve.py, ``generate`` and its flags in generate.py and
 conditioning.py, ``models`` and ``models pull`` in models.py, the studio commands (verify,
-batch, reproduce) in studio.py.
+batch, reproduce) in studio.py, review in review.py.
 
 Only ``serve`` (and ``demo``, which starts a server) need the server extras (``models pull``
 needs their huggingface_hub); ``generate`` is a thin user of :class:`sfumato.client.Client`.
@@ -16,10 +16,13 @@ from pathlib import Path
 
 from .. import __version__
 from ..protocol import SfumatoError
+from .doctor import add_doctor_command
 from .generate import add_generate_command
 from .models import add_models_command
+from .review import add_review_command
 from .serve import EXIT_USAGE, add_serve_command
 from .studio import add_studio_commands
+from .train import add_train_commands
 
 EXIT_FAILED = 1
 
@@ -55,12 +58,17 @@ def _parser() -> argparse.ArgumentParser:
 
     add_models_command(sub)
 
-    k = sub.add_parser("package", help="build the Blender extension or the Krita plugin zip")
-    k.add_argument("host", choices=("blender", "krita"))
+    k = sub.add_parser(
+        "package", help="build the Blender extension or the Krita plugin zip (all: both)"
+    )
+    k.add_argument("host", choices=("blender", "krita", "all"))
     k.add_argument("--out", type=Path, default=Path("dist"), help="folder for the zip")
     k.set_defaults(run=_package)
 
     add_studio_commands(sub)
+    add_doctor_command(sub)
+    add_review_command(sub)
+    add_train_commands(sub)
 
     d = sub.add_parser("demo", help="start a server on the tiny model and generate one image")
     d.add_argument(
@@ -74,9 +82,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _package(args: argparse.Namespace) -> int:
-    from ..packaging import build
+    from ..packaging import build, build_all
 
-    print(build(args.host, args.out))
+    for path in build_all(args.out) if args.host == "all" else [build(args.host, args.out)]:
+        print(path)
     return 0
 
 

@@ -44,7 +44,8 @@ class GenerationFacts:
     seed: int
     model: ModelRef
     params: dict[str, Any]
-    loras: tuple[dict[str, Any], ...] = ()  # {name, weight, sha256}
+    # {name, weight, sha256}; a trained LoRA adds dataset_sha256, base_model, base_sha256
+    loras: tuple[dict[str, Any], ...] = ()
     controlnets: tuple[dict[str, Any], ...] = ()  # {kind, model, sha256, strength, start, end}
     inputs: dict[str, str] = field(default_factory=dict)  # input name → sha256 of its bytes
     software: str = f"Sfumato {__version__}"

@@ -38,13 +38,22 @@ def job_facts(
         entry = registry.get(name)
         return ModelRef(name, hashes.get(name) or entry.sha256, entry.license)
 
+    def trained(name: str) -> dict[str, str]:
+        """A LoRA made by `sfumato train-lora`: what it learnt from (its dataset's manifest
+        hash) and the base it was trained on, so an output names the assets behind it."""
+        entry = registry.get(name)
+        if not entry.dataset_sha256:
+            return {}
+        return {"dataset_sha256": entry.dataset_sha256, "base_model": entry.base_model,
+                "base_sha256": entry.base_sha256}  # fmt: skip
+
     params: dict[str, Any] = asdict(job.params)
     for recorded_elsewhere in ("prompt", "negative", "seed", "files"):
         del params[recorded_elsewhere]
     # C2PA stores assertions as CBOR, where a list of small integers comes back as bytes: name them.
     params["expand"] = dict(zip(("left", "top", "right", "bottom"), job.params.expand, strict=True))
     loras = tuple(
-        {"name": lo.name, "weight": lo.weight, "sha256": ref(lo.name).sha256}
+        {"name": lo.name, "weight": lo.weight, "sha256": ref(lo.name).sha256, **trained(lo.name)}
         for lo in job.params.loras
     )
     base = registry.get(model)

@@ -61,7 +61,7 @@ class DatasetError(SfumatoError, ValueError):
         more = len(problems) - _SHOWN
         tail = f"\n  … and {more} more" if more > 0 else ""
         super().__init__(
-            f"refusing to train on {path}: {shown}{tail}"
+            f"refusing to train: {shown}"
             if len(problems) == 1
             else f"refusing to train on this dataset ({len(problems)} problems):\n  {shown}{tail}"
         )

@@ -23,7 +23,7 @@ class OptionError(SfumatoError, ValueError):
 @dataclass(frozen=True)
 class TrainOptions:
     rank: int = 16
-    alpha: float = 16.0
+    alpha: int = 16
     steps: int = 1000
     learning_rate: float = 1e-4
     seed: int = 0
@@ -66,7 +66,7 @@ class TrainOptions:
 DEFAULTS: dict[str, TrainOptions] = {
     "sd15": TrainOptions(resolution=512, steps=1000),
     "sdxl": TrainOptions(resolution=1024, steps=1500),
-    "tiny": TrainOptions(resolution=64, steps=100, rank=4, alpha=4.0, checkpoint_every=10),
+    "tiny": TrainOptions(resolution=64, steps=100, rank=4, alpha=4, checkpoint_every=10),
 }
 
 

@@ -1,0 +1,206 @@
+"""``sfumato train-lora`` and ``sfumato approve``: brand LoRAs from licensed assets.
+
+``train-lora`` checks everything a user typed (the registry, the base model, the dataset's
+rights, the options) before torch is imported, so a refused dataset costs no model load;
+then it trains in this process on this machine's device (``sfumato.engine.training``, the
+one place the CLI imports the engine), shows a progress bar with the loss, and adds the LoRA
+to the registry file **unapproved**. ``approve`` flips that flag; a server reads the registry
+at start, so restart it to offer the LoRA.
+
+The registry file is ``--registry`` (default ``$XDG_DATA_HOME/sfumato/registry.toml``, created
+with the built-in models included); serve it with ``sfumato serve --registry <file>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+from ..registry import Registry, RegistryError
+from ..registry.editing import add_entry, approve
+from ..training import defaults_for, load_dataset
+
+EXIT_CANCELLED = 130
+
+
+def default_registry() -> Path:
+    from ..service.config import default_data_dir
+
+    return default_data_dir() / "registry.toml"
+
+
+def add_train_commands(sub: Any) -> None:
+    t = sub.add_parser(
+        "train-lora",
+        help="train a LoRA on a licensed dataset; it is added to the registry unapproved",
+        description="Train a LoRA on DATASET (a folder with dataset.toml, images and .txt "
+        "captions; docs/studio.md) for the base model MODEL. Defaults per family: rank 16, "
+        "alpha 16, lr 1e-4; sd15 512² 1000 steps, sdxl 1024² 1500 steps.",
+    )
+    t.add_argument("dataset", type=Path, help="dataset folder (dataset.toml + images + captions)")
+    t.add_argument("--base", required=True, help="base model, by registry name")
+    t.add_argument("--name", required=True, help="registry name for the new LoRA")
+    t.add_argument("--rank", type=int, help="LoRA rank")
+    t.add_argument("--alpha", type=int, help="LoRA alpha (scale = alpha / rank)")
+    t.add_argument("--steps", type=int, help="training steps")
+    t.add_argument("--lr", type=float, dest="learning_rate", help="learning rate (AdamW)")
+    t.add_argument("--seed", type=int, help="seed: the same seed trains the same LoRA")
+    t.add_argument("--resolution", type=int, help="training image side (multiple of 8)")
+    t.add_argument("--batch-size", type=int, help="images per step (default 1)")
+    t.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
+    t.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    t.add_argument("--out", type=Path, help="folder for the LoRA and its checkpoints")
+    t.add_argument("--registry", type=Path, help="registry file to add the LoRA to")
+    t.add_argument("--cache", type=Path, help="model cache folder (as for serve)")
+    t.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: best available)")
+    t.set_defaults(run=_train)
+
+    a = sub.add_parser("approve", help="approve a registry entry (a trained LoRA) for use")
+    a.add_argument("name", help="the entry's registry name")
+    a.add_argument("--registry", type=Path, help="registry file (default: train-lora's)")
+    a.set_defaults(run=_approve)
+
+
+def _train(args: argparse.Namespace) -> int:
+    registry_path: Path = args.registry or default_registry()
+    registry = Registry.load(registry_path if registry_path.exists() else None)
+    base = registry.get(args.base)
+    if base.kind != "base":
+        raise RegistryError(
+            f"--base {args.base!r} is a {base.kind}, not a base model; pick one of "
+            + ", ".join(registry.of_kind("base"))
+        )
+    if args.name in registry:
+        raise RegistryError(
+            f"--name {args.name!r} is already in the registry ({registry_path}); choose another "
+            "name, or remove that entry first"
+        )
+    options = defaults_for(
+        base.family, tiny=base.tiny, rank=args.rank, alpha=args.alpha, steps=args.steps,
+        learning_rate=args.learning_rate, seed=args.seed, resolution=args.resolution,
+        batch_size=args.batch_size, checkpoint_every=args.checkpoint_every,
+    )  # fmt: skip
+    dataset = load_dataset(args.dataset)  # refused here, before torch loads
+    from ..service.config import default_cache_dir, default_data_dir
+
+    out_dir: Path = args.out or default_data_dir() / "loras" / args.name
+    print(
+        f"training {args.name!r} on {len(dataset.samples)} images of {dataset.rights.owner} "
+        f"({dataset.license}), dataset {dataset.sha256[:16]}…, base {base.name}: rank "
+        f"{options.rank}, alpha {options.alpha:g}, {options.steps} steps, lr "
+        f"{options.learning_rate:g}, {options.resolution}², seed {options.seed}",
+        file=sys.stderr,
+    )
+    from ..engine.devices import choose_device
+    from ..engine.hashing import file_sha256
+    from ..engine.training import TrainingCancelled, train_lora
+
+    bar = ProgressBar(sys.stderr)
+    with CancelOnInterrupt() as cancel:
+        try:
+            out = train_lora(
+                dataset, base, args.name, out_dir, options,
+                cache_dir=args.cache or default_cache_dir(), device=choose_device(args.device),
+                resume=args.resume, on_step=bar.update, is_cancelled=cancel.requested,
+            )  # fmt: skip
+        except TrainingCancelled as exc:
+            bar.close()
+            print(f"sfumato train-lora: {exc}", file=sys.stderr)
+            return EXIT_CANCELLED
+    bar.close()
+    entry = add_entry(registry_path, args.name, {
+        "kind": "lora", "family": base.family, "source": f"file:{out.lora.resolve()}",
+        "license": dataset.license, "approved": False, "sha256": file_sha256(out.lora),
+        "dataset_sha256": dataset.sha256, "base_model": base.name,
+        "base_sha256": out.base_sha256,
+        "description": f"trained by sfumato train-lora on {len(dataset.samples)} images of "
+        f"{dataset.rights.owner} ({dataset.rights.source}); {out.steps} steps, rank "
+        f"{options.rank}, seed {options.seed}",
+    })  # fmt: skip
+    print(out.lora)
+    print(
+        f"added {entry.name!r} to {registry_path} (approved = false). Approve it with "
+        f"`sfumato approve {entry.name} --registry {registry_path}`, then serve that registry "
+        f"(`sfumato serve --registry {registry_path}`)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _approve(args: argparse.Namespace) -> int:
+    path: Path = args.registry or default_registry()
+    entry, changed = approve(path, args.name)
+    what = "approved" if changed else "was already approved"
+    print(
+        f"{entry.name} {what} in {path}; restart the server (sfumato serve --registry {path}) "
+        "to offer it",
+        file=sys.stderr,
+    )
+    return 0
+
+
+class ProgressBar:
+    """``step 12/100 [████······] loss 0.1234 · 3.1 it/s`` on one line (a terminal), or a line
+    every tenth of the run (a log file)."""
+
+    WIDTH = 24
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.start = time.monotonic()
+        self.shown = False
+
+    def update(self, progress: Any) -> None:
+        step, total, loss = progress.step, progress.total, progress.loss
+        filled = self.WIDTH * step // max(total, 1)
+        rate = step / max(time.monotonic() - self.start, 1e-9)
+        line = (
+            f"step {step}/{total} [{'█' * filled}{'·' * (self.WIDTH - filled)}] "
+            f"loss {loss:.4f} · {rate:.1f} it/s"
+        )
+        if self.tty:
+            self.stream.write("\r" + line)
+            self.shown = True
+        elif step == total or step % max(total // 10, 1) == 0:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.shown:
+            self.stream.write("\n")
+            self.shown = False
+
+
+class CancelOnInterrupt:
+    """The first Ctrl-C asks training to stop at the next step (it writes a checkpoint); a
+    second one interrupts at once."""
+
+    def __init__(self) -> None:
+        self._asked = False
+        self._previous: Any = None
+
+    def requested(self) -> bool:
+        return self._asked
+
+    def _handle(self, _signum: int, _frame: FrameType | None) -> None:
+        if self._asked:
+            raise KeyboardInterrupt
+        self._asked = True
+        print("\nstopping after this step (Ctrl-C again to stop now)…", file=sys.stderr)
+
+    def __enter__(self) -> CancelOnInterrupt:
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread: no signal handling, cancel still works
+            self._previous = None
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
