@@ -39,6 +39,7 @@ from .qt import (
     QVBoxLayout,
     QWidget,
 )
+from .serverbox import ServerBox
 
 MODES = {
     Mode.GENERATE: "Generate", Mode.INPAINT: "Inpaint", Mode.BACKGROUND: "Background",
@@ -202,6 +203,8 @@ class SfumatoDocker(DockWidget):
         form.addRow("Server", self.url)
         form.addRow("Token", self.token)
         form.addRow("", self.connect_button)
+        self.server_box = ServerBox(self.plugin.server, self._store)  # Start a local server
+        form.addRow(self.server_box)
         self.mode = QComboBox()
         for mode, label in MODES.items():
             self.mode.addItem(label, mode.value)

@@ -65,6 +65,8 @@ class ControlLayer:
 class Settings:
     url: str = field(default_factory=default_url)
     token: str = ""
+    server_env: str = ""  # "Start a local server": its environment ("": found automatically)
+    server_args: str = ""  # … and extra `sfumato serve` arguments
     mode: Mode = Mode.GENERATE
     prompt: str = ""
     negative: str = ""

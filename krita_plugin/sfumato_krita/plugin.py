@@ -16,6 +16,7 @@ from .controller import Controller
 from .jobs import Mode
 from .model import RETRY_S, Link, Session, Settings
 from .qt import QObject, QTimer
+from .serverbox import ServerRunner
 
 
 class Plugin(QObject):
@@ -27,6 +28,7 @@ class Plugin(QObject):
         self._retry = QTimer(self, singleShot=True, interval=RETRY_S * 1000)
         self._retry.timeout.connect(self._reconnect)
         self._started = False
+        self.server = ServerRunner(self)  # "Start a local server" (the docker's ServerBox)
 
     def start(self) -> None:
         """Connect once, when the first docker shows up (Krita's settings are readable by
@@ -44,6 +46,7 @@ class Plugin(QObject):
     def close(self) -> None:
         self._retry.stop()
         self.bridge.close()
+        self.server.close()  # the server this plugin started goes with Krita
 
     def _events(self, events: list[object]) -> None:
         self.controller.handle(events)
@@ -65,6 +68,8 @@ def load_settings() -> Settings:
     s.token = app.readSetting("sfumato", "token", "")
     s.prompt = app.readSetting("sfumato", "prompt", "")
     s.negative = app.readSetting("sfumato", "negative", "")
+    s.server_env = app.readSetting("sfumato", "server_env", "")
+    s.server_args = app.readSetting("sfumato", "server_args", "")
     mode = app.readSetting("sfumato", "mode", s.mode.value)
     s.mode = Mode(mode) if mode in {m.value for m in Mode} else s.mode
     return s
@@ -72,6 +77,6 @@ def load_settings() -> Settings:
 
 def save_settings(s: Settings) -> None:
     app = Krita.instance()
-    for key in ("url", "token", "prompt", "negative"):
+    for key in ("url", "token", "prompt", "negative", "server_env", "server_args"):
         app.writeSetting("sfumato", key, getattr(s, key))
     app.writeSetting("sfumato", "mode", s.mode.value)
