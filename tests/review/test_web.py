@@ -86,6 +86,9 @@ def test_bad_changes_name_the_field_and_change_nothing(batch: Path, review) -> N
     status, data = call(r.base, "POST", "/api/decision", b"{not json", **AUTH)
     assert status == 400 and data["field"] == "body"
     assert all(i["decision"] == "none" and not i["comment"] for i in items(r.base).values())
+    (batch / f"{key}.png").unlink()  # an output deleted while the page is open
+    status, data = call(r.base, "GET", f"/api/file/{key}", **AUTH)
+    assert status == 404 and data["field"] == "key" and "rerun the batch" in data["message"]
     assert r.proc.poll() is None  # the server survived every bad request
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import sqlite3
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -96,7 +97,13 @@ class _Handler(BaseHTTPRequestHandler):
             if key not in self.server.batch.entries:
                 self._error(HTTPStatus.NOT_FOUND, "key", f"no output {key!r} in this batch")
                 return
-            self._send(HTTPStatus.OK, self.server.batch.file(key).read_bytes(), "image/png")
+            try:
+                data = self.server.batch.file(key).read_bytes()
+            except OSError as exc:
+                self._error(HTTPStatus.NOT_FOUND, "key",
+                            f"{key}.png cannot be read ({exc.strerror}); rerun the batch to make it")  # fmt: skip
+                return
+            self._send(HTTPStatus.OK, data, "image/png")
         else:
             self._error(HTTPStatus.NOT_FOUND, "path", f"no page {path!r}; open / instead")
 
@@ -126,9 +133,15 @@ class _Handler(BaseHTTPRequestHandler):
         except ReviewError as exc:
             self._error(HTTPStatus.BAD_REQUEST, exc.field or "body", str(exc))
             return
-        review = self.server.decisions.change(
-            key, decision=decision, star=star, comment=comment, reviewer=self.server.reviewer
-        )
+        try:
+            review = self.server.decisions.change(
+                key, decision=decision, star=star, comment=comment, reviewer=self.server.reviewer
+            )
+        except sqlite3.Error as exc:  # disk full, read-only folder: say so, keep serving
+            self._error(HTTPStatus.SERVICE_UNAVAILABLE, "review.sqlite",
+                        f"the decision was not saved ({exc}); check that "
+                        f"{self.server.decisions.path} is writable and the disk has space")  # fmt: skip
+            return
         self._json(HTTPStatus.OK, review.to_json())
 
     def do_OPTIONS(self) -> None:  # a CORS preflight: only a foreign page sends one
