@@ -12,13 +12,16 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from sfumato.cli.main import main
+from sfumato.client import Client, make_job
 from sfumato.engine import Engine
 from sfumato.engine.training import TrainingCancelled, TrainingError, train_lora
 from sfumato.protocol import LoraRef
+from sfumato.provenance import verify_png
 from sfumato.registry import Registry
 from sfumato.service.admission import Refusal, admit
 from sfumato.training import Dataset, defaults_for, load_dataset
 
+from ..conftest import running_server
 from .helpers import job, picture, run
 
 SMALL = {"steps": 4, "checkpoint_every": 2, "resolution": 32}  # latents 4×4: seconds on a CPU
@@ -98,6 +101,7 @@ def test_training_changes_the_lora_and_the_output(
     assert np.abs(plain.astype(int) - styled.astype(int)).mean() > 0.5
 
 
+@pytest.mark.slow  # one server start: the approved LoRA's outputs and their credentials
 def test_cli_refuses_unlicensed_data_then_adds_the_lora_unapproved_until_approved(
     tiny_cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -135,3 +139,19 @@ def test_cli_refuses_unlicensed_data_then_adds_the_lora_unapproved_until_approve
     assert main(["approve", "brand", "--registry", str(registry)]) == 0
     assert Registry.load(registry).get("brand").approved
     assert admit(styled, Registry.load(registry), "tiny-sd").name == "tiny-sd"
+
+    # A server on that registry: an output made with the LoRA names its dataset in its
+    # content credentials (read back from the signed file, as tests/server/test_credentials).
+    made = make_job("generate", prompt="brand", seed=2, width=64, height=64, steps=2,
+                    loras=(LoraRef("brand", 0.8),), files=True)  # fmt: skip
+    with (
+        running_server(tmp_path / "results", tiny_cache, "--registry", str(registry)) as server,
+        Client(server.url) as client,
+    ):
+        result = client.run(made, timeout=120)
+    check = verify_png(bytes(result.files[0]))
+    assert check.ok, check
+    (used,) = check.facts["loras"]
+    assert used["name"] == "brand" and used["sha256"] == entry.sha256
+    assert used["dataset_sha256"] == load_dataset(data).sha256
+    assert (used["base_model"], used["base_sha256"]) == ("tiny-sd", entry.base_sha256)
