@@ -281,11 +281,15 @@ class SfumatoDocker(DockWidget):
         self.preview.setMaximumHeight(PREVIEW_HEIGHT)
         self.preview.setVisible(False)
         self.status = WrapLabel()
+        self.machine = WrapLabel()  # the server machine's facts (welcome.system)
+        self.machine.setVisible(False)
         self.message = WrapLabel(textInteractionFlags=Qt.TextSelectableByMouse)
         self.details = QToolButton(text="Details…", autoRaise=True)
         self.details.setVisible(False)
         self.details.clicked.connect(self._show_details)
-        for widget in (self.progress, self.preview, self.status, self.message, self.details):
+        for widget in (
+            self.progress, self.preview, self.status, self.machine, self.message, self.details,
+        ):  # fmt: skip
             box.addWidget(widget)
         return footer
 
@@ -368,6 +372,8 @@ class SfumatoDocker(DockWidget):
 
     def _render(self, session: Session) -> None:
         self.status.setText(session.status)
+        self.machine.setText(session.machine)
+        self.machine.setVisible(bool(session.machine))
         self.connect_button.setText("Reconnect" if session.link is Link.CONNECTED else "Connect")
         if session.models != self._shown_models:
             self._shown_models = session.models

@@ -202,6 +202,14 @@ class Session:
         return self.host.offer
 
     @property
+    def machine(self) -> str:
+        """The server machine's line and its warnings, one a line (welcome.system): what
+        ``sfumato doctor`` says there, in short; "" when not connected or not said."""
+        if self.link is not Link.CONNECTED:
+            return ""
+        return "\n".join(filter(None, (self.offer.system_line(), *self.offer.system_warnings())))
+
+    @property
     def models(self) -> tuple[ModelInfo, ...]:
         return self.offer.models
 

@@ -203,6 +203,8 @@ def test_a_second_window_shares_the_one_connection(gui: dict[str, Any]) -> None:
     assert windows["same_plugin"] and windows["same_session"], windows
     assert windows["connects"] == 1, windows  # the second window opened no connection
     assert windows["second_status"].startswith("connected to"), windows
+    # the server machine's line from welcome.system, in every window's docker
+    assert " models present" in windows["second_machine"], windows
 
 
 def test_another_plugin_with_its_own_websockets_and_msgpack_loads_beside_ours(

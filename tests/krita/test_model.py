@@ -34,6 +34,7 @@ from sfumato.protocol import (
     ModelInfo,
     Progress,
     Result,
+    SystemInfo,
     Task,
     Welcome,
 )
@@ -128,6 +129,7 @@ def test_session_follows_a_job_and_fetches_it_after_the_connection_drops() -> No
     session.settings.model, session.settings.loras = "gone", {"s": 0.5, "old": 1.0}
     session.handle(Connected(Welcome("0.1", 1, (*CAPS, "lora"), models, "tiny-sd")))
     assert session.link is Link.CONNECTED and "noise" in session.status
+    assert session.machine == ""  # this welcome says nothing of the server's machine
     assert session.settings.model is None and session.settings.loras == {"s": 0.5}
     assert session.base_models() == ["tiny-sd"] and session.loras() == ["s"]
     job = session.start_job(CanvasInput(64, 64, Rect(0, 0, 64, 64), None, None))
@@ -323,3 +325,13 @@ def test_ended_jobs_are_let_go_when_the_next_starts_and_a_failed_reconnect_is_no
     session.connecting()  # Connect pressed again, to a server that does not answer
     session.handle(Disconnected("no Sfumato server answers"))
     assert not session.retry and session.status.startswith("disconnected")
+
+
+def test_the_docker_shows_the_server_machine_line_and_warnings() -> None:
+    warning = "jobs will run on the CPU: minutes per real image; install torch's CUDA build"
+    system = SystemInfo("cpu", 0, "2.5.1", 3, 1, (warning,))
+    session = Session()
+    session.handle(Connected(Welcome("0.1", 1, CAPS, (), "m", system=system)))
+    assert session.machine == f"cpu · torch 2.5.1 · 3 of 4 models present\n{warning}"
+    session.handle(Disconnected("gone"))
+    assert session.machine == ""

@@ -419,6 +419,7 @@ class Smoke(Extension):
             "same_session": all(d.session is first.session for d in dockers),
             "connects": first.plugin.bridge.connects,
             "second_status": dockers[-1].status.text() if dockers else "",
+            "second_machine": dockers[-1].machine.text() if dockers else "",
         }
         self.no_server()
 
