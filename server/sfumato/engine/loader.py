@@ -41,6 +41,7 @@ from ..protocol.messages import Task
 from ..registry import ModelEntry
 from .devices import choose_dtype
 from .errors import ModelUnavailable
+from .singlefile import family_config
 from .tiny import ensure_tiny, is_built, tiny_dir
 from .tiny_parts import ensure_part
 
@@ -221,12 +222,27 @@ def _from_source(
                 '"file:..." in the registry or copy the checkpoint there',
             )
         status(f"loading {entry.name} from {path.name}")
+        # The family's configuration ships with sfumato, so this needs no hub (singlefile.py).
+        config = Path(entry.config) if entry.config else family_config(entry.family, cache_dir)
+        if not (config / "model_index.json").is_file():
+            raise ModelUnavailable(
+                entry.name,
+                f"model {entry.name!r}: config folder {config} has no model_index.json; point "
+                'config = "..." at a diffusers folder\'s configs (model_index.json, unet/, vae/, '
+                "text_encoder/, tokenizer/, scheduler/) or remove it to use the family's",
+            )
         hint = (
-            "loading a single-file checkpoint also needs its family's configuration files "
-            "from the Hugging Face cache; run it once on a connected machine, or convert the "
-            'checkpoint to a diffusers folder and use source = "dir:..."'
+            f"the checkpoint does not fit the {entry.family} configuration in {config} (a "
+            "missing or misnamed part). If it is another architecture (inpainting, "
+            'v-prediction), set config = "<diffusers folder>" for it in the registry'
         )
-        return guarded(entry, lambda: cls.from_single_file(str(path), **kwargs), hint)
+        return guarded(
+            entry,
+            lambda: cls.from_single_file(
+                str(path), config=str(config), local_files_only=True, **kwargs
+            ),
+            hint,
+        )
     # hub
     status(f"loading {entry.name} ({location}) from the Hugging Face cache")
     hint = (

@@ -12,6 +12,7 @@ A registry file looks like::
     kind = "base"                 # base | controlnet | lora | preview
     family = "sd15"               # sd15 | sdxl
     source = "tiny:sd15"          # tiny:<part> | hub:<repo id> | dir:<folder> | file:<x.safetensors>
+    config = "sd15-inpaint/"      # file: only, optional: its diffusers config folder
     control = "depth"             # controlnet entries only: which ControlKind they read
     license = "Apache-2.0"
     approved = true
@@ -54,7 +55,7 @@ TINY_SOURCES: dict[str, tuple[str, str]] = {
 }
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _FIELDS = ("kind", "family", "source", "license", "approved", "description", "control", "sha256",
-           "dataset_sha256", "base_model", "base_sha256")  # fmt: skip
+           "dataset_sha256", "base_model", "base_sha256", "config")  # fmt: skip
 # Fields only a trained LoRA has (sfumato train-lora): what it learnt from, and on which base.
 _TRAINED = ("dataset_sha256", "base_model", "base_sha256")
 _TOP_LEVEL = ("default", "include_builtin", "models")
@@ -125,6 +126,9 @@ class ModelEntry:
     dataset_sha256: str = ""
     base_model: str = ""
     base_sha256: str = ""
+    # A file: base model's diffusers configuration folder (absolute); "" = the family's
+    # configuration shipped with sfumato (engine/singlefile.py): SD1.5 or SDXL base.
+    config: str = ""
 
     @property
     def tiny(self) -> bool:
@@ -357,6 +361,7 @@ def _entry(name: str, table: Any, origin: str, base_dir: Path) -> ModelEntry:
             "entries (a LoRA made by sfumato train-lora); remove it"
         )
     source = _source(source, kind, family, where, base_dir)
+    config = _config(table.get("config", ""), source, where, base_dir)
     return ModelEntry(
         name=name,
         kind=kind,
@@ -370,7 +375,23 @@ def _entry(name: str, table: Any, origin: str, base_dir: Path) -> ModelEntry:
         dataset_sha256=table.get("dataset_sha256", "").lower(),
         base_model=base_model,
         base_sha256=table.get("base_sha256", "").lower(),
+        config=config,
     )
+
+
+def _config(config: Any, source: str, where: str, base_dir: Path) -> str:
+    """``config = "<folder>"``: a diffusers config folder for a single-file checkpoint whose
+    architecture is not its family's base (an inpainting or v-prediction variant, say)."""
+    if not config:
+        return ""
+    if not isinstance(config, str):
+        raise RegistryError(f"{where}: config must be a folder path string, got {config!r}")
+    if not source.startswith("file:"):
+        raise RegistryError(
+            f'{where}: config is only for source = "file:…" (a single-file checkpoint); remove it'
+        )
+    path = Path(config).expanduser()
+    return str((path if path.is_absolute() else base_dir / path).resolve())
 
 
 def _source(source: str, kind: str, family: str, where: str, base_dir: Path) -> str:
