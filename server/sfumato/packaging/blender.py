@@ -22,9 +22,9 @@ import zipfile
 from pathlib import Path
 
 from .. import __version__
+from . import plugin_source
 
-REPO = Path(__file__).resolve().parents[3]
-ADDON = REPO / "blender_addon"
+ADDON = plugin_source("blender_addon")  # the checkout's, or the installed wheel's copy
 SFUMATO = Path(__file__).resolve().parents[1]
 # Pinned so a build is reproducible and cacheable.
 DEPENDENCIES = ("msgpack==1.1.2", "websockets==15.0.1")
@@ -49,7 +49,8 @@ def build_blender(out: Path) -> Path:
     """Build ``sfumato-<version>.zip`` into ``out`` and return its path."""
     if not (ADDON / "blender_manifest.toml").is_file():
         raise FileNotFoundError(
-            f"{ADDON} has no blender_manifest.toml: package from a source checkout of Sfumato"
+            f"{ADDON} has no blender_manifest.toml: package from a source checkout of Sfumato,"
+            " or reinstall the sfumato wheel (it carries the add-on)"
         )
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:

@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import __version__
+from . import plugin_source
 
-REPO = Path(__file__).resolve().parents[3]
-PLUGIN = REPO / "krita_plugin"
+PLUGIN = plugin_source("krita_plugin")  # the checkout's, or the installed wheel's copy
 SFUMATO = Path(__file__).resolve().parents[1]
 EPOCH = (2024, 1, 1, 0, 0, 0)  # fixed timestamps: the same sources give the same zip bytes
 
@@ -71,7 +71,8 @@ def build_krita(out: Path) -> Path:
     desktop = PLUGIN / "sfumato.desktop"
     if not desktop.is_file():
         raise FileNotFoundError(
-            f"{desktop} is missing: package the Krita plugin from a source checkout of Sfumato"
+            f"{desktop} is missing: package the Krita plugin from a source checkout of Sfumato,"
+            " or reinstall the sfumato wheel (it carries the plugin)"
         )
     out.mkdir(parents=True, exist_ok=True)
     files: dict[str, bytes] = {"sfumato.desktop": desktop.read_bytes()}
