@@ -89,8 +89,11 @@ def render(
     fov_y: float = np.radians(40),
     boxes: tuple[Box, ...] = (),
     radius: float = 1.0,
+    boxes_are_target: bool = False,
 ) -> ViewPasses:
-    """Ray-cast a sphere of ``radius`` at the origin (the target) and ``boxes`` (occluders)."""
+    """Ray-cast a sphere of ``radius`` at the origin (the target) and ``boxes`` (occluders;
+    with ``boxes_are_target`` they count as parts of the target in the mask, as a
+    self-occluding mesh would, so that only the depth test can tell what they hide)."""
     width, height = size
     w2c = look_at(np.asarray(eye), np.asarray(target))
     proj = perspective(fov_y, width / height)
@@ -128,7 +131,7 @@ def render(
     normal_cam = np.where(hit_any[..., None], normal_world @ w2c[:3, :3].T, 0.0)
     depth = np.where(hit_any, t, 0.0)  # t is view-space depth: the ray's z step is −1
     uv = np.where(sphere_wins[..., None], sphere_uv(hit / radius), 0.0)
-    mask = np.where(sphere_wins, 255, 0).astype(np.uint8)
+    mask = np.where(hit_any if boxes_are_target else sphere_wins, 255, 0).astype(np.uint8)
     return ViewPasses(
         camera,
         depth.astype(np.float32)[..., None],
