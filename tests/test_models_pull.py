@@ -295,3 +295,18 @@ def tiny_sd15(model_cache: Path) -> Path:
     from sfumato.engine.tiny import ensure_tiny
 
     return ensure_tiny(model_cache, "sd15")
+
+
+def test_the_listing_reads_the_registry_serve_would_read_from_a_config_file(
+    tmp_path: Path,
+) -> None:
+    reg = registry(tmp_path, studio=("base", "hub:org/studio-model"))
+    (tmp_path / "sfumato.toml").write_text('[server]\nregistry = "registry.toml"\n')
+    proc = run(
+        tmp_path, None, "--config", str(tmp_path / "sfumato.toml"), "--json", HF_HUB_OFFLINE="1"
+    )
+    assert proc.returncode == 0, proc.stderr
+    names = {m["name"]: m for m in json.loads(proc.stdout)["models"]}
+    assert set(names) == {"tiny", "studio"}, "the config's registry, not the built-in one"
+    assert names["studio"]["fix"] == f"sfumato models pull studio --registry {reg}"
+    assert names["tiny"]["present"] and names["tiny"]["fix"] == ""
