@@ -46,11 +46,19 @@ def _review(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace, batch: Any, decisions: Any) -> int:
+    from ..review import ReviewError
     from ..review.web import ReviewServer
 
     reviewer = args.reviewer if args.reviewer is not None else _user()
     token = args.token or secrets.token_urlsafe(18)
-    server = ReviewServer(batch, decisions, token, args.host, args.port, reviewer)
+    try:
+        server = ReviewServer(batch, decisions, token, args.host, args.port, reviewer)
+    except OSError as exc:
+        raise ReviewError(
+            f"cannot listen on {args.host}:{args.port} ({exc.strerror or exc}); pick another "
+            "--port (0 picks a free one)",
+            "--port",
+        ) from None
     if not server.loopback:
         print(f"sfumato review: serving on {args.host}, not loopback: anyone who can reach it "
               "and holds the token can change decisions", file=sys.stderr)  # fmt: skip
