@@ -15,15 +15,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sfumato.protocol import Limits
+from sfumato.service.cluster_config import ClusterConfig
 from sfumato.service.config import _SERVER_TYPES, ConfigError, Resources, ServerConfig
 
 from ..protocol.strategies import FAST
 
-SERVER = [f.name for f in fields(ServerConfig) if f.name not in ("limits", "resources")]
+SERVER = [f.name for f in fields(ServerConfig) if f.name not in ("limits", "resources", "cluster")]
 SETTINGS = (
     [("server", n) for n in SERVER]
     + [("limits", f.name) for f in fields(Limits)]
     + [("resources", f.name) for f in fields(Resources)]
+    + [("cluster", f.name) for f in fields(ClusterConfig)]
 )
 
 
@@ -79,6 +81,11 @@ def test_a_value_of_the_wrong_type_is_named_when_the_file_is_read(
         ("resources", "hello_timeout", math.nan, "resources.hello_timeout must be a finite"),
         ("resources", "send_timeout", math.inf, "resources.send_timeout must be a finite"),
         ("limits", "max_variants", 0, "limits.max_variants must be a positive integer"),
+        ("cluster", "replicas", -1, "cluster.replicas must be 0 or more"),
+        ("cluster", "cpus_per_replica", 0, "cluster.cpus_per_replica must be at least 1"),
+        ("cluster", "ray", "yes", "cluster.ray must be true or false"),
+        ("cluster", "address", " auto", "cluster.address ' auto' is not an address"),
+        ("cluster", "namespace", " ", "cluster.namespace must not be empty"),
     ],
 )
 def test_out_of_range_values_are_named_when_the_file_is_read(
@@ -123,6 +130,8 @@ def test_any_value_loads_with_its_type_or_is_named(
             assert all(isinstance(o, str) for o in loaded)
         else:
             assert type(loaded) in types
+    elif table == "cluster":  # true/false, a string or an integer, as its default
+        assert type(loaded) is type(getattr(ClusterConfig(), name))
     else:
         assert isinstance(loaded, (int, float)) and not isinstance(loaded, bool)
         assert math.isfinite(loaded)

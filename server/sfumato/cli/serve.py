@@ -40,6 +40,17 @@ def add_serve_command(sub: Any) -> None:
     s.add_argument(
         "--no-preload", action="store_true", help="load the model at the first job, not at start"
     )
+    s.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="run the engine on replicas of a Ray cluster: ADDRESS (auto, HOST:6379, "
+        "ray://HOST:10001) joins one, none starts a local one (needs sfumato[cluster])",
+    )
+    s.add_argument(
+        "--replicas", type=int, help="engine replicas on the cluster (default: one per GPU)"
+    )
     s.add_argument("-v", "--verbose", action="store_true")
     s.set_defaults(run=_serve)
 
@@ -63,8 +74,32 @@ def _serve(args: argparse.Namespace) -> int:
             config = ServerConfig.from_file(args.config, **overrides)
         else:
             config = ServerConfig(**{k: v for k, v in overrides.items() if v is not None})
+        config = _cluster_flags(config, args)
         run(config)
     except ConfigError as exc:
         print(f"sfumato serve: {exc}", file=sys.stderr)
         return EXIT_USAGE
     return 0
+
+
+def _cluster_flags(config: Any, args: argparse.Namespace) -> Any:
+    """``--ray [ADDRESS]`` and ``--replicas N`` over the config file's ``[cluster]`` table."""
+    from dataclasses import replace
+
+    if args.ray is None and args.replicas is None:
+        return config
+    cluster = config.cluster
+    if args.ray is not None:
+        cluster = replace(cluster, ray=True, address=args.ray)
+    if args.replicas is not None:
+        cluster = replace(cluster, replicas=args.replicas)
+    if not cluster.ray:
+        from ..service import ConfigError
+
+        raise ConfigError(
+            "--replicas needs --ray (or ray = true in the config file's [cluster] table): "
+            "replicas run on a Ray cluster"
+        )
+    config = replace(config, cluster=cluster)
+    config.check()  # --replicas -1 is refused like a bad config file, naming the setting
+    return config

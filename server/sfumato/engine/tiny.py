@@ -12,11 +12,12 @@ the same :data:`VERSION` holds the same weights and the same seed gives the same
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,10 +72,36 @@ def ensure_tiny(cache_dir: Path, family: str) -> Path:
 
 def ensure_built(target: Path, build_into: Callable[[Path], None]) -> Path:
     """Run ``build_into(folder)`` unless ``target`` holds a complete build of this VERSION;
-    ``build_into`` must write :data:`MARKER` last. Shared by the bases and the tiny parts."""
+    ``build_into`` must write :data:`MARKER` last. Shared by the bases and the tiny parts.
+
+    Processes sharing a cache (engine replicas on one host) take turns on a lock file: one
+    builds, the others then find the build complete, and none replaces a build that another
+    is already loading."""
     if is_built(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    with _build_lock(target):
+        if is_built(target):  # another process built it while this one waited
+            return target
+        return _build(target, build_into)
+
+
+@contextlib.contextmanager
+def _build_lock(target: Path) -> Iterator[None]:
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock; the rename below still never leaves half a model
+        yield
+        return
+    with open(target.parent / f"{target.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _build(target: Path, build_into: Callable[[Path], None]) -> Path:
     scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         build_into(scratch / "model")

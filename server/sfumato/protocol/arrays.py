@@ -86,6 +86,11 @@ class Array:
 
     __hash__ = None  # type: ignore[assignment]
 
+    def __reduce__(self) -> tuple[type[Array], tuple[DType, tuple[int, int, int], bytes]]:
+        """Pickle with a copy of the bytes (a memoryview into a received frame cannot be
+        pickled): jobs and previews cross to engine replicas on a Ray cluster this way."""
+        return (Array, (self.dtype, self.shape, memoryview(self.data).tobytes()))
+
     @classmethod
     def from_numpy(cls, array: np.ndarray) -> Array:
         """Wrap a 2-D or 3-D numpy array; 2-D becomes H×W×1. Copies only if not contiguous."""

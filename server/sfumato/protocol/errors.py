@@ -66,6 +66,7 @@ class ErrorCode(str, Enum):
     SERVER_BUSY = "server_busy"  # no room in the memory budget for it; resend soon
     HELLO_TIMEOUT = "hello_timeout"  # no hello within the server's hello_timeout; it closes (1008)
     RESULT_TOO_LARGE = "result_too_large"  # the result would exceed max_message_bytes; ask for less
+    REPLICA_LOST = "replica_lost"  # its cluster engine replica died, twice or with none left
 
 
 class SfumatoError(Exception):

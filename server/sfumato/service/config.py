@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..protocol import Limits, SfumatoError
+from .cluster_config import ClusterConfig, ClusterConfigError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -156,11 +157,16 @@ class ServerConfig:
     shutdown_grace: float = 10.0
     limits: Limits = field(default_factory=Limits)
     resources: Resources = field(default_factory=Resources)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)  # [cluster]: Ray replicas
 
     def check(self) -> None:
         """Refuse unsafe or impossible settings before anything binds."""
         check_limits(self.limits)
         self.resources.check(self.limits)
+        try:
+            self.cluster.check()
+        except ClusterConfigError as exc:
+            raise ConfigError(str(exc)) from None
         if type(self.port) is not int or not 0 <= self.port <= 65535:
             raise ConfigError(f"port {self.port} must be from 0 to 65535 (0 picks a free one)")
         grace = self.shutdown_grace
@@ -186,23 +192,24 @@ class ServerConfig:
 
     @classmethod
     def from_file(cls, path: Path, **overrides: Any) -> ServerConfig:
-        """Read ``[server]``, ``[limits]`` and ``[resources]``; keyword overrides (from flags)
-        win. Every setting is checked here (type, range, cross-checks), each error naming the
-        file and the setting, so ``serve`` refuses a bad file before it binds or loads."""
+        """Read ``[server]``, ``[limits]``, ``[resources]`` and ``[cluster]``; keyword
+        overrides (from flags) win. Every setting is checked here (type, range, cross-checks),
+        each error naming the file and the setting, so ``serve`` refuses a bad file before it
+        binds or loads."""
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"config file {path} does not exist; check --config") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-        unknown = set(data) - {"server", "limits", "resources"}
+        unknown = set(data) - {"server", "limits", "resources", "cluster"}
         if unknown:
             raise ConfigError(
-                f"{path}: unknown table [{sorted(unknown)[0]}]; use [server], [limits] or "
-                "[resources]"
+                f"{path}: unknown table [{sorted(unknown)[0]}]; use [server], [limits], "
+                "[resources] or [cluster]"
             )
         server = dict(data.get("server", {}))
-        known = {f.name for f in fields(cls)} - {"limits", "resources"}
+        known = {f.name for f in fields(cls)} - {"limits", "resources", "cluster"}
         for key in server:
             if key not in known:
                 raise ConfigError(
@@ -229,7 +236,16 @@ class ServerConfig:
                     f"{path}: unknown setting resources.{key}; "
                     f"known: {', '.join(sorted(resource_names))}"
                 )
-        config = cls(**server, limits=Limits(**limits_data), resources=Resources(**resources_data))
+        try:
+            cluster = ClusterConfig.from_table(path, data.get("cluster", {}))
+        except ClusterConfigError as exc:
+            raise ConfigError(str(exc)) from None
+        config = cls(
+            **server,
+            limits=Limits(**limits_data),
+            resources=Resources(**resources_data),
+            cluster=cluster,
+        )
         config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
         try:  # every value's type and range now, at reading, not when a client meets it
             config.check()

@@ -34,7 +34,9 @@ class JobEntry:
 class FairQueue:
     def __init__(self) -> None:
         self._lanes: OrderedDict[str, deque[JobEntry]] = OrderedDict()  # by owner
-        self.running: JobEntry | None = None
+        self.running: JobEntry | None = None  # the in-process worker's one job
+        # Jobs running on engine replicas of a Ray cluster (cluster.py), several at once.
+        self.placed: dict[tuple[str, str], JobEntry] = {}
 
     def __len__(self) -> int:
         return sum(len(lane) for lane in self._lanes.values())
@@ -42,7 +44,12 @@ class FairQueue:
     def push(self, entry: JobEntry) -> int:
         """Queue a job; returns how many jobs will run before it (the running one included)."""
         self._lanes.setdefault(entry.owner, deque()).append(entry)
-        return self.order().index(entry) + (self.running is not None)
+        return self.order().index(entry) + len(self.busy())
+
+    def busy(self) -> list[JobEntry]:
+        """The jobs running now: the in-process worker's, or those on cluster replicas."""
+        running = [] if self.running is None else [self.running]
+        return running + list(self.placed.values())
 
     def pop(self) -> JobEntry | None:
         """The next job in round-robin order; its lane moves to the back."""
@@ -67,6 +74,8 @@ class FairQueue:
         """A queued or running job of this owner."""
         if self.running is not None and self.running.key == (owner, job_id):
             return self.running
+        if (owner, job_id) in self.placed:
+            return self.placed[owner, job_id]
         for lane in self._lanes.values():
             for entry in lane:
                 if entry.key == (owner, job_id):
@@ -86,5 +95,5 @@ class FairQueue:
     def load(self, owner: str) -> int:
         """Jobs of one identity over all its connections, queued plus running (the
         ``max_queued_jobs`` limit)."""
-        running = self.running is not None and self.running.owner == owner
+        running = sum(entry.owner == owner for entry in self.busy())
         return len(self._lanes.get(owner, ())) + running

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("sfumato.server")
 CAPABILITIES = (
     "generate", "refine", "inpaint", "variants", "cancel", "fetch",
-    "control", "lora", "tile", "preview", "outpaint", "upscale",
+    "control", "lora", "tile", "preview", "outpaint", "upscale", "multiview",
 )  # fmt: skip
 SUSPENDED = "suspended"  # progress stage: the server stops; the job runs after the restart
 
@@ -171,8 +171,9 @@ class Router:
         elif server.queue.remove(entry):
             assert server.worker is not None
             await server.worker.end(entry, Cancelled(cancel.id))  # recorded, then sent
-        else:
-            entry.cancel.set()  # running: the engine stops at its next step
+        else:  # running: the engine stops at its next step (on a replica: told at once)
+            assert server.worker is not None
+            server.worker.interrupt(entry)
 
     def _fetch_pending(self, conn: Connection, fetch: Fetch) -> bool:
         """A queued or running job answers ``accepted`` at once, before the event loop can
@@ -183,7 +184,7 @@ class Router:
         if pending is None:
             return False
         order = server.queue.order()
-        running = server.queue.running is not None
+        running = len(server.queue.busy())
         position = order.index(pending) + running if pending in order else 0
         conn.post(Accepted(fetch.id, position))
         return True

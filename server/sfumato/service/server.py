@@ -60,6 +60,10 @@ class SfumatoServer:
         self.registry = registry or Registry.load(config.registry)
         self.default_model = config.model or self.registry.default
         self.registry.get(self.default_model)  # fail at start, not at the first job
+        if config.cluster.ray:  # Ray must import before anything binds (cluster extra)
+            from .cluster import connect_check
+
+            connect_check()
         self.store = ResultStore(config.results, config.png_compression)
         self.journal = Journal(config.results)  # accepted jobs, kept until they end
         self._worker_restarts = 0
@@ -113,7 +117,12 @@ class SfumatoServer:
             recover, self.journal, self.store, self.registry, self.default_model, self.config.limits
         ):  # jobs accepted before a restart that did not end: they run first, in order
             self.queue.push(entry)
-        self.worker = Worker(
+        worker_class = Worker
+        if self.config.cluster.ray:  # the engine runs on replicas of a Ray cluster
+            from .cluster import ClusterWorker
+
+            worker_class = ClusterWorker
+        self.worker = worker_class(
             self.config, self.registry, self.store, self.queue, self._notify, identity, self.journal
         )
         self._start_worker()
@@ -207,9 +216,7 @@ class SfumatoServer:
 
     async def prune(self) -> retention.Pruned:
         resources = self.config.resources
-        busy = {entry.key for entry in self.queue.order()}
-        if self.queue.running is not None:
-            busy.add(self.queue.running.key)
+        busy = {entry.key for entry in self.queue.order() + self.queue.busy()}
         try:
             pruned = await asyncio.to_thread(
                 retention.prune,

@@ -21,16 +21,17 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..protocol import (
     Array,
     Cancelled,
     Error,
     ErrorCode,
+    Job,
     JobRejected,
     Progress,
     ProtocolError,
@@ -113,6 +114,10 @@ class Worker:
     def kick(self) -> None:
         """A job was queued."""
         self._wakeup.set()
+
+    def interrupt(self, entry: JobEntry) -> None:
+        """Stop a running job: the engine sees the flag at its next step."""
+        entry.cancel.set()
 
     async def run(self) -> None:
         while not self.stopping:
@@ -221,33 +226,38 @@ class Worker:
         """The event that ends a failed job (None: interrupted by a stop, it runs again later).
         Imports nothing: the engine may be exactly what failed to import."""
         engine = sys.modules.get("sfumato.engine")
-        job_id = entry.job.id
-        if engine is not None and isinstance(exc, engine.JobCancelled):
-            if entry is self._suspended:
-                return None
-            log.info("job %s: cancelled", job_id)
-            return Cancelled(job_id)
-        if isinstance(exc, (JobRejected, ProtocolError)):  # refused on purpose, typed
-            log.warning("job %s: rejected: %s", job_id, loggable(exc.message, 500))
-            return Error(exc.code, exc.message, id=job_id, field=exc.field)
-        if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
-            log.error("job %s failed", job_id, exc_info=exc)
-            return Error(
-                ErrorCode.JOB_FAILED, disk_problem(exc, f"job {job_id!r} failed"), id=job_id
-            )
-        if isinstance(exc, SfumatoError) and exc.code is not None:
-            # A registry lookup (unknown_model), the store (store_failed), the engine's import
-            # (engine_unavailable): each class carries its code (sfumato.protocol.errors).
-            log.error("job %s: %s", job_id, exc)
-            return Error(exc.code, str(exc), id=job_id, field=exc.field)
-        # Anything else is a bug here or in a library (a ValueError from diffusers included):
-        # the traceback goes to the log, the client hears job_failed, never `unsupported`.
-        log.exception("job %s failed", job_id, exc_info=exc)
-        return Error(
-            ErrorCode.JOB_FAILED,
-            f"the engine failed: {type(exc).__name__}: {exc}. The server log has the details",
+        if engine is not None and isinstance(exc, engine.JobCancelled) and entry is self._suspended:
+            return None
+        return failure_event(entry.job.id, exc)
+
+    def _store_result(
+        self, entry: JobEntry, job: Job, out: Output, timings: dict[str, Any], ran: float
+    ) -> Result:
+        """Write a finished job's images to the store (PNG + JSON + content credentials) and
+        forget its journal entry: the one place a result is kept, whichever engine ran it."""
+        job_id = job.id
+        result = Result(
             id=job_id,
+            task=job.task,
+            images=tuple(Array.from_numpy(image) for image in out.images),
+            seeds=out.seeds,
+            model=out.model,
+            tiny=out.tiny,
+            prompt=job.params.prompt,
+            timings=timings,
         )
+        facts: tuple[GenerationFacts, ...] = ()
+        if self.identity is not None:
+            facts = job_facts(job, out.model, out.seeds, self.registry, out.hashes)
+        timings["total"] = time.monotonic() - entry.submitted  # store write included below
+        paths = self.store.write(entry.owner, result, job.params, facts, self.identity)
+        if self.journal is not None:  # the result is kept: the job will not run again
+            self.journal.remove(entry.owner, job_id)
+        timings["store"] = time.monotonic() - ran
+        timings["total"] = time.monotonic() - entry.submitted
+        if job.params.files:
+            result = replace(result, files=tuple(path.read_bytes() for path in paths))
+        return result
 
     # ---------------------------------------------------------------- on the engine thread
 
@@ -302,28 +312,52 @@ class Worker:
             "load": loaded - started,
             "run": ran - loaded,
         }
-        result = Result(
-            id=job_id,
-            task=job.task,
-            images=tuple(Array.from_numpy(image) for image in out.images),
-            seeds=out.seeds,
-            model=out.model,
-            tiny=out.tiny,
-            prompt=job.params.prompt,
-            timings=timings,
-        )
-        facts: tuple[GenerationFacts, ...] = ()
-        if self.identity is not None:
-            facts = job_facts(job, out.model, out.seeds, self.registry, out.hashes)
-        timings["total"] = time.monotonic() - entry.submitted  # store write included below
-        paths = self.store.write(entry.owner, result, job.params, facts, self.identity)
-        if self.journal is not None:  # the result is kept: the job will not run again
-            self.journal.remove(entry.owner, job_id)
-        timings["store"] = time.monotonic() - ran
-        timings["total"] = time.monotonic() - entry.submitted
-        if job.params.files:
-            result = replace(result, files=tuple(path.read_bytes() for path in paths))
-        return result
+        return self._store_result(entry, job, out, timings, ran)
+
+
+def failure_event(job_id: str, exc: Exception) -> Error | Cancelled:
+    """The event that ends job ``job_id`` after ``exc``: the one mapping from exceptions to
+    error codes, for the in-process worker and for engine replicas on a cluster alike.
+    Imports nothing: the engine may be exactly what failed to import."""
+    engine = sys.modules.get("sfumato.engine")
+    if engine is not None and isinstance(exc, engine.JobCancelled):
+        log.info("job %s: cancelled", job_id)
+        return Cancelled(job_id)
+    if isinstance(exc, (JobRejected, ProtocolError)):  # refused on purpose, typed
+        log.warning("job %s: rejected: %s", job_id, loggable(exc.message, 500))
+        return Error(exc.code, exc.message, id=job_id, field=exc.field)
+    if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
+        log.error("job %s failed", job_id, exc_info=exc)
+        return Error(ErrorCode.JOB_FAILED, disk_problem(exc, f"job {job_id!r} failed"), id=job_id)
+    if isinstance(exc, SfumatoError) and exc.code is not None:
+        # A registry lookup (unknown_model), the store (store_failed), the engine's import
+        # (engine_unavailable): each class carries its code (sfumato.protocol.errors).
+        log.error("job %s: %s", job_id, exc)
+        return Error(exc.code, str(exc), id=job_id, field=exc.field)
+    # Anything else is a bug here or in a library (a ValueError from diffusers included):
+    # the traceback goes to the log, the client hears job_failed, never `unsupported`.
+    log.exception("job %s failed", job_id, exc_info=exc)
+    return Error(
+        ErrorCode.JOB_FAILED,
+        f"the engine failed: {type(exc).__name__}: {exc}. The server log has the details",
+        id=job_id,
+    )
+
+
+class Output(Protocol):
+    """What an engine run hands the store: :class:`sfumato.engine.EngineOutput` in process,
+    :class:`sfumato.service.replica_actor.Finished` from a cluster replica."""
+
+    @property
+    def images(self) -> Sequence[np.ndarray]: ...
+    @property
+    def seeds(self) -> tuple[int, ...]: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def tiny(self) -> bool: ...
+    @property
+    def hashes(self) -> dict[str, str]: ...
 
 
 def _device_facts(device: str) -> TorchFacts | None:

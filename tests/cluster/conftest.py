@@ -1,0 +1,76 @@
+"""One local Ray cluster per test session, and one ``sfumato serve --ray ADDRESS --replicas 2``
+front door joined to it: two CPU replicas of the tiny models, one torch thread each.
+
+The test process is a Ray driver of the same cluster, so a test can ask a replica what it
+did (``info``) or kill it (``ray.kill``) while the front door runs jobs on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.ci import missing
+from tests.server.procs import ServerProcess
+
+NAMESPACE = "sfumato"  # the front door's default cluster.namespace
+OBJECT_STORE = 200 * 1024 * 1024
+
+
+@pytest.fixture(scope="session")
+def ray_address() -> Iterator[str]:
+    try:
+        import ray
+    except ImportError:
+        missing("Ray is not installed", "pip install 'sfumato[cluster]' (./dev setup does)")
+    ray.init(
+        num_cpus=2,  # two CPU replicas of one core each
+        include_dashboard=False,
+        object_store_memory=OBJECT_STORE,
+        namespace=NAMESPACE,
+        log_to_driver=False,
+    )
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def cluster_server(
+    ray_address: str, tmp_path_factory: pytest.TempPathFactory, model_cache: Path
+) -> Iterator[ServerProcess]:
+    folder = tmp_path_factory.mktemp("cluster")
+    config = folder / "sfumato.toml"
+    config.write_text("[limits]\nmax_queued_jobs = 10\n\n[cluster]\nray = true\n")
+    server = ServerProcess(
+        folder / "results", model_cache, folder / "server.log",
+        "--config", str(config), "--ray", ray_address, "--replicas", "2", "--no-preload",
+        timeout=120,
+    )  # fmt: skip
+    try:
+        yield server
+    finally:
+        server.stop()
+        server.check_log()
+
+
+def replicas() -> list[Any]:
+    """The front door's replica actors, by name (``<host>-<pid>-replica-<n>``), in order."""
+    import ray
+    from ray.util import list_named_actors
+
+    names = sorted(
+        a["name"] for a in list_named_actors(all_namespaces=True) if a["namespace"] == NAMESPACE
+    )
+    return [ray.get_actor(name, namespace=NAMESPACE) for name in names]
+
+
+def infos() -> list[Any]:
+    """What each replica says about itself (sfumato.service.replica_actor.ReplicaInfo)."""
+    import ray
+
+    return ray.get([a.info.options(concurrency_group="control").remote() for a in replicas()])

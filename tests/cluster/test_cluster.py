@@ -1,0 +1,169 @@
+"""``serve --ray`` end to end: real websockets into a front door, jobs on two Ray replicas of
+the tiny models, results written by the front door. Every test shares the session's cluster
+and server (conftest.py); each leaves both replicas up for the next, but the last, which
+kills one (waiting for Ray to restart it would cost a torch import)."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from sfumato.protocol import (
+    Cancel,
+    Cancelled,
+    Error,
+    Job,
+    JobParams,
+    Progress,
+    Result,
+    ServerMessage,
+    Task,
+)
+from tests.server.conftest import Peer, finished
+from tests.server.procs import ServerProcess
+
+from .conftest import infos, replicas
+
+pytestmark = pytest.mark.slow
+
+
+def small(job_id: str, seed: int, model: str | None = None, steps: int = 1) -> Job:
+    params = JobParams(prompt="p", width=64, height=64, steps=steps, seed=seed, model=model)
+    return Job(job_id, Task.GENERATE, params)
+
+
+def run_one(peer: Peer, job: Job) -> list[ServerMessage]:
+    peer.send(job)
+    return peer.until(finished(job.id))
+
+
+def test_four_clients_ten_jobs_each_every_result_arrives_exactly_once(
+    cluster_server: ServerProcess,
+) -> None:
+    before = {info.name: set(info.finished) for info in infos()}
+    peers = [Peer(cluster_server.url) for _ in range(4)]
+    for n, peer in enumerate(peers):
+        peer.hello(client_id=f"client-{n}")
+    seen: dict[int, list[ServerMessage]] = {}
+
+    def client(n: int) -> None:
+        peer = peers[n]
+        ids = [f"c{n}-j{k}" for k in range(10)]
+        for k, job_id in enumerate(ids):
+            peer.send(small(job_id, seed=100 * n + k))
+        got: list[ServerMessage] = []
+        ended: set[str] = set()
+        while ended != set(ids):
+            message = peer.recv(120)
+            got.append(message)
+            if isinstance(message, (Result, Error, Cancelled)):
+                ended.add(str(message.id))
+        seen[n] = got
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(180)
+    for peer in peers:
+        peer.close()
+    assert sorted(seen) == [0, 1, 2, 3]
+    for n, got in seen.items():
+        ends = [m for m in got if isinstance(m, (Result, Error, Cancelled))]
+        assert all(isinstance(m, Result) for m in ends), [
+            m for m in ends if not isinstance(m, Result)
+        ]
+        assert Counter(m.id for m in ends) == Counter(f"c{n}-j{k}" for k in range(10))
+        for m in ends:
+            assert isinstance(m, Result)
+            assert m.images[0].shape == (64, 64, 3) and m.seeds[0] // 100 == n
+    # The replicas agree: each of the 40 jobs finished on exactly one of them, and both worked.
+    ran = {info.name: set(info.finished) - before.get(info.name, set()) for info in infos()}
+    every = [job_id for ids in ran.values() for job_id in ids]
+    assert sorted(every) == sorted(f"c{n}-j{k}" for n in range(4) for k in range(10))
+    assert all(ids for ids in ran.values()), ran
+    # Stored by the front door, as in process: one folder per job with its PNG and JSON.
+    stored = [p for p in cluster_server.results.glob("*/c*-j*") if (p / "result.json").exists()]
+    assert len(stored) == 40
+
+
+def test_the_front_door_never_loads_torch(cluster_server: ServerProcess) -> None:
+    maps = Path(f"/proc/{cluster_server.proc.pid}/maps").read_text()
+    assert "libtorch" not in maps and "torch/lib" not in maps
+
+
+def test_a_job_goes_to_the_replica_that_has_its_model(cluster_server: ServerProcess) -> None:
+    before = {info.name: len(info.loads) for info in infos()}
+    peer = Peer(cluster_server.url)
+    peer.hello(client_id="affinity")
+    models = ["tiny-sd", "tiny-sdxl"] * 3
+    for n, model in enumerate(models):  # one at a time: both replicas are free each time
+        ends = [
+            m for m in run_one(peer, small(f"aff-{n}", n, model)) if not isinstance(m, Progress)
+        ]
+        assert isinstance(ends[-1], Result) and ends[-1].model == model
+    peer.close()
+    now = infos()
+    new_loads = [load for info in now for load in info.loads[before.get(info.name, 0) :]]
+    # Without affinity the lowest free replica would switch models for every job (six loads).
+    assert new_loads.count("tiny-sdxl") == 1 and new_loads.count("tiny-sd") <= 1, new_loads
+    where = {job: info.name for info in now for job in info.finished if job.startswith("aff-")}
+    assert len({where[f"aff-{n}"] for n in (1, 3, 5)}) == 1  # every tiny-sdxl job on one
+    assert len({where[f"aff-{n}"] for n in (2, 4)}) == 1  # tiny-sd's after that on the other
+    assert where["aff-1"] != where["aff-2"]
+
+
+def long_job_running(peer: Peer, job_id: str) -> tuple[Job, int]:
+    """Send a 150-step job and return once it is past its second step on a replica."""
+    job = small(job_id, 7, steps=150)
+    peer.send(job)
+    while True:
+        message = peer.recv(120)
+        assert not isinstance(message, (Result, Error, Cancelled)), message
+        if isinstance(message, Progress) and message.step >= 2:
+            return job, message.total
+
+
+def test_a_cancel_reaches_the_running_replica(cluster_server: ServerProcess) -> None:
+    peer = Peer(cluster_server.url)
+    peer.hello(client_id="cancel")
+    _, total = long_job_running(peer, "cancel-1")
+    peer.send(Cancel("cancel-1"))
+    got = peer.until(finished("cancel-1"))
+    assert isinstance(got[-1], Cancelled)
+    steps = [m.step for m in got if isinstance(m, Progress)]
+    assert not steps or max(steps) < total  # it stopped, it did not run out
+    assert all("cancel-1" not in info.finished and info.running is None for info in infos())
+    # The replica that was stopped takes the next job as usual.
+    assert isinstance(run_one(peer, small("cancel-2", 1))[-1], Result)
+    peer.close()
+
+
+def test_a_replica_killed_mid_job_the_job_finishes_on_the_other_once(
+    cluster_server: ServerProcess,
+) -> None:
+    import ray
+
+    peer = Peer(cluster_server.url)
+    peer.hello(client_id="kill")
+    long_job_running(peer, "kill-1")
+    running = [(a, i) for a, i in zip(replicas(), infos(), strict=True) if i.running == "kill-1"]
+    assert len(running) == 1, [i.running for i in infos()]
+    victim = running[0][0]
+    ray.kill(victim, no_restart=False)  # Ray restarts it; the front door runs the job again
+    got = peer.until(finished("kill-1"), timeout=180)
+    assert isinstance(got[-1], Result), got[-1]
+    # Nothing is delivered twice: the next job's result comes with no second end of kill-1.
+    after = run_one(peer, small("kill-2", 2))
+    ends = [m for m in got + after if isinstance(m, (Result, Error, Cancelled))]
+    assert [m.id for m in ends] == ["kill-1", "kill-2"]
+    assert "job kill-1: runs again on another replica" in cluster_server.log()
+    # It finished on the other replica (the victim, restarted, remembers nothing of it).
+    other = [a for a in replicas() if a != victim]
+    assert other and all(
+        "kill-1" in info.finished for info in ray.get([a.info.remote() for a in other])
+    )
+    peer.close()
