@@ -11,6 +11,7 @@ order the server paints them in is the list ``Scene.sfumato.texturing.cameras``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +27,8 @@ COLLECTION = "Sfumato Texture Cameras"
 TAG = "sfumato_texture_camera"  # marks cameras made here
 CANDIDATES = 64  # directions greedy coverage chooses from
 SAMPLES = 1500  # surface points per target set for the coverage estimate
-FACING = 0.15  # cos of the steepest angle a view counts as seeing a surface (~81°)
+FACING = 0.5  # cos of the steepest angle a view counts as seeing a surface (60°)
+MIN_SIDE = 64
 
 
 @dataclass(frozen=True)
@@ -69,10 +71,13 @@ def place(
     target: float = 0.995,
     budget: int = 12,
     replace: bool = True,
+    view_side: int = 512,
 ) -> Placement:
     """Make texture cameras for ``objects`` by ``strategy`` (ORBIT, SPHERE, HEMISPHERE,
     GREEDY) and put them, in order, into the list; ``replace`` deletes the cameras made
-    earlier first (a camera the user made and added stays, only leaves the list)."""
+    earlier first (a camera the user made and added stays, only leaves the list).
+    ``view_side``: the views' size in pixels (greedy counts what survives the server's edge
+    rules at that size)."""
     scene, settings = context.scene, context.scene.sfumato.texturing
     centre, radius = bounds(objects)
     angle = bpy.data.cameras.new("probe")
@@ -87,7 +92,8 @@ def place(
         directions = texmath.fibonacci_directions(count, hemisphere=strategy == "HEMISPHERE")
     elif strategy == "GREEDY":
         candidates = texmath.fibonacci_directions(CANDIDATES)
-        seen = visibility(context, objects, centre + candidates * distance)
+        pixel = 2.0 * math.tan(fov / 2.0) / max(MIN_SIDE, view_side)
+        seen = visibility(context, objects, centre + candidates * distance, pixel)
         picked, estimate = texmath.greedy_views(seen, target, budget)
         directions, coverage = candidates[picked], tuple(estimate)
         reachable = float(seen.any(axis=0).mean())
@@ -146,10 +152,16 @@ def ordered(scene: Any) -> list[Any]:
     return cams
 
 
-def visibility(context: Any, objects: Sequence[Any], positions: np.ndarray) -> np.ndarray:
+def visibility(
+    context: Any, objects: Sequence[Any], positions: np.ndarray, pixel: float = 0.0
+) -> np.ndarray:
     """C×N: which of ``SAMPLES`` area-weighted surface points on ``objects`` a camera at each
     of ``positions`` sees — facing it by more than ``FACING`` and with nothing in between
-    (every rendered mesh occludes, the targets themselves too)."""
+    (every rendered mesh occludes, the targets themselves too). With ``pixel`` (the size of
+    one view pixel per unit of distance) a point also needs the surface around it, 1.5
+    pixels each way across the frame, to be seen at about its depth: the server's depth test
+    drops texels next to an edge in the depth pass, so a point seen only at an edge is not
+    really painted from there."""
     depsgraph = context.evaluated_depsgraph_get()
     triangles = np.concatenate([texbake.world_triangles(o, depsgraph) for o in objects])
     points, normals = texmath.area_samples(triangles, SAMPLES)
@@ -161,11 +173,40 @@ def visibility(context: Any, objects: Sequence[Any], positions: np.ndarray) -> n
         length = np.linalg.norm(to_camera, axis=1)
         ray = to_camera / length[:, None]
         facing = np.einsum("ij,ij->i", ray, normals) > FACING
+        across = _frame_axes(position - points.mean(axis=0))
+        eye = Vector(position)
         for i in np.nonzero(facing)[0]:
             start = Vector(points[i] + normals[i] * lift)
-            hit = tree.ray_cast(start, Vector(ray[i]), float(length[i]))
-            seen[c, i] = hit[0] is None
+            if tree.ray_cast(start, Vector(ray[i]), float(length[i]))[0] is not None:
+                continue
+            seen[c, i] = pixel <= 0.0 or _clear_around(
+                tree, eye, points[i], across * (1.5 * pixel * length[i]), length[i]
+            )
     return seen
+
+
+def _frame_axes(backward: np.ndarray) -> np.ndarray:
+    """The frame's right and up axes (2×3) for a camera looking along −``backward``."""
+    back = backward / np.linalg.norm(backward)
+    right = np.cross((0.0, 0.0, 1.0), back)
+    if np.linalg.norm(right) < 1e-6:
+        right = np.array([1.0, 0.0, 0.0])
+    right /= np.linalg.norm(right)
+    return np.stack([right, np.cross(back, right)])
+
+
+def _clear_around(
+    tree: BVHTree, eye: Vector, point: np.ndarray, offsets: np.ndarray, distance: float
+) -> bool:
+    """Whether rays from the camera to ``point`` ± each offset all meet a surface near the
+    point's own distance (nothing nearer in front, no fall past a silhouette)."""
+    slack = 0.02 * distance + 2.0 * float(np.linalg.norm(offsets[0]))
+    for offset in (*offsets, *(-offsets)):
+        target = Vector(point + offset) - eye
+        hit = tree.ray_cast(eye, target.normalized(), target.length + slack)
+        if hit[0] is None or abs(hit[3] - target.length) > slack:
+            return False
+    return True
 
 
 def _scene_tree(scene: Any, depsgraph: Any) -> BVHTree:

@@ -38,6 +38,7 @@ class SFUMATO_OT_add_texture_cameras(bpy.types.Operator):
             placed = texcams.place(
                 context, meshes, t.strategy, count=t.count, elevation=t.elevation,
                 target=t.coverage, budget=t.budget, replace=self.replace,
+                view_side=context.scene.sfumato.resolution,
             )  # fmt: skip
         except ValueError as exc:
             self.report({"ERROR"}, f"Sfumato: {exc}")
