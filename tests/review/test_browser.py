@@ -159,6 +159,13 @@ def test_pick_two_comment_one_reload_and_they_are_still_there(
     assert {k for k, v in stored.items() if v.decision is Decision.PICK} == {first, second}
     assert stored[second].comment == "use for the poster" and stored[first].reviewer == "cd"
 
+    r.kill()  # the server gone: a click is not shown as decided, and the page says so
+    card(browser, others[0]).find_element(By.CSS_SELECTOR, ".pick").click()
+    until(
+        browser, lambda d: "not saved" in d.find_element(By.ID, "status").text, "not-saved notice"
+    )
+    assert card(browser, others[0]).get_attribute("data-decision") == "none"
+
 
 def test_a_page_from_another_origin_cannot_read_or_write(browser: Any, batch: Path, review) -> None:
     r = review(batch)

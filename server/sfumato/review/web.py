@@ -15,6 +15,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import socket
 import sqlite3
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -58,6 +59,8 @@ class ReviewServer(ThreadingHTTPServer):
             )
         self.batch, self.decisions, self.token, self.reviewer = batch, decisions, token, reviewer
         self.loopback = is_loopback(host)
+        if ":" in host:  # an IPv6 address, e.g. ::1
+            self.address_family = socket.AF_INET6
         super().__init__((host, port), _Handler)
         self.port = int(self.server_address[1])
         shown = f"[{host}]" if ":" in host else host
