@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..protocol import SystemInfo
-from ..registry import ModelEntry, Registry, RegistryError
+from ..registry import ModelEntry, Registry, RegistryError, listing
 from ..registry.weights import hub_cache, present
 from .config import ConfigError, ServerConfig, is_loopback
 
@@ -192,13 +192,13 @@ def load_registry(config: ServerConfig) -> tuple[Registry | None, list[Finding]]
     return registry, []
 
 
-def missing_fix(entry: ModelEntry) -> str:
-    if entry.scheme == "hub":
-        return f"sfumato models pull {entry.name} (or huggingface-cli download {entry.location})"
-    if entry.scheme == "dir":
-        what = "a diffusers folder with model_index.json" if entry.kind == "base" else "the folder"
-        return f"put {what} at {entry.location}, or fix the entry's source in the registry"
-    return f"put the file at {entry.location}, or fix the entry's source in the registry"
+def _present(entry: ModelEntry) -> bool:
+    """An unreadable cache folder counts as missing (the fix names where to put the files),
+    never as an exception in a hello or in the doctor."""
+    try:
+        return present(entry)
+    except OSError:
+        return False
 
 
 def check_models(registry: Registry, default: str) -> list[Finding]:
@@ -220,11 +220,19 @@ def check_models(registry: Registry, default: str) -> list[Finding]:
                 text = f"{label}: built-in tiny model, built on first use; images are noise"
                 fix = "configure a real model (docs/quickstart.md) for real pictures"
                 out.append(Finding("models", Level.NOTE, text, fix))
-        elif present(entry):
-            out.append(Finding("models", Level.OK, f"{label}: present"))
+            continue
+        try:  # the same facts and fix as `sfumato models` (registry/listing.py)
+            state = listing.local_state(entry, registry.path)
+        except OSError as exc:
+            text = f"{label}: its weights cannot be read ({exc.strerror or exc})"
+            out.append(Finding("models", Level.WARN, text, "check the folder's permissions"))
+            continue
+        if state.present:
+            size = f", {state.size / GIB:.1f} GiB" if state.size else ""
+            out.append(Finding("models", Level.OK, f"{label}: present{size} ({state.where})"))
         else:
             level = Level.FAIL if entry.name == default else Level.WARN
-            out.append(Finding("models", level, f"{label}: weights missing", missing_fix(entry)))
+            out.append(Finding("models", level, f"{label}: weights missing", state.fix))
     return out
 
 
@@ -308,11 +316,15 @@ def system_info(
     warnings a user can act on (each with its fix), without the port and config checks
     (a server that answers has passed those)."""
     entries = [e for e in registry.entries.values() if not e.tiny]
-    have = sum(1 for e in entries if present(e))
+    have = sum(1 for e in entries if _present(e))
     tiny = len(registry.entries) - len(entries)
     # Of the models only the default one missing (a blocking finding): the others are counted;
     # each would otherwise repeat in every welcome.
-    findings = [f for f in check_models(registry, default) if f.level is Level.FAIL]
+    findings = []
+    entry = registry.entries.get(default)
+    if entry is not None and not entry.tiny and not _present(entry):
+        text = f"the default model {default}: weights missing"
+        findings.append(Finding("models", Level.FAIL, text, listing.fix(entry, registry.path)))
     findings += check_disk(config)
     if facts is not None:
         findings += [f for f in torch_findings(facts) if f.area == "device"]
