@@ -310,3 +310,21 @@ def test_the_listing_reads_the_registry_serve_would_read_from_a_config_file(
     assert set(names) == {"tiny", "studio"}, "the config's registry, not the built-in one"
     assert names["studio"]["fix"] == f"sfumato models pull studio --registry {reg}"
     assert names["tiny"]["present"] and names["tiny"]["fix"] == ""
+
+
+def test_a_download_the_disk_cannot_hold_is_refused_before_it_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil as real_shutil
+    from collections import namedtuple
+
+    from sfumato.registry import pull as pull_module
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(real_shutil, "disk_usage", lambda _p: usage(10**12, 0, 5 * 10**9))
+    pull_module.room(5 * 10**9, tmp_path / "not" / "made" / "yet")  # fits exactly
+    with pytest.raises(pull_module.PullError) as caught:
+        pull_module.room(7 * 10**9, tmp_path / "not" / "made" / "yet")
+    text = str(caught.value)
+    assert "7.0 GB" in text and "5.0 GB free" in text and str(tmp_path) in text
+    assert "--to DIR" in text and "HF_HUB_CACHE" in text

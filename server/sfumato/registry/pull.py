@@ -15,6 +15,7 @@ machine without a GPU.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import shutil
@@ -91,7 +92,7 @@ def pull(entry: ModelEntry, *, to: Path | None = None, say: Say = print) -> Pull
         f"{len(snapshot.files)} files, {human(snapshot.size)} → {dest or hub_cache()}"
     )
     have = _already_here(snapshot, dest, root)
-    fetched = _fetch(snapshot, stage / snapshot.commit, have)
+    fetched = _fetch(snapshot, stage / snapshot.commit, have, say)
     local = {f.path: have.get(f.path) or stage / snapshot.commit / f.path for f in snapshot.files}
     digest = _check(entry, snapshot, local, stage / snapshot.commit, say)
     path = _into_cache(snapshot, local, root) if dest is None else _into_folder(local, dest, stage)
@@ -150,7 +151,7 @@ def _same(path: Path, f: RemoteFile) -> bool:
     return False
 
 
-def _fetch(snapshot: Snapshot, stage: Path, have: dict[str, Path]) -> int:
+def _fetch(snapshot: Snapshot, stage: Path, have: dict[str, Path], say: Say = print) -> int:
     """Download the missing files into ``stage``, each resumed from its ``.part``."""
     from huggingface_hub import hf_hub_url
     from huggingface_hub.file_download import http_get
@@ -160,12 +161,18 @@ def _fetch(snapshot: Snapshot, stage: Path, have: dict[str, Path]) -> int:
         for old in stage.parent.iterdir():
             if old.name != stage.name:
                 shutil.rmtree(old, ignore_errors=True)
+    todo = [
+        f
+        for f in snapshot.files
+        if f.path not in have
+        and not ((stage / f.path).is_file() and (stage / f.path).stat().st_size == f.size)
+    ]
+    partial = sum(_size(stage / (f.path + ".part")) for f in todo)
+    room(sum(f.size for f in todo) - partial, stage)
     fetched = 0
     headers = build_hf_headers()
-    for f in snapshot.files:
+    for f in todo:
         target = stage / f.path
-        if f.path in have or (target.is_file() and target.stat().st_size == f.size):
-            continue
         part = target.with_name(target.name + ".part")
         part.parent.mkdir(parents=True, exist_ok=True)
         done = part.stat().st_size if part.exists() else 0
@@ -183,6 +190,11 @@ def _fetch(snapshot: Snapshot, stage: Path, have: dict[str, Path]) -> int:
                     expected_size=f.size,
                     displayed_filename=f.path,
                 )
+        except KeyboardInterrupt:
+            say(
+                f"interrupted: {human(_size(part))} of {f.path} kept in {stage}; run the same pull to resume"
+            )
+            raise
         except Exception as exc:
             raise _hub_error(exc, url, snapshot.repo, resumable=True) from exc
         if f.sha256 and file_sha256(part) != f.sha256:
@@ -194,6 +206,24 @@ def _fetch(snapshot: Snapshot, stage: Path, have: dict[str, Path]) -> int:
         fetched += f.size - done
         os.replace(part, target)
     return fetched
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.is_file() else 0
+
+
+def room(needed: int, folder: Path) -> None:
+    """Refuse a download the disk cannot hold, before any byte of it is fetched."""
+    where = folder
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    free = shutil.disk_usage(where).free
+    if needed > free:
+        raise PullError(
+            f"the download needs {human(needed)} but {where} has {human(free)} free; free some "
+            'space, or pull elsewhere: --to DIR on a larger disk (then source = "dir:…"), or '
+            "HF_HUB_CACHE=/path/on/a/larger/disk for the Hugging Face cache"
+        )
 
 
 def _check(
@@ -312,6 +342,10 @@ def _hub_error(exc: Exception, url: str, repo: str, resumable: bool = False) -> 
         return PullError(f"huggingface_hub is in offline mode ({exc}); unset HF_HUB_OFFLINE")
     if status is not None:
         return PullError(f"{url} answered HTTP {status}; retry later.{again}")
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return PullError(
+            f"the disk filled up while downloading {url}; free space and run the same pull again: it resumes"
+        )
     mirror = os.environ.get("HF_ENDPOINT")
     return PullError(
         f"cannot reach the model hub at {url} ({name}: {str(exc)[:160]}). Check the network "
