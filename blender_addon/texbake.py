@@ -219,6 +219,7 @@ def _temporary_copy(obj: Any) -> Iterator[Any]:
         mesh = copy.data
         bpy.data.objects.remove(copy)
         bpy.data.meshes.remove(mesh)
+        bpy.context.view_layer.update()  # else the view layer still lists it (as None)
 
 
 @contextlib.contextmanager
@@ -226,10 +227,11 @@ def _only_selected(obj: Any) -> Iterator[None]:
     """``obj`` alone selected and active (what bake and Edit Mode act on); the user's
     selection and active object put back afterwards."""
     layer = bpy.context.view_layer
-    selected = [o.name for o in layer.objects if o.select_get()]
+    selected = [o.name for o in layer.objects if o is not None and o.select_get()]
     active = layer.objects.active.name if layer.objects.active is not None else None
     for o in layer.objects:
-        o.select_set(False)
+        if o is not None:
+            o.select_set(False)
     obj.hide_set(False)
     obj.select_set(True)
     layer.objects.active = obj
@@ -237,7 +239,8 @@ def _only_selected(obj: Any) -> Iterator[None]:
         yield
     finally:
         for o in layer.objects:
-            o.select_set(o.name in selected)
+            if o is not None:
+                o.select_set(o.name in selected)
         layer.objects.active = bpy.data.objects.get(active) if active else None
 
 
