@@ -22,7 +22,7 @@ prompts = ["a red shoe", "a blue bag"]
 bright = "bright light"
 dark = "at night"
 """
-TOKEN = "review-test-token"
+TOKEN = "rev iew#&=+%token"  # URL-special characters: the printed URL must encode them
 
 
 def sfumato(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:

@@ -21,7 +21,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from ..service.config import is_loopback
 from .catalog import FACETS, Batch
@@ -67,7 +67,9 @@ class ReviewServer(ThreadingHTTPServer):
         self.hosts = {f"{shown}:{self.port}"}
         if self.loopback:
             self.hosts |= {f"127.0.0.1:{self.port}", f"localhost:{self.port}", f"[::1]:{self.port}"}
-        self.url = f"http://{shown}:{self.port}/#token={token}"
+        if host in ("0.0.0.0", "::", ""):  # every interface: name the machine in the URL
+            shown = socket.gethostname()
+        self.url = f"http://{shown}:{self.port}/#token={quote(token, safe='')}"
 
 
 class _Handler(BaseHTTPRequestHandler):
