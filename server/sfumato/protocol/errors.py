@@ -24,6 +24,7 @@ code. docs/architecture.md, "Errors", has the whole tree::
               JobWasCancelled; hostsession.HostError (ValueError, field: a job the host
               session will not send — a capability, limit, model or LoRA the server lacks)
       imageio.ImageFileError, batch.PlanError, batch.reproduce.ReproduceError,
+      review.ReviewError (ValueError, field: a review change or command the page refuses),
       provenance: CredentialsError, SigningSetupError; cli.conditioning.FlagError
                (argparse.ArgumentTypeError: argparse shows it as a usage error, exit 2)
 
