@@ -5,8 +5,9 @@ the UNet's ``input_blocks`` / ``middle_block`` / ``output_blocks`` (one numbered
 resnet, its attention at ``.1``, the down/up samplers as extra blocks), the VAE's
 ``encoder.down`` / ``decoder.up`` (the decoder's up blocks numbered from the lowest
 resolution), 1×1 convolutions for the VAE's attention projections, and CLIP under
-``cond_stage_model.transformer.text_model.``. SD1.5-shaped models only (one CLIP encoder);
-``layers_per_block`` comes from the UNet config.
+``cond_stage_model.transformer.text_model.`` (SD1.5) or SDXL's two encoders under
+``conditioner.embedders.{0,1}`` (the second in open_clip's own layout). ``layers_per_block``
+comes from the UNet config.
 """
 
 from __future__ import annotations
@@ -102,14 +103,52 @@ def vae_key(key: str, up_blocks: int) -> str:
     return key  # conv_in, conv_out, quant_conv, post_quant_conv: the same names
 
 
+def open_clip_keys(state: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """A transformers CLIPTextModelWithProjection in open_clip's layout (SDXL's second
+    encoder): fused q/k/v ``in_proj``, ``resblocks``, ``ln_*``, ``c_fc``/``c_proj`` and a
+    transposed ``text_projection``."""
+    import torch
+
+    out: dict[str, Any] = {}
+    qkv: dict[tuple[str, str], dict[str, Any]] = {}
+    names = {"layer_norm1": "ln_1", "layer_norm2": "ln_2", "mlp.fc1": "mlp.c_fc",
+             "mlp.fc2": "mlp.c_proj", "self_attn.out_proj": "attn.out_proj"}  # fmt: skip
+    for key, value in state.items():
+        k = key.removeprefix("text_model.")
+        if key == "text_projection.weight":
+            out[prefix + "text_projection"] = value.T.contiguous()
+        elif k == "embeddings.position_embedding.weight":
+            out[prefix + "positional_embedding"] = value
+        elif k == "embeddings.token_embedding.weight":
+            out[prefix + "token_embedding.weight"] = value
+        elif k.startswith("final_layer_norm."):
+            out[prefix + "ln_final." + k.rpartition(".")[2]] = value
+        elif m := re.match(r"encoder\.layers\.(\d+)\.self_attn\.([qkv])_proj\.(weight|bias)", k):
+            qkv.setdefault((m[1], m[3]), {})[m[2]] = value
+        elif m := re.match(r"encoder\.layers\.(\d+)\.(.*)", k):
+            rest = m[2]
+            for new, old in names.items():
+                rest = rest.replace(new, old)
+            out[f"{prefix}transformer.resblocks.{m[1]}.{rest}"] = value
+        elif k != "embeddings.position_ids":
+            raise KeyError(f"no open_clip name for {key}")
+    for (layer, param), parts in qkv.items():
+        fused = torch.cat([parts["q"], parts["k"], parts["v"]])
+        out[f"{prefix}transformer.resblocks.{layer}.attn.in_proj_{param}"] = fused
+    return out
+
+
 def to_ldm(
     unet: dict[str, Any],
     vae: dict[str, Any],
     text: dict[str, Any],
     unet_config: dict[str, Any],
     vae_config: dict[str, Any],
+    text_2: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One state dict in the original layout from the three diffusers/transformers ones."""
+    """One state dict in the original layout from the diffusers/transformers ones; with
+    ``text_2`` (SDXL) the encoders go under ``conditioner.embedders.0`` (CLIP) and ``.1``
+    (open_clip), as SDXL's checkpoints hold them."""
     layers = int(unet_config["layers_per_block"])
     ups = unet_config["up_block_types"]
     with_attention = {i for i, kind in enumerate(ups) if "CrossAttn" in kind}
@@ -121,6 +160,9 @@ def to_ldm(
         if ".mid.attn_1." in ldm and ldm.endswith("weight") and value.ndim == 2:
             value = value[:, :, None, None]  # the original's attention projections are 1×1 convs
         out[VAE + ldm] = value
+    clip = CLIP if text_2 is None else "conditioner.embedders.0.transformer.text_model."
     for key, value in text.items():
-        out[CLIP + key.removeprefix("text_model.")] = value
+        out[clip + key.removeprefix("text_model.")] = value
+    if text_2 is not None:
+        out.update(open_clip_keys(text_2, "conditioner.embedders.1.model."))
     return out

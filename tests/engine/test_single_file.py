@@ -91,6 +91,63 @@ def test_an_ldm_checkpoint_loads_offline_and_draws_what_the_diffusers_model_draw
         assert from_file.images[0].std() > 0
 
 
+def sdxl_with_two_widths(tiny: Path, folder: Path) -> None:
+    """The tiny SDXL with a wider second text encoder (48, not 32). Real SDXL checkpoints tell
+    their two encoders apart by width (768 vs 1280), and so does from_single_file: with equal
+    widths it would read CLIP-L's weights for both."""
+    import torch
+    from diffusers import StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+    pipe = StableDiffusionXLPipeline.from_pretrained(tiny)
+    text = CLIPTextConfig.from_pretrained(tiny / "text_encoder_2").to_dict()
+    text.update(hidden_size=48, projection_dim=48)
+    unet = dict(UNet2DConditionModel.load_config(tiny / "unet"))
+    unet.update(cross_attention_dim=32 + 48, projection_class_embeddings_input_dim=48 + 6 * 8)
+    torch.manual_seed(5)
+    pipe.text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**text))
+    pipe.unet = UNet2DConditionModel.from_config(unet)
+    pipe.register_modules(text_encoder_2=pipe.text_encoder_2, unet=pipe.unet)
+    pipe.save_pretrained(folder)
+
+
+def test_an_sdxl_checkpoint_with_its_open_clip_encoder_loads_offline_and_draws_the_same(
+    tmp_path: Path, tiny_cache: Path
+) -> None:
+    reference = tmp_path / "reference"
+    sdxl_with_two_widths(ensure_tiny(tiny_cache, "sdxl"), reference)
+
+    def weights(part: str) -> dict:
+        (file,) = [p for p in (reference / part).iterdir() if p.suffix == ".safetensors"]
+        return load_file(file)
+
+    state = to_ldm(
+        weights("unet"),
+        weights("vae"),
+        weights("text_encoder"),
+        json.loads((reference / "unet" / "config.json").read_text()),
+        json.loads((reference / "vae" / "config.json").read_text()),
+        text_2=weights("text_encoder_2"),
+    )
+    assert "conditioner.embedders.1.model.transformer.resblocks.0.attn.in_proj_weight" in state
+    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / "xl.safetensors"))
+    shutil.copytree(reference, tmp_path / "xl-config", ignore=lambda _d, names: [
+        n for n in names if is_weight(n)
+    ])  # fmt: skip
+    reg = registry(
+        tmp_path,
+        '[models.xl]\nkind = "base"\nfamily = "sdxl"\nsource = "file:xl.safetensors"\n'
+        'config = "xl-config"\n[models.ref]\nkind = "base"\nfamily = "sdxl"\n'
+        'source = "dir:reference"\n',
+    )
+    engine = Engine(reg, cache_dir=tiny_cache, device="cpu")
+    from_file = run(engine, job(seed=8, model="xl", width=64, height=64, steps=2))
+    from_dir = run(engine, job(seed=8, model="ref", width=64, height=64, steps=2))
+    diff = np.abs(from_file.images[0].astype(int) - from_dir.images[0].astype(int))
+    assert diff.max() <= 1, "the SDXL checkpoint drew another image than its diffusers folder"
+    assert from_file.images[0].std() > 0
+
+
 def test_a_config_folder_without_model_index_says_what_it_needs(
     checkpoint: Path, tiny_cache: Path
 ) -> None:
