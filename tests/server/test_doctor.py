@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from sfumato import __version__
+
 BROKEN_TORCH = (
     'raise ImportError("libtorch_cpu.so: cannot open shared object file", name="torch")\n'
 )
@@ -89,7 +91,7 @@ def test_a_running_sfumato_server_is_recognised(server: Any, tmp_path: Path) -> 
     port = server.url.rsplit(":", 1)[1]
     _, report, _ = doctor("--port", port, broken_torch=tmp_path)
     (note,) = found(report, "port", "note")
-    assert "a Sfumato server (sfumato 0.1.0) already serves there" in note["text"]
+    assert f"a Sfumato server (sfumato {__version__}) already serves there" in note["text"]
     assert not found(report, "port", "fail")
 
 
@@ -132,6 +134,8 @@ def test_the_real_torch_on_this_machine_and_nothing_blocks(free_port: int) -> No
     assert rc == 0 and report["blocking"] is False, report["findings"]
     assert torch["build"] in ("cuda", "rocm", "cpu") and torch["torch"]
     assert torch["device"] in ("cpu", "mps") or torch["device"].startswith("cuda")
+    assert any(f["text"].startswith("the ML engine imports: diffusers ")
+               for f in found(report, "torch", "ok"))  # fmt: skip
     device_lines = [f["text"] for f in report["findings"] if f["area"] == "device"]
     if torch["device"] == "cpu":
         assert "jobs will run on the CPU: minutes per real image" in device_lines
@@ -152,9 +156,19 @@ def test_a_port_another_program_holds_blocks_in_the_text_output(
     )  # fmt: skip
     lines = run.stdout.splitlines()
     assert run.returncode == 1, run.stderr
-    assert lines[0].startswith("sfumato 0.1.0 on Python ")
+    assert lines[0].startswith(f"sfumato {__version__} on Python ")
     assert any(line.startswith("FAIL port ") for line in lines)
     assert any(line.startswith("FAIL torch ") for line in lines)
     assert f"FAIL port    127.0.0.1:{taken_port} is taken by another program" in run.stdout
     assert "fix: stop that program, or set server.port / --port" in run.stdout
     assert lines[-1] == "2 problem(s) block serving; fix the FAIL lines and run doctor again"
+
+
+def test_an_exposed_address_needs_a_token_as_serve_says(tmp_path: Path) -> None:
+    env = {"SFUMATO_TOKEN": ""}
+    rc, report, _ = doctor("--host", "0.0.0.0", "--port", "0", broken_torch=tmp_path, env=env)
+    (problem,) = found(report, "config", "fail")
+    assert rc == 1 and "without a token" in problem["text"] and "--token" in problem["text"]
+    _, report, _ = doctor("--host", "0.0.0.0", "--port", "0", "--token", "t", broken_torch=tmp_path)
+    assert not found(report, "config", "fail")
+    assert any("other machines can reach" in f["text"] for f in found(report, "port", "note"))

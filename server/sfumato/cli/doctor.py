@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 from pathlib import Path
@@ -31,6 +32,9 @@ def add_doctor_command(sub: Any) -> None:
     d.add_argument("--registry", type=Path, help="model registry TOML (default: built-in)")
     d.add_argument("--model", help="default model, by registry name")
     d.add_argument("--device", help="cpu, cuda, cuda:N, mps or auto")
+    d.add_argument(
+        "--token", default=os.environ.get("SFUMATO_TOKEN"), help="as serve's ($SFUMATO_TOKEN)"
+    )
     d.add_argument("--json", action="store_true", help="print one JSON object instead of lines")
     d.set_defaults(run=run_doctor)
 
@@ -41,7 +45,7 @@ def diagnose(args: argparse.Namespace) -> dict[str, Any]:
 
     config, findings = health.check_config(
         args.config, host=args.host, port=args.port, registry=args.registry,
-        model=args.model, device=args.device,
+        model=args.model, device=args.device, token=args.token,
     )  # fmt: skip
     registry, problems = health.load_registry(config)
     findings += problems

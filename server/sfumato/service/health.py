@@ -85,7 +85,20 @@ def check_torch(config: ServerConfig) -> tuple[TorchFacts | None, list[Finding]]
         text = f"{missing} does not import: {type(exc).__name__}: {str(exc)[:300]}"
         return None, [Finding("torch", Level.FAIL, text, SERVER_EXTRAS)]
     facts = probe(config.device, memory=True)
-    return facts, torch_findings(facts)
+    return facts, [*torch_findings(facts), _libraries()]
+
+
+def _libraries() -> Finding:
+    """The versions the engine imported (bug reports need them)."""
+    from importlib import metadata
+
+    found = []
+    for name in ("diffusers", "transformers", "peft", "controlnet-aux"):
+        try:
+            found.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            found.append(f"{name} (no metadata)")
+    return Finding("torch", Level.OK, "the ML engine imports: " + ", ".join(found))
 
 
 def torch_findings(facts: TorchFacts) -> list[Finding]:
