@@ -68,6 +68,9 @@ def test_requests_without_the_token_or_from_another_origin_are_refused(batch: Pa
     assert status == 200 and data["decision"] == "pick" and data["reviewer"] == "cd"
     status, png = call(r.base, "GET", f"/api/file/{key}", **AUTH)
     assert status == 200 and png == (batch / f"{key}.png").read_bytes()
+    status, thumb = call(r.base, "GET", f"/api/thumb/{key}", **AUTH)
+    assert status == 200 and thumb == png  # 64² already fits a card
+    assert call(r.base, "GET", f"/api/thumb/{key}")[0] == 401
 
 
 def test_bad_changes_name_the_field_and_change_nothing(batch: Path, review) -> None:

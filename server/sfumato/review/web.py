@@ -26,6 +26,7 @@ from urllib.parse import quote, unquote, urlsplit
 from ..service.config import is_loopback
 from .catalog import FACETS, Batch
 from .decisions import Decisions, ReviewError, parse_change
+from .thumbs import Thumbnails
 
 log = logging.getLogger("sfumato.review")
 
@@ -58,6 +59,7 @@ class ReviewServer(ThreadingHTTPServer):
                 "the review page needs a token; pass --token or let it make one", "token"
             )
         self.batch, self.decisions, self.token, self.reviewer = batch, decisions, token, reviewer
+        self.thumbs = Thumbnails()
         self.loopback = is_loopback(host)
         if ":" in host:  # an IPv6 address, e.g. ::1
             self.address_family = socket.AF_INET6
@@ -100,18 +102,23 @@ class _Handler(BaseHTTPRequestHandler):
                 "plan": batch.plan, "folder": batch.folder.name, "reviewer": self.server.reviewer,
                 "facets": list(FACETS), "items": batch.rows(self.server.decisions.all()),
             })  # fmt: skip
-        elif path.startswith("/api/file/"):
-            key = unquote(path[len("/api/file/") :])
+        elif path.startswith(("/api/file/", "/api/thumb/")):
+            kind, _, key = path[len("/api/") :].partition("/")
+            key = unquote(key)
             if key not in self.server.batch.entries:
                 self._error(HTTPStatus.NOT_FOUND, "key", f"no output {key!r} in this batch")
                 return
+            file = self.server.batch.file(key)
             try:
-                data = self.server.batch.file(key).read_bytes()
+                if kind == "thumb":
+                    data, mime = self.server.thumbs.get(file)
+                else:
+                    data, mime = file.read_bytes(), "image/png"
             except OSError as exc:
                 self._error(HTTPStatus.NOT_FOUND, "key",
                             f"{key}.png cannot be read ({exc.strerror}); rerun the batch to make it")  # fmt: skip
                 return
-            self._send(HTTPStatus.OK, data, "image/png")
+            self._send(HTTPStatus.OK, data, mime)
         else:
             self._error(HTTPStatus.NOT_FOUND, "path", f"no page {path!r}; open / instead")
 

@@ -31,12 +31,14 @@ async function api(path, body) {
   return response;
 }
 
-async function image(key) {
-  if (!state.images.has(key)) {
-    state.images.set(key, api(`/api/file/${encodeURIComponent(key)}`)
+// kind "thumb" for the grid (small, made by the server), "file" for A/B (the output itself)
+async function image(key, kind = "thumb") {
+  const id = `${kind}/${key}`;
+  if (!state.images.has(id)) {
+    state.images.set(id, api(`/api/${kind}/${encodeURIComponent(key)}`)
       .then((r) => r.blob()).then((b) => URL.createObjectURL(b)));
   }
-  return state.images.get(key);
+  return state.images.get(id);
 }
 
 function facetValue(item, facet) {
@@ -179,7 +181,7 @@ async function openAB() {
   for (const [side, key] of [["a", state.ab[0]], ["b", state.ab[1]]]) {
     const pane = $(`.ab-pane[data-side="${side}"]`);
     pane.dataset.key = key;
-    $("img", pane).src = await image(key);
+    $("img", pane).src = await image(key, "file");
   }
   setMode(state.mode);
   paintAB();
