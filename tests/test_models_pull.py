@@ -328,3 +328,18 @@ def test_a_download_the_disk_cannot_hold_is_refused_before_it_starts(
     text = str(caught.value)
     assert "7.0 GB" in text and "5.0 GB free" in text and str(tmp_path) in text
     assert "--to DIR" in text and "HF_HUB_CACHE" in text
+
+
+def test_a_second_pull_of_the_same_model_at_once_is_refused(tmp_path: Path, hub: FakeHub) -> None:
+    from filelock import FileLock
+
+    hub.put("org/cn", {"config.json": b"{}", "diffusion_pytorch_model.safetensors": b"w" * 64})
+    reg = registry(tmp_path, cn=("controlnet", "hub:org/cn"))
+    staging = tmp_path / "hub" / ".sfumato-pull"
+    staging.mkdir(parents=True)
+    with FileLock(str(staging / "models--org--cn.lock")):  # as a running pull holds it
+        busy = run(tmp_path, hub, "pull", "cn", "--registry", str(reg))
+    assert busy.returncode == 1 and "another `sfumato models pull` of 'cn'" in busy.stderr
+    assert not listing(tmp_path, reg)["cn"]["present"]
+    assert run(tmp_path, hub, "pull", "cn", "--registry", str(reg)).returncode == 0
+    assert listing(tmp_path, reg)["cn"]["present"]

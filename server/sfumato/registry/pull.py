@@ -19,7 +19,7 @@ import errno
 import hashlib
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,15 +91,38 @@ def pull(entry: ModelEntry, *, to: Path | None = None, say: Say = print) -> Pull
         f"pulling {entry.name} ({entry.location} @ {snapshot.commit[:12]}): "
         f"{len(snapshot.files)} files, {human(snapshot.size)} → {dest or hub_cache()}"
     )
-    have = _already_here(snapshot, dest, root)
-    fetched = _fetch(snapshot, stage / snapshot.commit, have, say)
-    local = {f.path: have.get(f.path) or stage / snapshot.commit / f.path for f in snapshot.files}
-    digest = _check(entry, snapshot, local, stage / snapshot.commit, say)
-    path = _into_cache(snapshot, local, root) if dest is None else _into_folder(local, dest, stage)
-    shutil.rmtree(stage, ignore_errors=True)
-    with contextlib.suppress(OSError):  # the staging root, when no other pull is using it
-        stage.parent.rmdir()
+    with _only_pull(stage, entry):
+        have = _already_here(snapshot, dest, root)
+        fetched = _fetch(snapshot, stage / snapshot.commit, have, say)
+        local = {
+            f.path: have.get(f.path) or stage / snapshot.commit / f.path for f in snapshot.files
+        }
+        digest = _check(entry, snapshot, local, stage / snapshot.commit, say)
+        path = (
+            _into_cache(snapshot, local, root) if dest is None else _into_folder(local, dest, stage)
+        )
+        shutil.rmtree(stage, ignore_errors=True)
     return Pulled(entry, path, snapshot.size, digest, fetched)
+
+
+@contextlib.contextmanager
+def _only_pull(stage: Path, entry: ModelEntry) -> Iterator[None]:
+    """One pull per staging folder: two would append to the same ``.part`` files."""
+    from filelock import FileLock, Timeout  # huggingface_hub's own dependency
+
+    stage.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(stage.parent / f"{stage.name}.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise PullError(
+            f"another `sfumato models pull` of {entry.name!r} is running (it holds "
+            f"{lock.lock_file}); let it finish, or stop it and run this again: it resumes"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def remote(repo: str, revision: str = "main") -> Snapshot:
