@@ -44,6 +44,7 @@ from sfumato.protocol import (
     Welcome,
 )
 from sfumato.protocol.messages import SEED_MAX, denoising_steps, min_strength
+from sfumato.protocol.training import Trained, TrainParams
 
 # Properties run many times in a suite that must stay fast; no deadline, as the first example
 # pays for imports and a loaded CI box is not a failure.
@@ -179,11 +180,33 @@ def multiview_jobs(draw: st.DrawFn) -> Job:
     return Job(draw(job_ids), Task.MULTIVIEW, params, multiview=inputs)
 
 
+registry_names = st.from_regex(r"\A[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\Z")
+optional = st.none() | st.integers(1, 1024)
+train_params = st.builds(
+    TrainParams, registry_names, registry_names, optional, optional, st.none() | st.integers(1, 100_000),
+    st.none() | st.floats(1e-8, 1.0), st.none() | st.integers(1, 512).map(lambda n: n * 8), optional,
+)  # fmt: skip
+
+
+trained = st.builds(
+    Trained, names, texts, texts, texts, st.integers(0, 2**31), st.floats(0.0, 1e6), st.booleans()
+)
+
+
+@st.composite
+def train_jobs(draw: st.DrawFn) -> Job:
+    """Task train (docs/protocol.md 4.2.5): params.train, the base and a seed; no inputs."""
+    params = replace(draw(job_params), loras=(), train=draw(train_params))
+    return Job(draw(job_ids), Task.TRAIN, params)
+
+
 @st.composite
 def jobs(draw: st.DrawFn) -> Job:
     task = draw(st.sampled_from(Task))
     if task is Task.MULTIVIEW:
         return draw(multiview_jobs())
+    if task is Task.TRAIN:
+        return draw(train_jobs())
     image = mask = None
     if task is not Task.GENERATE:
         image = draw(arrays(dtypes=(DType.UINT8,), channels=(3, 4)))
@@ -256,8 +279,9 @@ server_messages = st.one_of(
         job_ids,
         st.integers(0, INT31),
         st.integers(0, INT31),
-        st.sampled_from(["loading", "denoise"]),
+        st.sampled_from(["loading", "denoise", "train"]),
         st.none() | arrays(),
+        st.none() | st.floats(0.0, 1e6),
     ),
     st.builds(
         Result,
@@ -273,6 +297,7 @@ server_messages = st.one_of(
         ),
         files=st.lists(st.binary(max_size=64), max_size=2).map(tuple),
         coverage=st.none() | st.builds(Coverage, unit, st.lists(unit, max_size=16).map(tuple)),
+        trained=st.none() | trained,
     ),
     st.builds(
         Error,

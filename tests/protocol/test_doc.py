@@ -38,6 +38,8 @@ from sfumato.protocol import (
     SystemInfo,
     Task,
     Tile,
+    Trained,
+    TrainParams,
     View,
     Welcome,
     encode,
@@ -112,7 +114,7 @@ FULL_PARAMS = JobParams(
     prompt="p", negative="n", width=64, height=64, steps=4, guidance=5.0, seed=7,
     strength=0.5, variants=2, model="m", loras=(LoraRef("l", 0.5),), tile=Tile.XY,
     preview_every=2, expand=(8, 0, 8, 0), scale=3, files=True, paint=Paint.POSITION,
-    bounds=(0, 0, 0, 1, 1, 1),
+    bounds=(0, 0, 0, 1, 1, 1), train=TrainParams("d", "n", 4, 4, 10, 1e-4, 64, 5),
 )  # fmt: skip
 FULL_CONTROL = Control(ControlKind.DEPTH, DEPTH, MASK, 0.5, 0.1, 0.9, False)
 FULL_JOB = Job("j", Task.OUTPAINT, FULL_PARAMS, IMAGE, None, (FULL_CONTROL,))
@@ -128,6 +130,11 @@ MULTIVIEW_RESULT = Result(
     "j", Task.MULTIVIEW, (IMAGE,), (1,), "m", coverage=Coverage(0.5, (0.25, 0.25))
 )
 MULTIVIEW = "#### 4.2.4 Multi-view texturing (capability `multiview`)"
+TRAIN = "#### 4.2.5 LoRA training (capability `train`)"
+TRAIN_JOB = Job("j", Task.TRAIN, JobParams(train=TrainParams("d", "n", 4, 4, 10, 1e-4, 64, 5)))
+TRAIN_RESULT = Result(
+    "j", Task.TRAIN, (), (1,), "m", trained=Trained("n", "a" * 64, "b" * 64, "CC0-1.0", 10, 0.1)
+)
 FULL_WELCOME = Welcome(
     "0.1", 1, ("generate",), (MODEL,), "m", Limits(), "c", "n", False, "s",
     SystemInfo("cpu", 0, "2.5.1", 3, 1, ("w",)),
@@ -153,6 +160,10 @@ TABLES: list[tuple[str, Message, tuple[str | int, ...]]] = [
     ("### 5.5 `result`", MULTIVIEW_RESULT, ()),
     ("#### 5.5.1 `coverage`", MULTIVIEW_RESULT, ("coverage",)),
     (MULTIVIEW, MULTIVIEW_JOB, ("inputs",)),
+    ("### 5.4 `progress`", Progress("j", 1, 4, "train", loss=0.5), ()),
+    ("### 5.5 `result`", TRAIN_RESULT, ()),
+    (TRAIN, TRAIN_JOB, ("params", "train")),
+    ("#### 5.5.2 `trained`", TRAIN_RESULT, ("trained",)),
 ]  # fmt: skip
 
 
@@ -184,6 +195,12 @@ def test_multiview_tables_are_complete() -> None:
     views = text[text.index("Each view") :]
     assert first_column(views) == keys(MULTIVIEW_JOB, "inputs", "views", 0)
     assert first_column(section("#### 5.5.1 `coverage`")) == keys(MULTIVIEW_RESULT, "coverage")
+
+
+def test_train_tables_are_complete() -> None:
+    """params.train and result.trained with every field set write exactly the documented keys."""
+    assert first_column(section(TRAIN)) == keys(TRAIN_JOB, "params", "train")
+    assert first_column(section("#### 5.5.2 `trained`")) == keys(TRAIN_RESULT, "trained")
 
 
 def test_limits_table_is_the_wire_order() -> None:

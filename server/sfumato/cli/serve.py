@@ -25,6 +25,7 @@ def add_serve_command(sub: Any) -> None:
     s.add_argument("--results", type=Path, help="result store folder")
     s.add_argument("--cache", type=Path, help="model cache folder (tiny models are built here)")
     s.add_argument("--registry", type=Path, help="model registry TOML (default: built-in)")
+    s.add_argument("--datasets", type=Path, help="folder of training datasets (train jobs)")
     s.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: best available)")
     s.add_argument(
         "--token",
@@ -65,7 +66,8 @@ def _serve(args: argparse.Namespace) -> int:
     )
     overrides: dict[str, Any] = {
         "host": args.host, "port": args.port, "model": args.model, "results": args.results,
-        "cache": args.cache, "registry": args.registry, "device": args.device, "token": args.token,
+        "cache": args.cache, "registry": args.registry, "datasets": args.datasets,
+        "device": args.device, "token": args.token,
         "allowed_origins": tuple(args.allowed_origins) if args.allowed_origins else None,
         "preload": False if args.no_preload else None,
     }  # fmt: skip

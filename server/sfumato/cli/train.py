@@ -24,6 +24,7 @@ from typing import Any, TextIO
 from ..registry import Registry, RegistryError
 from ..registry.editing import add_entry, approve
 from ..training import defaults_for, load_dataset
+from ..training.record import registry_fields
 
 EXIT_CANCELLED = 130
 
@@ -113,15 +114,11 @@ def _train(args: argparse.Namespace) -> int:
             print(f"sfumato train-lora: {exc}", file=sys.stderr)
             return EXIT_CANCELLED
     bar.close()
-    entry = add_entry(registry_path, args.name, {
-        "kind": "lora", "family": base.family, "source": f"file:{out.lora.resolve()}",
-        "license": dataset.license, "approved": False, "sha256": file_sha256(out.lora),
-        "dataset_sha256": dataset.sha256, "base_model": base.name,
-        "base_sha256": out.base_sha256,
-        "description": f"trained by sfumato train-lora on {len(dataset.samples)} images of "
-        f"{dataset.rights.owner} ({dataset.rights.source}); {out.steps} steps, rank "
-        f"{options.rank}, seed {options.seed}",
-    })  # fmt: skip
+    fields = registry_fields(
+        dataset, family=base.family, base_model=base.name, base_sha256=out.base_sha256,
+        lora=out.lora, lora_sha256=file_sha256(out.lora), steps=out.steps, options=options,
+    )  # fmt: skip
+    entry = add_entry(registry_path, args.name, fields)
     print(out.lora)
     print(
         f"added {entry.name!r} to {registry_path} (approved = false). Approve it with "

@@ -34,6 +34,7 @@ from diffusers import DDPMScheduler
 from ..protocol.errors import SfumatoError
 from ..registry import ModelEntry
 from ..training import Dataset, TrainOptions
+from .errors import JobCancelled
 from .hashing import WeightHashes
 from .loader import Loader, Pipeline
 
@@ -48,12 +49,15 @@ class TrainingError(SfumatoError, ValueError):
     """A training run that cannot start (or resume); the message names the option and the fix."""
 
 
-class TrainingCancelled(SfumatoError):
-    """``is_cancelled()`` turned true; the run stopped after ``step`` with a checkpoint there."""
+class TrainingCancelled(JobCancelled):
+    """``is_cancelled()`` turned true; the run stopped after ``step`` with a checkpoint there.
+    A JobCancelled, so the service ends a cancelled train job (or keeps it over a stop) as it
+    does any job."""
 
-    def __init__(self, step: int, checkpoint: Path | None) -> None:
+    def __init__(self, step: int, checkpoint: Path | None, job_id: str = "") -> None:
         kept = f"; checkpoint {checkpoint} kept, continue with --resume" if checkpoint else ""
-        super().__init__(f"training cancelled after step {step}{kept}")
+        SfumatoError.__init__(self, f"training cancelled after step {step}{kept}")
+        self.job_id = job_id
         self.step = step
         self.checkpoint = checkpoint
 
@@ -382,3 +386,15 @@ def _write_lora(pipe: Pipeline, unet: Any, out_dir: Path, name: str) -> Path:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return target
+
+
+def train_on(engine: Any, base: str, train: Callable[..., TrainOutput]) -> TrainOutput:
+    """Run ``train(entry, cache_dir=…, device=…)`` (:func:`train_lora` with its other
+    arguments bound) for the base model ``base`` while holding ``engine`` (an
+    :class:`~sfumato.engine.Engine`, the server's): its served model is unloaded first, since
+    training loads its own copy of the base (whose UNet gets the LoRA layers) and a GPU rarely
+    holds two; the next picture job loads again."""
+    with engine._lock:
+        entry = engine.registry.get(base)
+        engine._loader.unload()
+        return train(entry, cache_dir=engine.cache_dir, device=engine.device)

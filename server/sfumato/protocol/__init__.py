@@ -24,6 +24,7 @@ from .messages import Cancel, Fetch, Hello, Job, JobParams, ListModels, Task
 from .multiview import MAX_VIEWS, Coverage, MultiviewInputs, Paint, View
 from .session import ServerSession, State
 from .system import SystemInfo
+from .training import Trained, TrainParams
 from .version import PROTOCOL_VERSION
 
 __all__ = [
@@ -63,6 +64,8 @@ __all__ = [
     "SystemInfo",
     "Task",
     "Tile",
+    "TrainParams",
+    "Trained",
     "View",
     "Welcome",
     "decode_client_message",

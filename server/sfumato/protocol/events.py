@@ -12,6 +12,7 @@ from .limits import Limits
 from .messages import SEED_MAX, Task, _job_id
 from .multiview import Coverage
 from .system import SystemInfo
+from .training import Trained
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,7 @@ class Progress:
     total: int
     stage: str = "denoise"  # loading (model weights), denoise, suspended (kept over a restart)
     preview: Array | None = None  # small uint8 RGB image of the current latents
+    loss: float | None = None  # stage train: the training loss of this step
 
     def _write(self, w: BlobWriter) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -163,6 +165,8 @@ class Progress:
         }
         if self.preview is not None:
             out["preview"] = w.ref(self.preview)
+        if self.loss is not None:
+            out["loss"] = self.loss
         return out
 
     @classmethod
@@ -173,6 +177,7 @@ class Progress:
             r.integer("total", lo=0, hi=2**31),
             r.text("stage", "denoise"),
             r.array("preview", None),
+            r.number("loss", None, lo=0.0, hi=float("inf")),
         )
 
 
@@ -192,6 +197,7 @@ class Result:
     # The stored PNG files, content credentials included, when the job asked (params.files).
     files: tuple[bytes | memoryview, ...] = ()
     coverage: Coverage | None = None  # task multiview: how much of the texture was covered
+    trained: Trained | None = None  # task train: the registry entry it added (unapproved)
 
     def _write(self, w: BlobWriter) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -203,12 +209,15 @@ class Result:
             out["coverage"] = self.coverage.to_wire()
         if self.files:
             out["files"] = [w.bytes_ref(f) for f in self.files]
+        if self.trained is not None:
+            out["trained"] = self.trained.to_wire()
         return out
 
     @classmethod
     def _read(cls, r: Reader, limits: Limits) -> Result:
         timings = r.submap("timings", None)
         coverage = r.submap("coverage", None)
+        trained = r.submap("trained", None)
         return cls(
             id=_job_id(r),
             task=r.choice("task", Task),
@@ -220,13 +229,15 @@ class Result:
             timings={} if timings is None else _timings(timings),
             files=r.byte_strings("files"),
             coverage=None if coverage is None else Coverage.from_wire(coverage),
+            trained=None if trained is None else Trained.from_wire(trained),
         )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Result):
             return NotImplemented
         same_files = [bytes(f) for f in self.files] == [bytes(f) for f in other.files]
-        fields_ = "id task images seeds model tiny prompt timings coverage".split()
+        fields_ = ("id", "task", "images", "seeds", "model", "tiny", "prompt", "timings",
+                   "coverage", "trained")  # fmt: skip
         return same_files and all(getattr(self, f) == getattr(other, f) for f in fields_)
 
     __hash__ = None  # type: ignore[assignment]

@@ -19,6 +19,7 @@ from .conditioning import Control, LoraRef, Tile, read_controls, read_loras
 from .errors import ErrorCode, ProtocolError
 from .limits import Limits
 from .multiview import MultiviewInputs, Paint, read_bounds
+from .training import TrainParams, check_train
 
 # ``\Z``, not ``$`` (which accepts a trailing newline); the first character is not "." or "-",
 # so an id is never ".", ".." or an option, wherever a server files it.
@@ -38,6 +39,7 @@ class Task(str, Enum):
     OUTPAINT = "outpaint"  # image grown by params.expand; the new margins are generated
     UPSCALE = "upscale"  # image × params.scale, by tiled img2img with blended overlaps
     MULTIVIEW = "multiview"  # views painted in turn and baked into a UV texture (multiview.py)
+    TRAIN = "train"  # a LoRA trained on a dataset, added to the registry unapproved (training.py)
 
 
 def _expand(r: Reader) -> tuple[int, int, int, int]:
@@ -114,6 +116,7 @@ class JobParams:
     files: bool = False  # also return the stored PNG files (with content credentials)
     paint: Paint = Paint.GENERATE  # multiview: position paints each view's world positions
     bounds: tuple[float, ...] = ()  # multiview position paint: min xyz, max xyz; (): the map's
+    train: TrainParams | None = None  # task train: dataset, LoRA name, options
 
     def _write(self) -> dict[str, Any]:
         out = {
@@ -141,6 +144,8 @@ class JobParams:
             out["paint"] = self.paint.value
         if self.bounds:
             out["bounds"] = list(self.bounds)
+        if self.train is not None:
+            out["train"] = self.train.to_wire()
         return out
 
     @classmethod
@@ -168,6 +173,7 @@ class JobParams:
             files=r.boolean("files", False),
             paint=r.choice("paint", Paint, Paint.GENERATE),
             bounds=read_bounds(r),
+            train=None if (t := r.submap("train", None)) is None else TrainParams.read(t),
         )
         return params
 
@@ -288,6 +294,9 @@ class Job:
         """Inputs fit the task and the limits; errors name the input and the fix."""
         for n, control in enumerate(self.controls):
             control.check(f"inputs.controls[{n}]", limits)
+        if self.task is Task.TRAIN or self.params.train is not None:
+            check_train(self)
+            return
         if self.task is Task.MULTIVIEW:
             self._check_multiview(limits)
             return

@@ -92,8 +92,8 @@ _ZERO_MEANS_OFF = frozenset({"retention_days", "retention_bytes", "log_repeat_wi
 # The TOML type each [server] setting must have in a config file, for errors that name it.
 _SERVER_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     **dict.fromkeys(
-        ("host", "token", "model", "device", "results", "cache", "registry", "signing_cert",
-         "signing_key"),
+        ("host", "token", "model", "device", "results", "cache", "registry", "datasets",
+         "signing_cert", "signing_key"),
         ((str,), "a string"),
     ),
     "port": ((int,), "an integer"),
@@ -143,6 +143,8 @@ class ServerConfig:
     # Browser pages send an Origin header; none is allowed unless listed here (exact match).
     allowed_origins: tuple[str, ...] = ()
     results: Path = field(default_factory=lambda: default_data_dir() / "results")
+    # Training datasets (task train, docs/protocol.md 4.2.5): a job names a folder in here.
+    datasets: Path = field(default_factory=lambda: default_data_dir() / "datasets")
     cache: Path = field(default_factory=default_cache_dir)
     registry: Path | None = None  # None: the built-in registry
     model: str | None = None  # default model; None: the registry's default
@@ -216,7 +218,7 @@ class ServerConfig:
                     f"{path}: unknown setting server.{key}; known: {', '.join(sorted(known))}"
                 )
         _check_server_table(path, server)
-        for key in ("results", "cache", "registry", "signing_cert", "signing_key"):
+        for key in ("results", "cache", "registry", "datasets", "signing_cert", "signing_key"):
             if key in server:
                 server[key] = (path.parent / server[key]).resolve()
         if "allowed_origins" in server:
