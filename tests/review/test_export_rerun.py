@@ -61,6 +61,9 @@ def test_export_copies_the_picks_with_credentials_and_writes_every_decision(
         else:
             assert row["copied"] == [] and row["sha256"] == ""
     assert [r["comment"] for r in body["items"] if r["comment"]] == ["use for the poster"]
+    assert [(h["key"], h["decision"], h["star"]) for h in body["history"]] == [
+        (k, "none" if v == "star" else v, v == "star") for k, v in made.items()
+    ]  # every change in the order it was made
 
     with (dest / "decisions.csv").open(newline="") as f:
         table = list(csv.DictReader(f))

@@ -1,6 +1,6 @@
 """``sfumato review OUT_DIR --export DEST``: the picked outputs, each with whatever the batch
 wrote beside it, copied into DEST, and every reviewed output's decision written to
-``decisions.csv`` and ``decisions.json``.
+``decisions.csv`` and ``decisions.json`` (which also holds the history of every change).
 
 The PNGs carry their signed content credentials inside the file, so a copy is the
 credential; the export also records each copy's sha256 and its credentials' state, so whoever
@@ -64,9 +64,11 @@ def export_picks(batch: Batch, decisions: Decisions, dest: Path) -> ExportReport
             "OUT_DIR",
         )
     picked = sum(1 for r in rows if r["decision"] == Decision.PICK.value)
+    # "history": every change in order, who chose what and when (the audit trail)
     body = {"batch": str(batch.folder.resolve()), "plan": batch.plan,
             "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "picked": picked, "items": rows}  # fmt: skip
+            "picked": picked, "items": rows,
+            "history": decisions.history()}  # fmt: skip
     _write(dest / "decisions.json", json.dumps(body, indent=2).encode())
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=COLUMNS, lineterminator="\n")
