@@ -4,7 +4,9 @@ the real huggingface_hub transfer code, no internet."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import os
 import signal
@@ -64,9 +66,21 @@ def hub_env(tmp: Path, hub: FakeHub | None, **extra: str) -> dict[str, str]:
 
 
 def listing(tmp: Path, reg: Path) -> dict[str, dict[str, object]]:
-    proc = run(tmp, None, "--registry", str(reg), "--json", HF_HUB_OFFLINE="1")
-    assert proc.returncode == 0, proc.stderr
-    return {m["name"]: m for m in json.loads(proc.stdout)["models"]}
+    """``sfumato models --json`` in this process (the listing reads $HF_HUB_CACHE per call)."""
+    from sfumato.cli.main import main
+
+    out = io.StringIO()
+    before = os.environ.get("HF_HUB_CACHE")
+    os.environ["HF_HUB_CACHE"] = str(tmp / "hub")
+    try:
+        with contextlib.redirect_stdout(out):
+            assert main(["models", "--registry", str(reg), "--json"]) == 0
+    finally:
+        if before is None:
+            del os.environ["HF_HUB_CACHE"]
+        else:
+            os.environ["HF_HUB_CACHE"] = before
+    return {m["name"]: m for m in json.loads(out.getvalue())["models"]}
 
 
 def manifest(files: dict[str, bytes]) -> str:
