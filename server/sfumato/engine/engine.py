@@ -7,25 +7,29 @@ blocking by design; the service runs it on a worker thread and passes two plain 
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
+from ..protocol.conditioning import Control
 from ..protocol.errors import ErrorCode
 from ..protocol.messages import SEED_MAX, Job, JobParams, Task
-from ..registry import ModelEntry, Registry
+from ..protocol.multiview import Coverage, Paint
+from ..registry import ModelEntry, NoControlNet, Registry
 from . import lora
 from .control import PreparedControl
 from .controlnets import prepare_controls
 from .devices import choose_device
-from .errors import bad_input
+from .errors import ModelUnavailable, bad_input
 from .hashing import WeightHashes
 from .loader import LoadedModel, Loader, Pipeline, StatusFn
+from .multiview_task import ViewSteps, run_multiview, total_steps
 from .previews import previewer
 from .resizing import outpaint, upscale
 from .tasks import StepFn, Steps, run_task
@@ -47,6 +51,7 @@ class EngineOutput:
     tiny: bool
     timings: dict[str, float] = field(default_factory=dict)  # seconds: "load", "run"
     hashes: dict[str, str] = field(default_factory=dict)  # registry name → weights sha256
+    coverage: Coverage | None = None  # task multiview: how much of the texture was painted
 
 
 class Engine:
@@ -99,6 +104,7 @@ class Engine:
         *,
         on_step: StepFn,
         is_cancelled: Callable[[], bool],
+        on_stage: Callable[[str], None] | None = None,
     ) -> EngineOutput:
         """Run ``job`` (already checked by the protocol) and return its images.
 
@@ -106,13 +112,19 @@ class Engine:
         1 across all variants (and upscale tiles); ``preview`` is a small uint8 H×W×3 image
         every ``params.preview_every`` steps, else None. ``is_cancelled()`` is polled after
         every step and between variants, and a True answer ends the job with JobCancelled
-        within one step.
+        within one step. ``on_stage(name)`` hears each new stage (multiview: "view 2/8").
         """
         with self._lock:
             entry = self.registry.get(job.params.model)
             start = time.perf_counter()
             loaded = self._load(entry, None)
             seeds = pick_seeds(job.params)
+            if job.task is Task.MULTIVIEW:
+                view_steps = ViewSteps(
+                    job.id, 1, on_step, is_cancelled, None, job.params.preview_every,
+                    total=total_steps(job),
+                )  # fmt: skip
+                return self._multiview(job, entry, loaded, seeds, view_steps, on_stage, start)
             size = job.output_size()
             # Conditioning: everything a job names is resolved (and loaded) before a step runs.
             controls = prepare_controls(job, loaded, self.registry, self.cache_dir, size, seeds[0])
@@ -138,6 +150,53 @@ class Engine:
             tiny=entry.tiny,
             timings={"load": loaded_at - start, "run": done - loaded_at},
             hashes=hashes,
+        )
+
+    def _multiview(
+        self,
+        job: Job,
+        entry: ModelEntry,
+        loaded: LoadedModel,
+        seeds: tuple[int, ...],
+        steps: ViewSteps,
+        on_stage: Callable[[str], None] | None,
+        start: float,
+    ) -> EngineOutput:
+        """The multiview task (multiview_task.py): its depth and normal ControlNets are
+        resolved and loaded before the first step, like any job's controls."""
+        size = job.output_size()
+        lora.activate(loaded, job.params.loras, self.registry, self.cache_dir)
+        used = [entry, *(self.registry.get(lo.name) for lo in job.params.loras)]
+        if job.params.paint is not Paint.POSITION:
+            with _model_blame():
+                family, tiny = loaded.entry.family, loaded.entry.tiny
+                used += [
+                    self.registry.controlnet(family, k, tiny=tiny) for k in ("depth", "normal")
+                ]
+        hashes = self._hashes.verify(used)
+
+        def prepare(controls: tuple[Control, ...]) -> tuple[PreparedControl, ...]:
+            with _model_blame():
+                return prepare_controls(
+                    replace(job, controls=controls), loaded, self.registry, self.cache_dir, size,
+                    seeds[0],
+                )  # fmt: skip
+
+        def pipeline(task: Task, controls: tuple[PreparedControl, ...]) -> Pipeline:
+            return self._pipeline(loaded, task, controls)
+
+        loaded_at = time.perf_counter()
+        images, coverage = run_multiview(
+            job, seeds[0], steps, on_stage or (lambda stage: None), prepare, pipeline
+        )
+        return EngineOutput(
+            images=images,
+            seeds=seeds,
+            model=entry.name,
+            tiny=entry.tiny,
+            timings={"load": loaded_at - start, "run": time.perf_counter() - loaded_at},
+            hashes=hashes,
+            coverage=coverage,
         )
 
     def describe(self) -> str:
@@ -184,6 +243,17 @@ class Engine:
         entry = self.registry.get(job.params.model)
         tile = self.upscale_tile or UPSCALE_TILE["tiny" if entry.tiny else entry.family]
         return upscale(pipe, job.params, image, seeds, steps, tile, controls)
+
+
+@contextlib.contextmanager
+def _model_blame() -> Iterator[None]:
+    """A multiview job names no ControlNet: one its model's family lacks, or whose weights
+    are missing, is reported at params.model (the message names the ControlNet)."""
+    try:
+        yield
+    except (NoControlNet, ModelUnavailable) as exc:
+        exc.field = "params.model"
+        raise
 
 
 def pick_seeds(params: JobParams) -> tuple[int, ...]:

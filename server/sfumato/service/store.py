@@ -33,6 +33,9 @@ from typing import Any
 from .. import __version__
 from ..imageio import ImageFileError, encode_png, read_image
 from ..protocol import Array, Cancelled, Error, ErrorCode, JobParams, Result, SfumatoError, Task
+from ..protocol._fields import Reader
+from ..protocol.multiview import Coverage
+from ..protocol.training import Trained
 from ..provenance import GenerationFacts, SigningIdentity, sign_png
 
 RESULT_JSON = "result.json"
@@ -174,6 +177,8 @@ class ResultStore:
                 "params": asdict(params),
                 "timings": result.timings,
                 "images": names,
+                "coverage": None if result.coverage is None else result.coverage.to_wire(),
+                "trained": None if result.trained is None else result.trained.to_wire(),
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "server_version": __version__,
             }
@@ -219,6 +224,8 @@ class ResultStore:
                 tiny=bool(meta["tiny"]),
                 prompt=meta["prompt"],
                 timings={k: float(v) for k, v in meta["timings"].items()},
+                coverage=_coverage(meta.get("coverage")),
+                trained=_trained(meta.get("trained")),
             )
         except (KeyError, TypeError, ValueError, AttributeError):
             raise damaged(f"{RESULT_JSON} lacks a field") from None
@@ -269,3 +276,17 @@ class ResultStore:
         """A job id used again: its old terminal record no longer describes it."""
         with contextlib.suppress(FileNotFoundError):
             self._ended_path(owner, job_id).unlink()
+
+
+def _coverage(stored: Any) -> Coverage | None:
+    """A multiview result's coverage as result.json keeps it (absent: any other task)."""
+    if stored is None:
+        return None
+    return Coverage(float(stored["covered"]), tuple(float(v) for v in stored["views"]))
+
+
+def _trained(stored: Any) -> Trained | None:
+    """A train job's registry entry as result.json keeps it (absent: any other task)."""
+    if stored is None:
+        return None
+    return Trained.from_wire(Reader(stored, "trained"))

@@ -38,6 +38,7 @@ from ..protocol import (
     Result,
     ServerMessage,
     SfumatoError,
+    Task,
 )
 from ..protocol.text import loggable
 from ..provenance import GenerationFacts, SigningIdentity
@@ -47,6 +48,7 @@ from .facts import job_facts
 from .fair_queue import FairQueue, JobEntry
 from .journal import Journal
 from .store import ResultStore, StoreError, disk_problem
+from .trainjob import run_train
 
 if TYPE_CHECKING:
     import numpy as np
@@ -245,6 +247,8 @@ class Worker:
             tiny=out.tiny,
             prompt=job.params.prompt,
             timings=timings,
+            coverage=getattr(out, "coverage", None),  # multiview (a cluster replica: none yet)
+            trained=getattr(out, "trained", None),  # task train (trainjob.py)
         )
         facts: tuple[GenerationFacts, ...] = ()
         if self.identity is not None:
@@ -297,15 +301,28 @@ class Worker:
     def _execute_job(self, entry: JobEntry, report: Callable[[ServerMessage], None]) -> Result:
         job_id = entry.job.id
         started = time.monotonic()
+        if entry.job.task is Task.TRAIN:  # a LoRA, not pictures (trainjob.py)
+            trained = run_train(self._get_engine(), self.config, self.registry, entry.job,
+                                entry.model, report, entry.cancel.is_set)  # fmt: skip
+            ran = time.monotonic()
+            spent = {"queued": started - entry.submitted, "run": ran - started}
+            return self._store_result(entry, entry.job, trained, spent, ran)
         self._load(entry.model, lambda status: report(Progress(job_id, 0, 0, stage="loading")))
         loaded = time.monotonic()
 
+        stage = ["denoise"]  # multiview names each view ("view 2/8")
+
         def on_step(step: int, total: int, preview: np.ndarray | None) -> None:
             image = None if preview is None else Array.from_numpy(preview)
-            report(Progress(job_id, step, total, preview=image))
+            report(Progress(job_id, step, total, stage=stage[0], preview=image))
+
+        def on_stage(name: str) -> None:
+            stage[0] = name
 
         job = replace(entry.job, params=replace(entry.job.params, model=entry.model))
-        out = self._get_engine().run(job, on_step=on_step, is_cancelled=entry.cancel.is_set)
+        out = self._get_engine().run(
+            job, on_step=on_step, is_cancelled=entry.cancel.is_set, on_stage=on_stage
+        )
         ran = time.monotonic()
         timings: dict[str, Any] = {
             "queued": started - entry.submitted,
