@@ -1,11 +1,12 @@
 """``serve --ray`` end to end: real websockets into a front door, jobs on two Ray replicas of
 the tiny models, results written by the front door. Every test shares the session's cluster
-and server (conftest.py); each leaves both replicas up for the next, but the last, which
-kills one (waiting for Ray to restart it would cost a torch import)."""
+and server (conftest.py); each leaves both replicas up for the next, but the last two, which
+kill them (they run in file order: the kill test leaves one restarting, the last leaves none)."""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from sfumato.protocol import (
     Cancel,
     Cancelled,
     Error,
+    ErrorCode,
     Job,
     JobParams,
     Progress,
@@ -30,8 +32,8 @@ from .conftest import infos, replicas
 pytestmark = pytest.mark.slow
 
 
-def small(job_id: str, seed: int, model: str | None = None, steps: int = 1) -> Job:
-    params = JobParams(prompt="p", width=64, height=64, steps=steps, seed=seed, model=model)
+def small(job_id: str, seed: int, model: str | None = None, steps: int = 1, side: int = 64) -> Job:
+    params = JobParams(prompt="p", width=side, height=side, steps=steps, seed=seed, model=model)
     return Job(job_id, Task.GENERATE, params)
 
 
@@ -118,7 +120,7 @@ def test_a_job_goes_to_the_replica_that_has_its_model(cluster_server: ServerProc
 
 def long_job_running(peer: Peer, job_id: str) -> tuple[Job, int]:
     """Send a 150-step job and return once it is past its second step on a replica."""
-    job = small(job_id, 7, steps=150)
+    job = small(job_id, 7, steps=150, side=128)
     peer.send(job)
     while True:
         message = peer.recv(120)
@@ -166,4 +168,46 @@ def test_a_replica_killed_mid_job_the_job_finishes_on_the_other_once(
     assert other and all(
         "kill-1" in info.finished for info in ray.get([a.info.remote() for a in other])
     )
+    peer.close()
+
+
+def running_on(job_id: str, timeout: float = 180) -> object:
+    """The replica actor running ``job_id`` now (waits for a restarting one to answer)."""
+    import ray
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for actor in replicas():
+            try:
+                info = ray.get(actor.info.options(concurrency_group="control").remote())
+            except ray.exceptions.RayActorError:  # killed for good, its name not yet free
+                continue
+            if info.running == job_id:
+                return actor
+        time.sleep(0.05)
+    raise AssertionError(f"{job_id} did not start on a replica")
+
+
+def test_a_job_whose_replica_dies_twice_ends_replica_lost_and_then_no_replica_is_left(
+    cluster_server: ServerProcess,
+) -> None:
+    """Last: it kills both replicas for good (no_restart), so Ray cannot bring them back."""
+    import ray
+
+    peer = Peer(cluster_server.url)
+    peer.hello(client_id="lost")
+    long_job_running(peer, "lost-1")
+    first = running_on("lost-1")
+    ray.kill(first, no_restart=True)
+    second = running_on("lost-1")  # the run again, on the other replica
+    assert second != first
+    ray.kill(second, no_restart=True)
+    got = peer.until(finished("lost-1"), timeout=180)
+    assert isinstance(got[-1], Error) and got[-1].code is ErrorCode.REPLICA_LOST, got[-1]
+    assert "died" in got[-1].message and "submit it again" in got[-1].message
+    assert [m for m in got if isinstance(m, Result)] == []
+    # Both down for good: a new job is not left waiting, it hears why at once.
+    after = run_one(peer, small("lost-2", 3))[-1]
+    assert isinstance(after, Error) and after.code is ErrorCode.ENGINE_UNAVAILABLE, after
+    assert "down" in after.message and "restart the server" in after.message
     peer.close()

@@ -45,6 +45,7 @@ log = logging.getLogger("sfumato.cluster")
 # Passed to every replica, so that a node started elsewhere behaves as this front door asks.
 FORWARDED_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "HF_ENDPOINT")
 REVIVE_TIMEOUT = 300.0  # seconds a restarting replica may take to answer again
+REVIVE_POLL = 0.5  # seconds between asking a restarting replica whether it is back
 
 
 @dataclass
@@ -372,19 +373,29 @@ class ClusterWorker(Worker):
             log.info("job %s: runs again on another replica", entry.job.id)
 
     async def _revive(self, slot: Slot) -> None:
-        """Wait for Ray to restart a dead replica; it takes jobs again once it answers."""
+        """Wait for Ray to restart a dead replica; it takes jobs again once it answers. Ray
+        answers "unavailable" while it restarts one and "died" once its restarts are spent."""
+        import ray
+
         actor = self._actors[slot.index]
-        try:
-            info: ReplicaInfo = await asyncio.wait_for(
-                actor.info.options(concurrency_group=CONTROL).remote(), REVIVE_TIMEOUT
-            )
-        except Exception as exc:
-            log.error("replica %s stays down: %s", slot.name, exc)
-            slot.down = True
-            self._wakeup.set()
-            return
+        deadline = time.monotonic() + REVIVE_TIMEOUT
+        while True:
+            try:
+                info: ReplicaInfo = await actor.info.options(concurrency_group=CONTROL).remote()
+                break
+            except ray.exceptions.ActorUnavailableError:  # restarting: ask again soon
+                if time.monotonic() > deadline:
+                    return self._down(slot, f"it did not restart within {REVIVE_TIMEOUT:g} s")
+                await asyncio.sleep(REVIVE_POLL)
+            except Exception as exc:  # died for good (or Ray itself is gone)
+                return self._down(slot, str(exc).splitlines()[0][:300] if str(exc) else repr(exc))
         slot.alive, slot.loaded = True, None
         log.info("replica %s restarted (pid %d on %s)", slot.name, info.pid, info.host)
+        self._wakeup.set()
+
+    def _down(self, slot: Slot, why: str) -> None:
+        log.error("replica %s stays down: %s", slot.name, why)
+        slot.down = True
         self._wakeup.set()
 
     async def _send_cancel(self, attempt: Attempt) -> None:
@@ -411,10 +422,13 @@ class ClusterWorker(Worker):
 
     async def _end_placed(self, entry: JobEntry, message: Error | Cancelled | None) -> None:
         """End a job that was taken from the queue (None: a stop interrupted it; it stays
-        journaled and runs after the restart)."""
-        self.queue.placed.pop(entry.key, None)
-        if message is not None:
-            await self.end(entry, message)
+        journaled and runs after the restart). It stays placed until its end is stored, so
+        its id is not free for a new job before a ``fetch`` can answer how it ended."""
+        try:
+            if message is not None:
+                await self.end(entry, message)
+        finally:
+            self.queue.placed.pop(entry.key, None)
 
 
 def connect_check() -> None:
