@@ -99,7 +99,9 @@ def pull(entry: ModelEntry, *, to: Path | None = None, say: Say = print) -> Pull
         }
         digest = _check(entry, snapshot, local, stage / snapshot.commit, say)
         path = (
-            _into_cache(snapshot, local, root) if dest is None else _into_folder(local, dest, stage)
+            _into_cache(snapshot, local, root, stage)
+            if dest is None
+            else _into_folder(local, dest, stage)
         )
         shutil.rmtree(stage, ignore_errors=True)
     return Pulled(entry, path, snapshot.size, digest, fetched)
@@ -284,13 +286,18 @@ def _check(
     return digest
 
 
-def _into_cache(snapshot: Snapshot, local: dict[str, Path], cache: Path) -> Path:
-    """Move the files into huggingface_hub's layout, then switch ``refs/main`` to them."""
+def _into_cache(snapshot: Snapshot, local: dict[str, Path], cache: Path, stage: Path) -> Path:
+    """Move the files into huggingface_hub's layout, then switch ``refs/main`` to them.
+
+    The snapshot folder is assembled in the staging folder (its links already relative to
+    where it will be) and renamed into ``snapshots/``, so a stop half way never leaves a
+    partial snapshot there for a loader (or ``present``) to take for a complete one."""
     repo = repo_folder(cache, snapshot.repo)
     blobs = repo / "blobs"
     blobs.mkdir(parents=True, exist_ok=True)
+    (repo / "snapshots").mkdir(exist_ok=True)
     final = repo / "snapshots" / snapshot.commit
-    fresh = repo / "snapshots" / (snapshot.commit + ".new")
+    fresh = stage / "snapshot"
     shutil.rmtree(fresh, ignore_errors=True)
     for f in snapshot.files:
         blob = blobs / (f.blob or f"sfumato-{snapshot.commit[:12]}-{f.path.replace('/', '--')}")
@@ -298,11 +305,11 @@ def _into_cache(snapshot: Snapshot, local: dict[str, Path], cache: Path) -> Path
             os.replace(local[f.path], blob)
         link = fresh / f.path
         link.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.symlink(os.path.relpath(blob, link.parent), link)
+        try:  # relative to the link's final place: snapshots/<commit>/<path>
+            os.symlink(os.path.relpath(blob, (final / f.path).parent), link)
         except OSError:  # no symlinks (Windows without developer mode): a copy, as hf does
             shutil.copy2(blob, link)
-    _swap(fresh, final)
+    _swap(fresh, final, stage / "old")
     (repo / "refs").mkdir(exist_ok=True)
     (repo / "refs" / "main").write_text(snapshot.commit, encoding="utf-8")
     return final
@@ -322,12 +329,13 @@ def _into_folder(local: dict[str, Path], dest: Path, stage: Path) -> Path:
                 os.link(src, target)
             except OSError:
                 shutil.copy2(src, target)
-    _swap(fresh, dest)
+    _swap(fresh, dest, stage / "old")
     return dest
 
 
-def _swap(fresh: Path, final: Path) -> None:
-    old = final.with_name(final.name + ".old")
+def _swap(fresh: Path, final: Path, old: Path) -> None:
+    """``fresh`` becomes ``final`` in two renames; the replaced folder goes to ``old`` (in the
+    staging folder, on the same disk) and is deleted."""
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():
         os.replace(final, old)
