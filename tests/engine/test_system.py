@@ -80,3 +80,30 @@ def test_the_device_label_and_memory_are_the_chosen_gpus(
     assert facts.vram() == totals[index]
     assert facts.device_label() == f"cuda:{index} gpu{index}"
     assert TorchFacts("t", "cpu", gpus=gpus, device="cpu").vram() == 0
+
+
+devices = st.sampled_from(["cpu", "mps", "cuda", "cuda:0", "cuda:1", ""])
+
+
+@FAST
+@given(
+    st.sampled_from(["cuda", "rocm", "cpu"]),
+    st.lists(st.integers(1, 2**40), max_size=3),
+    devices,
+    st.booleans(),
+    st.text(max_size=20),
+)
+def test_one_verdict_about_the_device_whatever_the_machine(
+    build: str, totals: list[int], device: str, mps: bool, problem: str
+) -> None:
+    """Exactly one line says where jobs run or why they cannot; FAIL only for a device the
+    machine lacks; every WARN and FAIL carries a fix."""
+    gpus = tuple(Gpu(i, f"gpu{i}", t) for i, t in enumerate(totals))
+    facts = TorchFacts("2.5.1", build, gpus=gpus, mps=mps, device="" if problem else device or "cpu",
+                       device_problem=problem)  # fmt: skip
+    lines = torch_findings(facts)
+    verdicts = [f for f in lines if f.text.startswith("jobs will run on") or f.level is Level.FAIL]
+    assert len(verdicts) == 1, lines
+    assert (verdicts[0].level is Level.FAIL) == bool(problem)
+    assert all(f.fix for f in lines if f.level in (Level.WARN, Level.FAIL))
+    assert len([f for f in lines if f.text.startswith("cuda:")]) == len(gpus)

@@ -6,11 +6,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from sfumato.protocol import SystemInfo
 from sfumato.registry import Registry
 from sfumato.service.config import ServerConfig
-from sfumato.service.health import system_info
+from sfumato.service.health import _short, system_info
 
+from ..protocol.strategies import FAST
 from .conftest import Peer
 
 
@@ -56,3 +60,16 @@ def test_a_missing_default_model_is_a_warning_and_counted(tmp_path: Path) -> Non
     assert "the default model house: weights missing" in warning
     assert str(tmp_path / "weights" / "house") in warning
     assert not any("other" in w for w in system.warnings)  # counted, not repeated
+
+
+@FAST
+@given(st.integers(0, 40))
+def test_a_welcome_keeps_a_few_warnings_and_counts_the_rest(count: int) -> None:
+    warnings = tuple(f"w{n}" for n in range(count))
+    kept = _short(warnings)
+    assert len(kept) == min(count, 8)
+    if count <= 8:
+        assert kept == warnings
+    else:
+        assert kept[:7] == warnings[:7]
+        assert kept[7] == f"{count - 7} more: run `sfumato doctor` on the server machine"
