@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -23,6 +27,27 @@ bright = "bright light"
 dark = "at night"
 """
 TOKEN = "rev iew#&=+%token"  # URL-special characters: the printed URL must encode them
+
+
+def call(base: str, method: str, path: str, body: Any = None, **headers: str) -> tuple[int, Any]:
+    """One request with exactly the headers given (and Host, which HTTP/1.1 requires)."""
+    parts = urlsplit(base)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    data = (
+        None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    )
+    send = {"Host": parts.netloc, **headers}
+    if data is not None:
+        send.setdefault("Content-Type", "application/json")
+    conn.request(method, path, body=data, headers=send)
+    response = conn.getresponse()
+    raw = response.read()
+    conn.close()
+    kind = response.getheader("Content-Type", "")
+    return response.status, json.loads(raw) if kind == "application/json" else raw
+
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def sfumato(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:

@@ -19,7 +19,7 @@ import pytest
 from sfumato.review import Decision, Decisions
 
 from ..ci import missing
-from .conftest import TOKEN
+from .conftest import AUTH, TOKEN, call
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 WAIT = 30  # seconds; generous, a 2-core CI box runs other tests beside this one
@@ -158,6 +158,12 @@ def test_pick_two_comment_one_reload_and_they_are_still_there(
         stored = store.all()
     assert {k for k, v in stored.items() if v.decision is Decision.PICK} == {first, second}
     assert stored[second].comment == "use for the poster" and stored[first].reviewer == "cd"
+
+    # another reviewer decides meanwhile (here: straight through the API): the page follows
+    status, _ = call(r.base, "POST", "/api/decision", {"key": others[1], "star": True}, **AUTH)
+    assert status == 200
+    until(browser, lambda d: card(d, others[1]).get_attribute("data-star") == "true", "poll")
+    assert "1 starred" in browser.find_element(By.ID, "counts").text
 
     r.kill()  # the server gone: a click is not shown as decided, and the page says so
     card(browser, others[0]).find_element(By.CSS_SELECTOR, ".pick").click()

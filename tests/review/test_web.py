@@ -3,34 +3,11 @@ change nothing; decisions survive a killed process."""
 
 from __future__ import annotations
 
-import http.client
-import json
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .conftest import TOKEN
-
-
-def call(base: str, method: str, path: str, body: Any = None, **headers: str) -> tuple[int, Any]:
-    """One request with exactly the headers given (and Host, which HTTP/1.1 requires)."""
-    parts = urlsplit(base)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-    data = (
-        None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
-    )
-    send = {"Host": parts.netloc, **headers}
-    if data is not None:
-        send.setdefault("Content-Type", "application/json")
-    conn.request(method, path, body=data, headers=send)
-    response = conn.getresponse()
-    raw = response.read()
-    conn.close()
-    kind = response.getheader("Content-Type", "")
-    return response.status, json.loads(raw) if kind == "application/json" else raw
-
-
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
+from .conftest import AUTH, call
 
 
 def items(base: str) -> dict[str, dict[str, Any]]:

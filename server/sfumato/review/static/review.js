@@ -241,6 +241,26 @@ async function load() {
   }
 }
 
+// Another reviewer (another tab, another machine's browser) may decide too: every few seconds
+// the page asks for the current decisions and repaints the cards that changed.
+const POLL_MS = 3000;
+async function poll() {
+  if (document.hidden || !state.items.length) return;
+  try {
+    const data = await (await api("/api/items")).json();
+    let changed = false;
+    for (const fresh of data.items) {
+      const item = state.byKey.get(fresh.key);
+      if (!item || item.updated === fresh.updated) continue;
+      Object.assign(item, fresh);
+      changed = true;
+      document.querySelectorAll(`.card[data-key="${CSS.escape(fresh.key)}"]`).forEach((n) => paint(n, item));
+    }
+    if (changed) { counts(); paintAB(); }
+  } catch (_) { /* the next decision reports a lost server */ }
+}
+setInterval(poll, POLL_MS);
+
 $("#group").addEventListener("change", render);
 $("#show").addEventListener("change", render);
 $("#compare").addEventListener("click", openAB);
