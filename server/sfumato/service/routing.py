@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("sfumato.server")
 CAPABILITIES = (
     "generate", "refine", "inpaint", "variants", "cancel", "fetch",
-    "control", "lora", "tile", "preview", "outpaint", "upscale", "multiview",
+    "control", "lora", "tile", "preview", "outpaint", "upscale", "multiview", "train",
 )  # fmt: skip
 SUSPENDED = "suspended"  # progress stage: the server stops; the job runs after the restart
 
