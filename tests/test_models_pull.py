@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sfumato.registry.hubfiles import select
+from sfumato.registry.hubfiles import components, select
 
 from .fakehub import FakeHub, Stall, fake_hub
 
@@ -107,6 +107,8 @@ def test_pull_with_family_lands_in_the_cache_listed_present_and_diffusers_loads_
         "unet/diffusion_pytorch_model.fp16.safetensors": b"half" * 100,
         "unet/diffusion_pytorch_model.bin": b"pickle" * 100,
         "safety_checker/model.safetensors": b"checker" * 100,
+        "vae_1_0/diffusion_pytorch_model.safetensors": b"older vae" * 100,  # not in model_index
+        "vae_1_0/config.json": b"{}",
         "README.md": b"# card",
     }
     hub.put_folder("org/base", tiny_sd15, distractors)
@@ -142,7 +144,8 @@ def test_pull_with_family_lands_in_the_cache_listed_present_and_diffusers_loads_
         assert name not in fetched, f"{name} is not part of a diffusers load and was downloaded"
     after = listing(tmp_path, reg)
     assert all(after[n]["present"] for n in ("real", "depth", "fast"))
-    wanted = {p: (tiny_sd15 / p).read_bytes() for p in select(hub.repos["org/base"])}
+    parts = components((tiny_sd15 / "model_index.json").read_text())
+    wanted = {p: (tiny_sd15 / p).read_bytes() for p in select(hub.repos["org/base"], parts)}
     assert after["real"]["size"] == sum(len(d) for d in wanted.values())
     assert f"sha256 {manifest(wanted)}" in proc.stdout  # the pin is over exactly those bytes
     assert f"sha256 {manifest(control)}" in proc.stdout
@@ -274,13 +277,19 @@ SUFFIXES = st.sampled_from(
 PATHS = st.builds(lambda f, n, v, s: f + n + v + s, FOLDERS, NAMES, VARIANTS, SUFFIXES)
 
 
-@given(paths=st.lists(PATHS, unique=True, max_size=30), pipeline=st.booleans())
+PARTS = st.none() | st.sets(st.sampled_from(["unet", "vae", "text_encoder", "safety_checker"]))
+
+
+@given(paths=st.lists(PATHS, unique=True, max_size=30), pipeline=st.booleans(), parts=PARTS)
 def test_selection_keeps_configs_and_one_plain_weight_format_per_folder(
-    paths: list[str], pipeline: bool
+    paths: list[str], pipeline: bool, parts: set[str] | None
 ) -> None:
     if pipeline:
         paths = ["model_index.json", *paths]
-    chosen = select(paths)
+    chosen = select(paths, parts)
+    if pipeline and parts is not None:  # only the folders model_index.json names
+        assert all("/" not in p or p.split("/")[0] in parts for p in chosen)
+        paths = [p for p in paths if "/" not in p or p.split("/")[0] in parts]
     assert chosen == [p for p in paths if p in chosen], "a subset, in the repo's order"
     assert [p for p in paths if p.endswith((".json", ".txt"))] == [
         p for p in chosen if p.endswith((".json", ".txt"))

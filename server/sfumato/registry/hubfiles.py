@@ -10,6 +10,7 @@ cost several times the download the model needs.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -49,16 +50,19 @@ def _is_variant(name: str) -> bool:
     return "." in PurePosixPath(name).stem
 
 
-def select(paths: Iterable[str]) -> list[str]:
+def select(paths: Iterable[str], components: set[str] | None = None) -> list[str]:
     """The files of a repo that a diffusers loader needs, in the repo's order.
 
     Configs and tokenizer files everywhere; per folder, the weights in diffusers' own naming:
     the plain (non-variant) ``.safetensors`` files, or the plain ``.bin`` files where a folder
     has no safetensors. In a pipeline repo (one with ``model_index.json``) the root's weight
     files are single-file checkpoints (not what ``from_pretrained`` reads) and are left out,
-    as is the safety checker."""
+    as is the safety checker; ``components`` (the parts model_index.json names) leaves out the
+    other folders too (SDXL's repo also holds an older VAE and ONNX exports)."""
     paths = [p for p in paths if not PurePosixPath(p).name.startswith(".")]
     pipeline = "model_index.json" in paths
+    if pipeline and components is not None:
+        paths = [p for p in paths if "/" not in p or PurePosixPath(p).parts[0] in components]
     weights: dict[str, list[str]] = defaultdict(list)
     for path in paths:
         folder = str(PurePosixPath(path).parent)
@@ -77,11 +81,13 @@ def select(paths: Iterable[str]) -> list[str]:
     return [p for p in paths if p in keep or p.endswith(CONFIG_SUFFIXES)]
 
 
-def snapshot_from_api(repo: str, commit: str, siblings: Iterable[object]) -> Snapshot:
+def snapshot_from_api(
+    repo: str, commit: str, siblings: Iterable[object], components: set[str] | None = None
+) -> Snapshot:
     """A :class:`Snapshot` of the selected files from huggingface_hub's ``RepoSibling`` list."""
     by_path = {getattr(s, "rfilename", ""): s for s in siblings}
     files = []
-    for path in select(by_path):
+    for path in select(by_path, components):
         sib = by_path[path]
         lfs = getattr(sib, "lfs", None)
         sha256 = (lfs.get("sha256") if isinstance(lfs, dict) else getattr(lfs, "sha256", "")) or ""
@@ -91,6 +97,13 @@ def snapshot_from_api(repo: str, commit: str, siblings: Iterable[object]) -> Sna
         blob = sha256 or getattr(sib, "blob_id", None) or ""
         files.append(RemoteFile(path=path, size=int(size or 0), blob=blob, sha256=sha256))
     return Snapshot(repo=repo, commit=commit, files=tuple(files))
+
+
+def components(model_index: str) -> set[str]:
+    """The parts a pipeline's ``model_index.json`` names (``"unet": ["diffusers", …]``);
+    parts set to null are not loaded."""
+    data = json.loads(model_index)
+    return {k for k, v in data.items() if isinstance(v, list) and v and v[0] is not None}
 
 
 def repo_folder(cache: Path, repo: str) -> Path:

@@ -25,7 +25,14 @@ from pathlib import Path
 
 from ..protocol.errors import SfumatoError
 from .digest import file_sha256, is_weight, manifest_sha256
-from .hubfiles import RemoteFile, Snapshot, cached_snapshot, repo_folder, snapshot_from_api
+from .hubfiles import (
+    RemoteFile,
+    Snapshot,
+    cached_snapshot,
+    components,
+    repo_folder,
+    snapshot_from_api,
+)
 from .rules import ModelEntry, Registry
 from .weights import hub_cache
 
@@ -142,13 +149,32 @@ def remote(repo: str, revision: str = "main") -> Snapshot:
         raise _hub_error(exc, f"{endpoint()}/api/models/{repo}", repo) from exc
     if not info.sha:
         raise PullError(f"{endpoint()} gave no commit for {repo}; retry, or check HF_ENDPOINT")
-    snap = snapshot_from_api(repo, info.sha, info.siblings or ())
+    siblings = info.siblings or ()
+    parts = None
+    if any(getattr(s, "rfilename", "") == "model_index.json" for s in siblings):
+        parts = components(_small_file(repo, info.sha, "model_index.json"))
+    snap = snapshot_from_api(repo, info.sha, siblings, parts)
     if not any(is_weight(f.path) for f in snap.files):
         raise PullError(
             f"{repo} at {endpoint()} holds no weights in diffusers' layout (*.safetensors or "
             "*.bin under the model's folders); point the registry entry at a diffusers repo"
         )
     return snap
+
+
+def _small_file(repo: str, commit: str, path: str) -> str:
+    """One small file's text, read straight from the hub (not cached: a half-pulled model
+    must not look present)."""
+    from huggingface_hub import hf_hub_url
+    from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+
+    url = hf_hub_url(repo, path, revision=commit, endpoint=endpoint())
+    try:
+        response = get_session().get(url, headers=build_hf_headers(), follow_redirects=True)
+        hf_raise_for_status(response)
+    except Exception as exc:
+        raise _hub_error(exc, url, repo) from exc
+    return str(response.text)
 
 
 def _already_here(snapshot: Snapshot, dest: Path | None, root: Path) -> dict[str, Path]:
