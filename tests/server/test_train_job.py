@@ -172,3 +172,12 @@ def test_train_jobs_that_cannot_run_are_refused_naming_the_field(trainer) -> Non
     assert "for task train only" in error.message
     assert not {"x1", "x2"} & set(Registry.load(registry).names())  # nothing was added
     peer.close()
+
+
+def test_a_cluster_server_does_not_offer_training() -> None:
+    """Training needs the in-process worker; a server on Ray replicas neither announces
+    `train` nor queues it (routing refuses it as unsupported, naming the way to train)."""
+    from sfumato.service.routing import CAPABILITIES, capabilities
+
+    assert "train" in CAPABILITIES and capabilities(False) == CAPABILITIES
+    assert capabilities(True) == tuple(c for c in CAPABILITIES if c != "train")

@@ -46,6 +46,13 @@ CAPABILITIES = (
     "generate", "refine", "inpaint", "variants", "cancel", "fetch",
     "control", "lora", "tile", "preview", "outpaint", "upscale", "multiview", "train",
 )  # fmt: skip
+
+
+def capabilities(cluster: bool) -> tuple[str, ...]:
+    """What welcome announces: training needs the in-process worker (service/trainjob.py)."""
+    return tuple(c for c in CAPABILITIES if not (cluster and c == "train"))
+
+
 SUSPENDED = "suspended"  # progress stage: the server stops; the job runs after the restart
 
 
@@ -94,7 +101,7 @@ class Router:
             Welcome(
                 server=__version__,
                 protocol=PROTOCOL_VERSION,
-                capabilities=CAPABILITIES,
+                capabilities=capabilities(server.config.cluster.ray),
                 models=server.registry.infos(),
                 default_model=server.default_model,
                 limits=server.config.limits,
@@ -122,6 +129,14 @@ class Router:
             model = admit(job, server.registry, server.default_model, sendable).name
         except Refusal as refusal:
             return refuse(refusal.code, refusal.message, refusal.field)
+        if job.task.value == "train" and server.config.cluster.ray:
+            return refuse(
+                ErrorCode.UNSUPPORTED,
+                "task: train runs on a single-process server, and this one runs its jobs on a "
+                "Ray cluster (serve --ray); train with `sfumato train-lora`, or on a server "
+                "started without --ray (with --registry FILE --datasets DIR)",
+                "task",
+            )
         limit = server.config.limits.max_queued_jobs
         if server.queue.load(conn.owner) >= limit:  # per identity, over all its connections
             return refuse(
