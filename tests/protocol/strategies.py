@@ -171,6 +171,7 @@ def multiview_jobs(draw: st.DrawFn) -> Job:
         width=64,
         height=64,
         variants=1,
+        tile=Tile.NONE,
         paint=draw(st.sampled_from(Paint)),
         bounds=draw(st.just(()) | bounds),
     )

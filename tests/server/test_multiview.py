@@ -16,6 +16,7 @@ from sfumato.protocol import (
     Cancelled,
     Error,
     ErrorCode,
+    Fetch,
     Job,
     Paint,
     Progress,
@@ -73,6 +74,11 @@ def test_position_paint_over_the_wire_bakes_the_position_map(peer: Peer) -> None
     expected = np.rint(np.clip((position + 1) / 2, 0, 1) * 255)
     error = np.abs(texture[..., :3].astype(float) - expected)[covered]
     assert covered.mean() > 0.35 and error.max() <= 2
+    # the stored result, fetched again, is the same: texture, views and coverage
+    peer.send(Fetch(job.id))
+    again = peer.until(finished(job.id))[-1]
+    assert isinstance(again, Result) and again.coverage == result.coverage
+    assert again.images == result.images
 
 
 def test_cancel_within_a_view(peer: Peer) -> None:

@@ -370,6 +370,12 @@ class Job:
                 "per seed to compare",
                 "params.variants",
             )
+        if self.params.tile is not Tile.NONE:
+            raise _bad(
+                "task multiview paints views of an object, which do not tile; leave "
+                "params.tile out (the UV texture's seams come from the object's islands)",
+                "params.tile",
+            )
         self.params.check_size(limits)
         self.multiview.check(self.params.width, self.params.height, limits)
         if self.params.paint is Paint.GENERATE and len(self.multiview.views) > 1:

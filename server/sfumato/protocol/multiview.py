@@ -174,7 +174,9 @@ class MultiviewInputs:
 
     def check(self, width: int, height: int, limits: Limits) -> None:
         if not self.views:
-            raise _bad("task multiview needs inputs.views: 1 to 16 cameras' passes", "inputs.views")
+            raise _bad(
+                "task multiview needs inputs.views: send 1 to 16 cameras' passes", "inputs.views"
+            )
         for n, view in enumerate(self.views):
             view.check(f"inputs.views[{n}]", width, height)
         tw, th = self.texture_size
