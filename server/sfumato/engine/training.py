@@ -129,14 +129,19 @@ def train_lora(
     loaded = Loader(cache_dir, device).load(base)
     pipe = loaded.base
     encoded = _encode(pipe, dataset, options.resolution, device, base.family)
+    _offload_encoders(pipe, device)
     unet = pipe.unet
     scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
     params = _add_lora(unet, options)
     optimizer = torch.optim.AdamW(params, lr=options.learning_rate, weight_decay=1e-2)
     generator = torch.Generator("cpu").manual_seed(options.seed)
+    # fp16 on CUDA: autocast, and loss scaling so that small fp16 gradients do not flush to
+    # zero (what accelerate's mixed precision does in diffusers' scripts); off elsewhere.
+    half = device.startswith("cuda") and loaded.dtype == torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=half)
     start = 0
     if latest is not None:
-        start = _restore(latest, run, unet, optimizer, generator)
+        start = _restore(latest, run, unet, optimizer, generator, scaler)
     if start >= options.steps:
         raise TrainingError(
             f"--resume: the checkpoint is at step {start}, which is already --steps "
@@ -147,31 +152,30 @@ def train_lora(
         if device.startswith("cuda") and loaded.dtype != torch.float32
         else nullcontext()
     )
+    state = (optimizer, generator, scaler)
     unet.train()
     losses: list[float] = []
     step = start
     saved = start
     while step < options.steps:
         if is_cancelled():
-            where = (
-                _save(checkpoints, step, run, unet, optimizer, generator)
-                if step > saved
-                else latest
-            )
+            where = _save(checkpoints, step, run, unet, *state) if step > saved else latest
             raise TrainingCancelled(step, where or _latest(checkpoints))
         batch = [encoded[i] for i in _indices(step, options, len(encoded))]
         with autocast:
             loss = _loss(unet, scheduler, batch, generator, device, loaded.dtype)
-        loss.backward()
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(params, options.max_grad_norm)
-        optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
         optimizer.zero_grad(set_to_none=True)
         step += 1
         losses.append(float(loss.detach().cpu()))
         if on_step is not None:
             on_step(TrainStep(step, options.steps, losses[-1]))
         if step % options.checkpoint_every == 0 or step == options.steps:
-            latest = _save(checkpoints, step, run, unet, optimizer, generator)
+            latest = _save(checkpoints, step, run, unet, *state)
             saved = step
     unet.eval()
     lora = _write_lora(pipe, unet, out_dir, name)
@@ -225,6 +229,19 @@ def _encode(
     if upcast:
         vae.to(pipe.unet.dtype)
     return out
+
+
+def _offload_encoders(pipe: Pipeline, device: str) -> None:
+    """The VAE and text encoders are done once the dataset is encoded: off the accelerator,
+    so the UNet's activations and gradients have its memory (SDXL's encoders are ~1.6 GB)."""
+    if device == "cpu":
+        return
+    for name in ("vae", "text_encoder", "text_encoder_2"):
+        part = getattr(pipe, name, None)
+        if part is not None:
+            part.to("cpu")
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
 
 
 def _add_lora(unet: Any, options: TrainOptions) -> list[torch.nn.Parameter]:
@@ -300,6 +317,7 @@ def _save(
     unet: Any,
     optimizer: torch.optim.Optimizer,
     generator: torch.Generator,
+    scaler: torch.amp.GradScaler,
 ) -> Path:
     """``folder/step-NNNNNN``: LoRA weights (safetensors), optimizer + generator state, the run's
     options; written beside and renamed into place, the oldest beyond a few removed."""
@@ -312,7 +330,10 @@ def _save(
         n: p.detach().cpu().contiguous() for n, p in unet.named_parameters() if p.requires_grad
     }
     save_file(trained, str(scratch / "lora.safetensors"))
-    state = {"step": step, "optimizer": optimizer.state_dict(), "generator": generator.get_state()}
+    state = {
+        "step": step, "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
+        "scaler": scaler.state_dict(),
+    }  # fmt: skip
     torch.save(state, scratch / "state.pt")
     (scratch / "run.json").write_text(json.dumps(run, indent=1), encoding="utf-8")
     if target.exists():
@@ -334,6 +355,7 @@ def _restore(
     unet: Any,
     optimizer: torch.optim.Optimizer,
     generator: torch.Generator,
+    scaler: torch.amp.GradScaler,
 ) -> int:
     """Load a checkpoint into the fresh LoRA, optimizer and generator; returns its step."""
     from safetensors.torch import load_file
@@ -347,6 +369,8 @@ def _restore(
     state = torch.load(checkpoint / "state.pt", map_location="cpu", weights_only=True)
     optimizer.load_state_dict(state["optimizer"])
     generator.set_state(state["generator"])
+    if state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
     return int(state["step"])
 
 
