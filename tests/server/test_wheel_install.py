@@ -26,7 +26,6 @@ from pathlib import Path
 import pytest
 
 from sfumato import __version__
-from sfumato.packaging import build_all
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = ("numpy", "msgpack", "websockets")
@@ -95,7 +94,17 @@ def test_the_wheel_installs_alone_and_builds_both_zips(tmp_path: Path) -> None:
     where = run(python, "-c", "import sfumato; print(sfumato.__file__)", cwd=tmp_path, env=env)
     assert Path(where.strip()).is_relative_to(venv), where  # the wheel's, not the checkout's
 
-    checkout = build_all(tmp_path / "from-checkout")  # fills the download caches, if empty
+    # The same sources as a checkout builds them (the copy, not the live tree, which other
+    # work may change meanwhile); this also fills the download caches when they are empty.
+    copied = {**env, "PYTHONPATH": str(src / "server")}
+    probe = "import sfumato.packaging as p; print(p.plugin_source('krita_plugin'))"
+    assert run(sys.executable, "-c", probe, cwd=tmp_path, env=copied).strip() == str(
+        src / "krita_plugin"
+    )
+    out = run(sys.executable, "-m", "sfumato.cli", "package", "all", "--out",
+              tmp_path / "from-checkout", cwd=tmp_path, env=copied)  # fmt: skip
+    checkout = [Path(line) for line in out.splitlines()]
+    assert len(checkout) == 2
     printed = run(sfumato, "package", "all", "--out", tmp_path / "zips", cwd=tmp_path, env=env)
     installed = [Path(line) for line in printed.splitlines()]
     assert [p.name for p in installed] == [p.name for p in checkout]
@@ -103,7 +112,8 @@ def test_the_wheel_installs_alone_and_builds_both_zips(tmp_path: Path) -> None:
     for ours, theirs in zip(installed, checkout, strict=True):
         with zipfile.ZipFile(ours) as a, zipfile.ZipFile(theirs) as b:
             assert a.namelist() == b.namelist(), ours.name
-            assert all(a.read(n) == b.read(n) for n in a.namelist()), ours.name
+            differ = [n for n in a.namelist() if a.read(n) != b.read(n)]
+            assert differ == [], (ours.name, differ)
     with zipfile.ZipFile(installed[0]) as blender:
         members = set(blender.namelist())
         assert {"blender_manifest.toml", "__init__.py"} <= members
