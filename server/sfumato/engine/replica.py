@@ -57,11 +57,13 @@ class Replica:
         on_step: StepFn,
         is_cancelled: Callable[[], bool],
         on_status: StatusFn | None = None,
+        on_stage: Callable[[str], None] | None = None,
     ) -> EngineOutput:
-        """Load the job's model (``params.model``, resolved by the front door), then run it."""
+        """Load the job's model (``params.model``, resolved by the front door), then run it
+        (``on_stage``: multiview's "view i/n", as in process)."""
         assert job.params.model is not None, "the front door resolves the model"
         self.load(job.params.model, on_status)
-        return self.engine.run(job, on_step=on_step, is_cancelled=is_cancelled)
+        return self.engine.run(job, on_step=on_step, is_cancelled=is_cancelled, on_stage=on_stage)
 
     def describe(self) -> str:
         return self.engine.describe()
