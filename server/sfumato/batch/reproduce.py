@@ -12,7 +12,7 @@ import numpy as np
 
 from ..client import Client, make_job
 from ..imageio import read_image, read_mask
-from ..protocol import LoraRef, SfumatoError, Tile
+from ..protocol import LoraRef, Paint, SfumatoError, Tile
 from ..provenance import verify_png
 
 
@@ -32,6 +32,8 @@ def job_params(facts: dict[str, Any]) -> dict[str, Any]:
     expand = params.get("expand") or {}
     params["expand"] = tuple(int(expand.get(k, 0)) for k in ("left", "top", "right", "bottom"))
     params["tile"] = Tile(params.get("tile", "none"))
+    params["paint"] = Paint(params.get("paint", "generate"))  # credentials hold the wire value
+    params["bounds"] = tuple(float(v) for v in params.get("bounds", ()))
     params["loras"] = tuple(
         LoraRef(lo["name"], float(lo["weight"])) for lo in params.get("loras", ())
     )
