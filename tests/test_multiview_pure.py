@@ -11,7 +11,14 @@ from hypothesis import strategies as st
 
 from sfumato.engine.multiview import Camera, edge_distance, position_colours
 from sfumato.engine.multiview_bake import Bake, ViewGeometry, ViewStats, bake_views
-from sfumato.engine.multiview_scene import Box, look_at, perspective, render, sphere_maps
+from sfumato.engine.multiview_scene import (
+    Box,
+    look_at,
+    orthographic,
+    perspective,
+    render,
+    sphere_maps,
+)
 
 SIZE = (96, 96)
 TEXTURE = 128
@@ -29,11 +36,13 @@ def expected_colours(position: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np
     return np.rint(np.clip((position - lo) / (hi - lo), 0, 1) * 255)
 
 
-def position_bake(eyes: list[tuple[float, ...]], boxes: tuple[Box, ...] = ()) -> tuple:
+def position_bake(
+    eyes: list[tuple[float, ...]], boxes: tuple[Box, ...] = (), ortho: float | None = None
+) -> tuple:
     position, normal, texels = sphere_maps(TEXTURE)
     bake = Bake(position, normal, texels)
     lo, hi = bake.bounds()
-    passes = [render(eye, SIZE, boxes=boxes) for eye in eyes]
+    passes = [render(eye, SIZE, boxes=boxes, ortho_scale=ortho) for eye in eyes]
     stats: list[ViewStats] = []
 
     def paint(n: int, init: object, mask: object) -> np.ndarray:
@@ -63,6 +72,16 @@ def test_position_paint_bakes_the_position_map(boxes: tuple[Box, ...], least: fl
     # the coverage figures add up: each covered texel had one first view
     assert sum(s.new for s in stats) == np.count_nonzero(covered)
     assert len(images) == len(RING + POLES) and all(i.shape == (*SIZE, 3) for i in images)
+
+
+def test_position_paint_with_orthographic_cameras() -> None:
+    """The same check through orthographic cameras (parallel rays, a constant view axis)."""
+    bake, _, stats, expected = position_bake(RING + POLES, ortho=2.4)
+    texture = bake.texture()
+    covered = texture[..., 3] == 255
+    error = np.abs(texture[..., :3].astype(float) - expected)[covered]
+    assert error.max() <= 2 and bake.covered() >= 0.995
+    assert sum(s.new for s in stats) == np.count_nonzero(covered)
 
 
 def segment_hits_box(eye: np.ndarray, points: np.ndarray, box: Box) -> np.ndarray:
@@ -180,10 +199,13 @@ cameras = st.builds(
 
 
 @settings(max_examples=60, deadline=None)
-@given(cameras, st.data())
-def test_pixel_to_world_to_pixel_round_trip(camera: tuple, data: st.DataObject) -> None:
+@given(cameras, st.booleans(), st.data())
+def test_pixel_to_world_to_pixel_round_trip(
+    camera: tuple, ortho: bool, data: st.DataObject
+) -> None:
     eye, fov, (w, h) = camera
-    cam = Camera(look_at(np.array(eye), np.zeros(3)), perspective(fov, w / h), w, h)
+    proj = orthographic(fov / 10, w / h) if ortho else perspective(fov, w / h)
+    cam = Camera(look_at(np.array(eye), np.zeros(3)), proj, w, h)
     depth = data.draw(st.floats(0.2, 90.0))
     world = cam.unproject(np.full((h, w), depth))
     x, y, d = cam.project(world.reshape(-1, 3))
@@ -194,11 +216,11 @@ def test_pixel_to_world_to_pixel_round_trip(camera: tuple, data: st.DataObject) 
 
 
 @settings(max_examples=25, deadline=None)
-@given(cameras)
-def test_ray_cast_hits_project_back_to_their_pixels(camera: tuple) -> None:
+@given(cameras, st.booleans())
+def test_ray_cast_hits_project_back_to_their_pixels(camera: tuple, ortho: bool) -> None:
     """The scene's ray caster (closed form) and the core's projection agree on every hit."""
     eye, fov, (w, h) = camera
-    view = render(eye, (w, h), fov_y=fov)
+    view = render(eye, (w, h), fov_y=fov, ortho_scale=fov / 20 if ortho else None)
     hit = view.mask[..., 0] == 255
     x, y, d = view.camera.project(view.hit[hit])
     ys, xs = np.nonzero(hit)

@@ -92,18 +92,22 @@ class Camera:
 
     def unproject(self, depth: np.ndarray) -> np.ndarray:
         """The world position each pixel sees (H×W×3, float64) from its view-space depth
-        (H×W or H×W×1): the pixel centre's ray, scaled to that depth."""
+        (H×W or H×W×1): where the pixel centre's ray reaches that depth. The ray is the line
+        through its points at NDC z = −1 and z = 1, so perspective and orthographic cameras
+        are the same code."""
         h, w = self.height, self.width
         d = np.asarray(depth, np.float64).reshape(h, w)
         xs = (2.0 * np.arange(w) + 1.0) / w - 1.0
         ys = 1.0 - (2.0 * np.arange(h) + 1.0) / h
         ndc = np.stack(np.broadcast_arrays(xs[None, :], ys[:, None]), axis=-1)  # H×W×2
         inv = np.linalg.inv(self.projection)
-        # a point on each pixel's ray (NDC z = 0), in camera space
-        near = ndc[..., 0:1] * inv[:, 0] + ndc[..., 1:2] * inv[:, 1] + inv[:, 3]
-        ray = near[..., :3] / near[..., 3:4]
+        on_ray = ndc[..., 0:1] * inv[:, 0] + ndc[..., 1:2] * inv[:, 1] + inv[:, 3]
+        near = on_ray - inv[:, 2]  # NDC z = −1, homogeneous camera space
+        far = on_ray + inv[:, 2]  # NDC z = +1
         with np.errstate(divide="ignore", invalid="ignore"):
-            cam = ray * (d / -ray[..., 2])[..., None]  # view-space depth d = −z
+            a, b = near[..., :3] / near[..., 3:4], far[..., :3] / far[..., 3:4]
+            t = (-d - a[..., 2]) / (b[..., 2] - a[..., 2])  # view-space depth d = −z
+            cam = a + (b - a) * t[..., None]
         c2w = np.linalg.inv(self.world_to_camera)
         return np.asarray(cam @ c2w[:3, :3].T + c2w[:3, 3])
 

@@ -45,6 +45,20 @@ def perspective(fov_y: float, aspect: float, near: float = 0.1, far: float = 100
     )
 
 
+def orthographic(scale: float, aspect: float, near: float = 0.1, far: float = 100.0) -> np.ndarray:
+    """OpenGL camera → clip of an orthographic camera ``scale`` units tall."""
+    top = scale / 2
+    right = top * aspect
+    return np.array(
+        [
+            [1 / right, 0, 0, 0],
+            [0, 1 / top, 0, 0],
+            [0, 0, -2 / (far - near), -(far + near) / (far - near)],
+            [0, 0, 0, 1],
+        ]
+    )
+
+
 @dataclass(frozen=True)
 class Box:
     lo: tuple[float, float, float]
@@ -90,28 +104,35 @@ def render(
     boxes: tuple[Box, ...] = (),
     radius: float = 1.0,
     boxes_are_target: bool = False,
+    ortho_scale: float | None = None,
 ) -> ViewPasses:
     """Ray-cast a sphere of ``radius`` at the origin (the target) and ``boxes`` (occluders;
     with ``boxes_are_target`` they count as parts of the target in the mask, as a
-    self-occluding mesh would, so that only the depth test can tell what they hide)."""
+    self-occluding mesh would, so that only the depth test can tell what they hide).
+    ``ortho_scale``: an orthographic camera that many units tall instead of a perspective
+    one of ``fov_y``."""
     width, height = size
     w2c = look_at(np.asarray(eye), np.asarray(target))
-    proj = perspective(fov_y, width / height)
+    aspect = width / height
+    proj = perspective(fov_y, aspect) if ortho_scale is None else orthographic(ortho_scale, aspect)
     camera = Camera(w2c, proj, width, height)
     c2w = np.linalg.inv(w2c)
     xs = (2 * np.arange(width) + 1) / width - 1
     ys = 1 - (2 * np.arange(height) + 1) / height
-    # camera-space ray through each pixel centre, at view-space depth 1 (z = −1)
-    dirs_cam = np.stack(
-        np.broadcast_arrays(xs[None, :] / proj[0, 0], ys[:, None] / proj[1, 1], -np.ones(1)),
-        axis=-1,
-    )
-    dirs = dirs_cam @ c2w[:3, :3].T  # world, |dir| ≥ 1; t along it = view-space depth
-    origin = c2w[:3, 3]
+    grid_x, grid_y = np.broadcast_arrays(xs[None, :], ys[:, None])
+    if ortho_scale is None:
+        # camera-space ray through each pixel centre, at view-space depth 1 (z = −1)
+        dirs_cam = np.stack([grid_x / proj[0, 0], grid_y / proj[1, 1], -np.ones_like(grid_x)], -1)
+        origin = np.broadcast_to(c2w[:3, 3], dirs_cam.shape)
+    else:  # parallel rays from the camera plane
+        dirs_cam = np.broadcast_to(np.array([0.0, 0.0, -1.0]), (*grid_x.shape, 3))
+        plane = np.stack([grid_x / proj[0, 0], grid_y / proj[1, 1], np.zeros_like(grid_x)], -1)
+        origin = plane @ c2w[:3, :3].T + c2w[:3, 3]
+    dirs = dirs_cam @ c2w[:3, :3].T  # world; t along it = view-space depth
     # sphere |o + t d|² = r²
     a = np.einsum("ijk,ijk->ij", dirs, dirs)
-    b = 2 * dirs @ origin
-    c = float(origin @ origin) - radius**2
+    b = 2 * np.einsum("ijk,ijk->ij", dirs, origin)
+    c = np.einsum("ijk,ijk->ij", origin, origin) - radius**2
     disc = b * b - 4 * a * c
     with np.errstate(invalid="ignore"):
         t_sphere = np.where(disc >= 0, (-b - np.sqrt(np.maximum(disc, 0))) / (2 * a), np.inf)
