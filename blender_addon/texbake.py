@@ -168,14 +168,22 @@ def bake_maps(scene: Any, obj: Any, uv_map: str, size: int) -> Baked:
         bpy.data.materials.remove(material)
         bpy.data.images.remove(image)
     texels = position[..., 3] > 0.5
-    local = normal[..., :3] * 2.0 - 1.0  # the normal bake maps −1…1 to 0…1
-    m = np.array(obj.matrix_world, dtype=np.float64)[:3, :3]
-    world = local @ np.linalg.inv(m)  # normals transform by the inverse transpose
-    length = np.linalg.norm(world, axis=-1, keepdims=True)
-    world = np.where(length > 1e-8, world / np.maximum(length, 1e-8), 0.0)
-    world[~texels] = 0.0
-    pos = np.where(texels[..., None], position[..., :3], 0.0)
-    return Baked(pos.astype(np.float32), world.astype(np.float32), texels)
+    # Normals transform by the inverse transpose: world k = Σᵢ localᵢ · inv[i, k]. Plane by
+    # plane in float32 (an N×3 matmul in float64 took 3 s at 2048²; this ~0.3 s).
+    inverse = np.linalg.inv(np.array(obj.matrix_world, dtype=np.float64)[:3, :3])
+    local = [normal[..., i] * np.float32(2.0) - np.float32(1.0) for i in range(3)]  # 0…1 → −1…1
+    world = np.empty((*texels.shape, 3), dtype=np.float32)
+    for k in range(3):
+        np.multiply(local[0], np.float32(inverse[0, k]), out=world[..., k])
+        world[..., k] += local[1] * np.float32(inverse[1, k])
+        world[..., k] += local[2] * np.float32(inverse[2, k])
+    length = np.sqrt(world[..., 0] ** 2 + world[..., 1] ** 2 + world[..., 2] ** 2)
+    unit = texels & (length > 1e-8)
+    world /= np.where(unit, length, np.float32(1.0))[..., None]
+    world[~unit] = 0.0
+    pos = np.ascontiguousarray(position[..., :3])
+    pos[~texels] = 0.0
+    return Baked(pos, world, texels)
 
 
 def _bake(image: Any, kind: str, **options: Any) -> np.ndarray:
@@ -185,7 +193,7 @@ def _bake(image: Any, kind: str, **options: Any) -> np.ndarray:
     bpy.ops.object.bake(type=kind, margin=0, use_clear=False, **options)
     out = np.empty(width * height * 4, dtype=np.float32)
     image.pixels.foreach_get(out)
-    return out.reshape(height, width, 4)[::-1].copy()
+    return out.reshape(height, width, 4)[::-1]
 
 
 @contextlib.contextmanager
