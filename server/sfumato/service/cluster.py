@@ -314,14 +314,14 @@ class ClusterWorker(Worker):
         end: Error | Cancelled | None = None
         try:
             async for ref in self._actors[slot.index].run.remote(job, attempt.ticket):
-                item = await ref
-                if isinstance(item, Progress):
-                    self.notify(owner, item)
-                elif isinstance(item, Finished):
-                    out = item
-                    break
-                else:
-                    end = item
+                for item in await ref:  # a batch: what the replica reported since the last
+                    if isinstance(item, Progress):
+                        self.notify(owner, item)
+                    elif isinstance(item, Finished):
+                        out = item
+                    else:
+                        end = item
+                if out is not None or end is not None:
                     break
         except ray.exceptions.RayActorError as exc:  # the replica's process died
             if out is None and end is None:

@@ -6,7 +6,8 @@ nor torch: the front door imports it to name the class and the records, and only
 own process imports the engine (:mod:`sfumato.engine.replica`), in ``__init__``.
 
 A job is one call of :meth:`ReplicaActor.run`, a *streaming generator*: it yields the
-job's ``progress`` messages as the engine reports them and ends with one record — a
+job's ``progress`` messages as the engine reports them (in batches: what came since the last
+yield) and ends with one record — a
 :class:`Finished` (its images travel through Ray's object store as numpy arrays), or the
 ``error`` / ``cancelled`` message that ends the job, mapped from the engine's exception by
 the same function the in-process worker uses (``worker.failure_event``). Exceptions never
@@ -32,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..protocol import Array, Cancelled, Error, Job, Progress
+from ..protocol import Array, Cancelled, Coverage, Error, Job, Progress
 from ..registry import Registry
 from .worker import EngineUnavailable, engine_problem, failure_event
 
@@ -57,6 +58,7 @@ class Finished:
     hashes: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)  # seconds: "load", "run"
     replica: str = ""
+    coverage: Coverage | None = None  # task multiview
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class ReplicaInfo:
 
 
 _END = object()  # the engine thread is done
+Item = Progress | Finished | Error | Cancelled  # what a run streams, in batches
 
 
 class ReplicaActor:
@@ -106,12 +109,16 @@ class ReplicaActor:
         replica.load(model)
         return replica.describe()
 
-    def run(self, job: Job, ticket: str) -> Iterator[Progress | Finished | Error | Cancelled]:
-        """Run ``job`` (its ``params.model`` resolved), yielding its progress, then its end."""
+    def run(self, job: Job, ticket: str) -> Iterator[tuple[Item, ...]]:
+        """Run ``job`` (its ``params.model`` resolved), yielding its progress, then its end.
+
+        Each yield is a batch: what the engine reported since the last one. A yield costs an
+        object in Ray's store and a message to the front door, so steps that come faster than
+        that travel together instead of queueing one by one (a slow step is a batch of one)."""
         try:
             replica = self._engine()
         except EngineUnavailable as exc:
-            yield failure_event(job.id, exc)
+            yield (failure_event(job.id, exc),)
             return
         items: queue.SimpleQueue[Any] = queue.SimpleQueue()
         stop = threading.Event()
@@ -119,9 +126,14 @@ class ReplicaActor:
         def is_cancelled() -> bool:
             return stop.is_set() or self._is_cancelled(ticket)
 
+        stage = ["denoise"]  # multiview names each view ("view 2/8")
+
         def on_step(step: int, total: int, preview: np.ndarray | None) -> None:
             image = None if preview is None else Array.from_numpy(preview)
-            items.put(Progress(job.id, step, total, preview=image))
+            items.put(Progress(job.id, step, total, stage=stage[0], preview=image))
+
+        def on_stage(name: str) -> None:
+            stage[0] = name
 
         def on_status(status: str) -> None:
             items.put(Progress(job.id, 0, 0, stage="loading"))
@@ -129,11 +141,12 @@ class ReplicaActor:
         def work() -> None:
             started = time.monotonic()
             try:
-                out = replica.execute(job, on_step, is_cancelled, on_status)
+                out = replica.execute(job, on_step, is_cancelled, on_status, on_stage)
                 timings = {**out.timings, "replica": time.monotonic() - started}
                 finished = Finished(
-                    out.images, out.seeds, out.model, out.tiny, dict(out.hashes), timings, self.name
-                )
+                    out.images, out.seeds, out.model, out.tiny, dict(out.hashes), timings,
+                    self.name, out.coverage,
+                )  # fmt: skip
                 items.put(finished)
             except Exception as exc:  # every failure becomes this job's end, as data
                 items.put(failure_event(job.id, exc))
@@ -144,10 +157,17 @@ class ReplicaActor:
         self._running = job.id
         thread.start()
         try:
-            while (item := items.get()) is not _END:
-                if isinstance(item, Finished):
+            ended = False
+            while not ended:
+                batch = [items.get()]
+                while not items.empty():
+                    batch.append(items.get())
+                ended = batch[-1] is _END  # always the last thing the engine thread puts
+                batch = [item for item in batch if item is not _END]
+                if any(isinstance(item, Finished) for item in batch):
                     self._finished.append(job.id)
-                yield item
+                if batch:
+                    yield tuple(batch)
         finally:  # the consumer went away (GeneratorExit): stop the engine at its next step
             stop.set()
             thread.join()
