@@ -354,6 +354,7 @@ class ClusterWorker(Worker):
             await self._end_placed(entry, message)
             return
         log.info("job %s: done in %.2f s on %s", job.id, timings["total"], out.replica)
+        self._suspended_jobs.discard(entry.key)  # it finished before the stop reached it
         self.queue.placed.pop(entry.key, None)
         self.notify(entry.owner, result)
 
