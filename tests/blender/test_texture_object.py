@@ -175,7 +175,7 @@ def test_cancel_leaves_the_object_as_it_was(settings: Any, when: str) -> None:
     obj = scenes.cube()
     scenes.select(obj)
     # within: a first view long enough to be caught mid-way; between: a short first view
-    settings.steps, settings.strength = (30 if when == "within the first view" else 3), 1.0
+    settings.steps, settings.strength = (30 if when == "within the first view" else 2), 1.0
     settings.texturing.strategy, settings.texturing.count = "ORBIT", 3
     assert bpy.ops.sfumato.add_texture_cameras() == {"FINISHED"}
     images, materials = set(bpy.data.images), len(bpy.data.materials)
