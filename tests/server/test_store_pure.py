@@ -18,7 +18,7 @@ from sfumato.protocol import Array, Cancelled, Error, ErrorCode, JobParams, Resu
 from sfumato.service import store as store_module
 from sfumato.service.store import ENDED, RESULT_JSON, ResultStore, StoreError, owner_key
 
-from ..protocol.strategies import FAST, job_ids, texts
+from ..protocol.strategies import FAST, job_ids, texts, trained
 
 owners = st.builds(owner_key, st.none() | st.text(max_size=8), st.text(max_size=8))
 
@@ -45,6 +45,7 @@ def results(draw: st.DrawFn) -> Result:
         tiny=draw(st.booleans()),
         prompt=draw(texts),
         timings={"run": draw(st.floats(0, 1e6)), "load": 0.25},
+        trained=draw(st.none() | trained),  # a train job's entry comes back on fetch too
     )
 
 
