@@ -119,6 +119,8 @@ class Offer:
         for capability, name, what in (
             (TASK_CAPABILITY[job.task], "task", f"the {job.task.value} task"),
             *([("control", "inputs.controls", "controls")] if job.controls else []),
+            *([("reference", "inputs.references", "reference images")] if job.references else []),
+            *([("regions", "inputs.regions", "regions")] if job.regions else []),
         ):
             self._need(capability, name, what)
         try:

@@ -17,6 +17,7 @@ from .codec import (
     fragments,
 )
 from .conditioning import Control, ControlKind, LoraRef, Tile
+from .direction import MAX_REFERENCES, MAX_REGIONS, Reference, ReferenceKind, Region
 from .errors import ErrorCode, JobRejected, ProtocolError, SfumatoError
 from .events import Accepted, Cancelled, Error, ModelInfo, Models, Progress, Result, Welcome
 from .limits import Limits
@@ -28,6 +29,8 @@ from .training import Trained, TrainParams
 from .version import PROTOCOL_VERSION
 
 __all__ = [
+    "MAX_REFERENCES",
+    "MAX_REGIONS",
     "MAX_VIEWS",
     "PROTOCOL_VERSION",
     "Accepted",
@@ -56,6 +59,9 @@ __all__ = [
     "Paint",
     "Progress",
     "ProtocolError",
+    "Reference",
+    "ReferenceKind",
+    "Region",
     "Result",
     "ServerMessage",
     "ServerSession",

@@ -155,13 +155,14 @@ def read_controls(r: Reader) -> tuple[Control, ...]:
     )
 
 
-def read_loras(r: Reader) -> tuple[LoraRef, ...]:
-    loras = tuple(LoraRef._read(e) for e in _elements(r, "loras", MAX_LORAS, "params.loras"))
+def read_loras(r: Reader, where: str = "params.loras") -> tuple[LoraRef, ...]:
+    """``where``: the list's name in errors (a region's LoRAs are ``inputs.regions[i].loras``)."""
+    loras = tuple(LoraRef._read(e) for e in _elements(r, "loras", MAX_LORAS, where))
     names = [lora.name for lora in loras]
     if len(set(names)) != len(names):
         raise ProtocolError(
             ErrorCode.BAD_FIELD,
-            "params.loras names a LoRA twice; give each once",
-            field="params.loras",
+            f"{where} names a LoRA twice; give each once",
+            field=where,
         )
     return loras

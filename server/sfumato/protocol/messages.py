@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 from ._fields import BlobWriter, Reader
 from .arrays import Array, DType
 from .conditioning import Control, LoraRef, Tile, read_controls, read_loras
+from .direction import Reference, Region, read_references, read_regions, region_loras
 from .errors import ErrorCode, ProtocolError
 from .limits import Limits
 from .multiview import MultiviewInputs, Paint, read_bounds
@@ -253,6 +254,8 @@ class Job:
     mask: Array | None = None
     controls: tuple[Control, ...] = ()
     multiview: MultiviewInputs | None = None  # task multiview: views, position, normals, texels
+    references: tuple[Reference, ...] = ()  # IP-Adapter pictures (direction.py)
+    regions: tuple[Region, ...] = ()  # a mask + prompt per area (direction.py)
 
     def _write(self, w: BlobWriter) -> dict[str, Any]:
         inputs: dict[str, Any] = {
@@ -260,6 +263,10 @@ class Job:
         }
         if self.controls:
             inputs["controls"] = [c._write(w) for c in self.controls]
+        if self.references:
+            inputs["references"] = [ref._write(w) for ref in self.references]
+        if self.regions:
+            inputs["regions"] = [region._write(w) for region in self.regions]
         if self.multiview is not None:
             self.multiview.write_into(inputs, w)
         out: dict[str, Any] = {
@@ -282,11 +289,14 @@ class Job:
         image = mask = None
         controls: tuple[Control, ...] = ()
         multiview = None
+        references: tuple[Reference, ...] = ()
+        regions: tuple[Region, ...] = ()
         if i is not None:
             image, mask, controls = i.array("image", None), i.array("mask", None), read_controls(i)
+            references, regions = read_references(i), read_regions(i, limits)
             multiview = MultiviewInputs.read(i)
             i.finish()
-        job = cls(job_id, task, params, image, mask, controls, multiview)
+        job = cls(job_id, task, params, image, mask, controls, multiview, references, regions)
         job.check(limits)
         return job
 
@@ -294,6 +304,7 @@ class Job:
         """Inputs fit the task and the limits; errors name the input and the fix."""
         for n, control in enumerate(self.controls):
             control.check(f"inputs.controls[{n}]", limits)
+        self._check_direction_task(limits)
         if self.task is Task.TRAIN or self.params.train is not None:
             check_train(self)
             return
@@ -322,6 +333,7 @@ class Job:
                         f"inputs.{name}",
                     )
             self.params.check_size(limits)
+            self._check_regions()
             return
         t = self.task.value
         if self.image is None:
@@ -344,6 +356,32 @@ class Job:
                 )
         self._check_output_size(limits)
         self.params.check_strength(self.task, limits)
+        self._check_regions()
+
+    def _check_direction_task(self, limits: Limits) -> None:
+        """References serve every picture task, regions generate, refine and inpaint (with
+        or without controls); neither multiview nor train (docs/protocol.md 4.2.6)."""
+        t = self.task.value
+        if self.references and self.task in (Task.MULTIVIEW, Task.TRAIN):
+            raise _bad(
+                f"task {t} takes no inputs.references; send them with generate, refine, "
+                "inpaint, outpaint or upscale",
+                "inputs.references",
+            )
+        for n, reference in enumerate(self.references):
+            reference.check(f"inputs.references[{n}]", limits)
+        if self.regions and self.task not in (Task.GENERATE, Task.REFINE, Task.INPAINT):
+            raise _bad(
+                f"task {t} takes no inputs.regions; send them with generate, refine or inpaint",
+                "inputs.regions",
+            )
+        if self.regions:
+            region_loras(self.params.loras, self.regions)
+
+    def _check_regions(self) -> None:
+        size = self.output_size()
+        for n, region in enumerate(self.regions):
+            region.check(f"inputs.regions[{n}]", size)
 
     def _check_multiview(self, limits: Limits) -> None:
         for name in ("image", "mask"):
