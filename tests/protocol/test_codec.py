@@ -299,7 +299,7 @@ def test_unknown_top_level_field_rejected_from_client() -> None:
 
 
 def test_unknown_top_level_field_tolerated_from_server() -> None:
-    data = packed({"v": 1, "type": "cancelled", "id": "j1", "reason": "user"})
+    data = packed({"v": 1, "type": "cancelled", "id": "j1", "note": "user"})
     assert decode_server_message(data) == Cancelled("j1")
 
 

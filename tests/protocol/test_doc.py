@@ -12,6 +12,7 @@ import msgpack
 import pytest
 
 from sfumato.protocol import (
+    SUPERSEDED,
     Accepted,
     Array,
     Cancel,
@@ -35,6 +36,7 @@ from sfumato.protocol import (
     Paint,
     Progress,
     Result,
+    ShmProbe,
     SystemInfo,
     Task,
     Tile,
@@ -115,6 +117,7 @@ FULL_PARAMS = JobParams(
     strength=0.5, variants=2, model="m", loras=(LoraRef("l", 0.5),), tile=Tile.XY,
     preview_every=2, expand=(8, 0, 8, 0), scale=3, files=True, paint=Paint.POSITION,
     bounds=(0, 0, 0, 1, 1, 1), train=TrainParams("d", "n", 4, 4, 10, 1e-4, 64, 5),
+    live=True, live_key="k",
 )  # fmt: skip
 FULL_CONTROL = Control(ControlKind.DEPTH, DEPTH, MASK, 0.5, 0.1, 0.9, False)
 FULL_JOB = Job("j", Task.OUTPAINT, FULL_PARAMS, IMAGE, None, (FULL_CONTROL,))
@@ -137,7 +140,7 @@ TRAIN_RESULT = Result(
 )
 FULL_WELCOME = Welcome(
     "0.1", 1, ("generate",), (MODEL,), "m", Limits(), "c", "n", False, "s",
-    SystemInfo("cpu", 0, "2.5.1", 3, 1, ("w",)),
+    SystemInfo("cpu", 0, "2.5.1", 3, 1, ("w",)), 1024, ShmProbe("sfumato-probe-1-00", "ab"),
 )  # fmt: skip
 
 # (heading, message, path to the map inside its header); the table's first column lists the
@@ -157,6 +160,7 @@ TABLES: list[tuple[str, Message, tuple[str | int, ...]]] = [
     ("### 5.5 `result`", Result("j", Task.REFINE, (IMAGE,), (1,), "m", True, "p", {"run": 1.0}, (b"x",)), ()),
     ("### 5.6 `error`", Error(ErrorCode.BAD_FIELD, "m", "j", "params.width"), ()),
     ("### 5.7 `cancelled`", Cancelled("j"), ()),
+    ("### 5.7 `cancelled`", Cancelled("j", SUPERSEDED), ()),
     ("### 5.5 `result`", MULTIVIEW_RESULT, ()),
     ("#### 5.5.1 `coverage`", MULTIVIEW_RESULT, ("coverage",)),
     (MULTIVIEW, MULTIVIEW_JOB, ("inputs",)),

@@ -19,10 +19,22 @@ from .codec import (
 from .conditioning import Control, ControlKind, LoraRef, Tile
 from .direction import MAX_REFERENCES, MAX_REGIONS, Reference, ReferenceKind, Region
 from .errors import ErrorCode, JobRejected, ProtocolError, SfumatoError
-from .events import Accepted, Cancelled, Error, ModelInfo, Models, Progress, Result, Welcome
+from .events import (
+    SUPERSEDED,
+    Accepted,
+    Cancelled,
+    Error,
+    ModelInfo,
+    Models,
+    Progress,
+    Result,
+    ShmProbe,
+    Welcome,
+)
 from .limits import Limits
 from .messages import Cancel, Fetch, Hello, Job, JobParams, ListModels, Task
 from .multiview import MAX_VIEWS, Coverage, MultiviewInputs, Paint, View
+from .refs import HashRef, Placed, Resolver, ShmRef
 from .session import ServerSession, State
 from .system import SystemInfo
 from .training import Trained, TrainParams
@@ -33,6 +45,7 @@ __all__ = [
     "MAX_REGIONS",
     "MAX_VIEWS",
     "PROTOCOL_VERSION",
+    "SUPERSEDED",
     "Accepted",
     "Array",
     "Cancel",
@@ -45,6 +58,7 @@ __all__ = [
     "Error",
     "ErrorCode",
     "Fetch",
+    "HashRef",
     "Hello",
     "Job",
     "JobParams",
@@ -57,15 +71,19 @@ __all__ = [
     "Models",
     "MultiviewInputs",
     "Paint",
+    "Placed",
     "Progress",
     "ProtocolError",
     "Reference",
     "ReferenceKind",
     "Region",
+    "Resolver",
     "Result",
     "ServerMessage",
     "ServerSession",
     "SfumatoError",
+    "ShmProbe",
+    "ShmRef",
     "State",
     "SystemInfo",
     "Task",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any, TypeVar
 
+from . import refs
 from .arrays import Array, DType, check_shape
 from .errors import ErrorCode, ProtocolError
 from .text import clip, echo, loggable
@@ -182,12 +183,16 @@ class Reader:
 
 
 def read_array(ref: Any, name: str, blobs: memoryview | None) -> Array:
-    """Resolve an array reference ``{dtype, shape, offset}`` into the message's blob region."""
+    """Resolve an array reference ``{dtype, shape, offset}`` into the message's blob region
+    (or, by reference, through the decode's resolver: refs.py)."""
+    if refs.is_ref(ref):
+        return refs.resolve(ref, name)
     try:  # every fault of a reference is an array error (errors.py), wherever it lies
         r = Reader(ref, name)
         dtype = r.choice("dtype", DType)
         shape = check_shape(r.raw("shape"), field=name)
         offset = r.integer("offset", lo=0, hi=2**63 - 1)
+        sha256 = r.raw("sha256", None)  # input_ref: keep these bytes under this hash
         r.finish()
     except ProtocolError as exc:
         raise ProtocolError(ErrorCode.BAD_ARRAY, exc.message, field=exc.field) from None
@@ -202,18 +207,28 @@ def read_array(ref: Any, name: str, blobs: memoryview | None) -> Array:
             field=name,
         )
     assert blobs is not None
-    return Array(dtype, shape, blobs[offset : offset + nbytes])
+    array = Array(dtype, shape, blobs[offset : offset + nbytes])
+    if sha256 is not None:
+        refs.offer(name, array, sha256)
+    return array
 
 
 class BlobWriter:
     """Collects array payloads while a header is built; each array becomes a reference."""
 
-    def __init__(self) -> None:
+    def __init__(self, place: refs.Place | None = None) -> None:
         self.chunks: list[memoryview] = []
         self._offset = 0
+        self._place = place  # the client's choice of by-reference arrays (refs.py)
 
     def ref(self, array: Array) -> dict[str, Any]:
-        ref = {"dtype": array.dtype.value, "shape": list(array.shape), "offset": self._offset}
+        placed = self._place(array) if self._place is not None else None
+        if placed is not None and placed.ref is not None:
+            return placed.ref
+        ref: dict[str, Any] = {"dtype": array.dtype.value, "shape": list(array.shape),
+                               "offset": self._offset}  # fmt: skip
+        if placed is not None and placed.sha256 is not None:
+            ref["sha256"] = placed.sha256
         self._append(array.data)
         return ref
 

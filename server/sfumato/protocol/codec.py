@@ -17,6 +17,7 @@ from .errors import ErrorCode, ProtocolError
 from .events import Accepted, Cancelled, Error, Models, Progress, Result, Welcome
 from .limits import Limits
 from .messages import JOB_ID, Cancel, Fetch, Hello, Job, ListModels
+from .refs import Place, Resolver, resolving
 from .text import echo
 from .version import PROTOCOL_VERSION
 
@@ -33,9 +34,10 @@ MAX_HEADER_ENTRIES = 100_000  # in any one array or map of a header
 MAX_HEADER_DEPTH = 32  # arrays and maps inside each other; v1 messages need at most 6
 
 
-def encode(message: Message) -> list[memoryview]:
-    """The chunks of one wire message: the header, then each array's bytes (not copied)."""
-    blobs = BlobWriter()
+def encode(message: Message, place: Place | None = None) -> list[memoryview]:
+    """The chunks of one wire message: the header, then each array's bytes (not copied).
+    ``place`` may send arrays by reference instead (refs.py; capabilities input_ref, shm)."""
+    blobs = BlobWriter(place)
     header = {"v": PROTOCOL_VERSION, "type": message.TYPE, **message._write(blobs)}
     return [memoryview(msgpack.packb(header, use_bin_type=True)), *blobs.chunks]
 
@@ -55,10 +57,14 @@ def encode_bytes(message: Message) -> bytes:
 
 
 def decode_client_message(
-    data: bytes | bytearray | memoryview, limits: Limits | None = None
+    data: bytes | bytearray | memoryview,
+    limits: Limits | None = None,
+    resolver: Resolver | None = None,
 ) -> ClientMessage:
-    """Parse what a client sent. Strict: unknown fields are errors (they are typos)."""
-    return _decode(data, CLIENT_TYPES, limits or Limits(), strict=True)  # type: ignore[return-value]
+    """Parse what a client sent. Strict: unknown fields are errors (they are typos).
+    ``resolver`` answers arrays sent by reference (refs.py); without one they are refused."""
+    with resolving(resolver):
+        return _decode(data, CLIENT_TYPES, limits or Limits(), strict=True)  # type: ignore[return-value]
 
 
 def decode_server_message(

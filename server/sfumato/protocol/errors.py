@@ -68,6 +68,7 @@ class ErrorCode(str, Enum):
     HELLO_TIMEOUT = "hello_timeout"  # no hello within the server's hello_timeout; it closes (1008)
     RESULT_TOO_LARGE = "result_too_large"  # the result would exceed max_message_bytes; ask for less
     REPLICA_LOST = "replica_lost"  # its cluster engine replica died, twice or with none left
+    UNKNOWN_INPUT = "unknown_input"  # an input by sha256 the server does not keep; send bytes
 
 
 class SfumatoError(Exception):

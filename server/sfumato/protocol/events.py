@@ -69,6 +69,22 @@ def _read_models(r: Reader) -> tuple[ModelInfo, ...]:
 
 
 @dataclass(frozen=True)
+class ShmProbe:
+    """A segment the server made and holds ``nonce``: a client that can open it and read the
+    nonce shares the server's machine (and its /dev/shm), so it may send arrays by shm."""
+
+    probe: str
+    nonce: str
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"probe": self.probe, "nonce": self.nonce}
+
+    @classmethod
+    def from_wire(cls, r: Reader) -> ShmProbe:
+        return cls(r.text("probe", max_len=200), r.text("nonce", max_len=200))
+
+
+@dataclass(frozen=True)
 class Welcome:
     TYPE: ClassVar[str] = "welcome"
     server: str  # server version
@@ -82,6 +98,8 @@ class Welcome:
     ready: bool = True  # False: jobs cannot run now (the engine does not load); see status
     status: str = ""  # when not ready: why, and what the server's admin should do
     system: SystemInfo | None = None  # the machine's facts in short (sfumato doctor's)
+    input_cache: int = 0  # input_ref: bytes of inputs the server keeps for by-hash reuse
+    shm: ShmProbe | None = None  # shm: how a client learns it shares the server's machine
 
     def _write(self, w: BlobWriter) -> dict[str, Any]:
         out = {
@@ -94,6 +112,10 @@ class Welcome:
             out |= {"ready": False, "status": self.status}
         if self.system is not None:  # written only when known: older frames keep their bytes
             out["system"] = self.system.to_wire()
+        if self.input_cache:
+            out["input_cache"] = self.input_cache
+        if self.shm is not None:
+            out["shm"] = self.shm.to_wire()
         return out
 
     @classmethod
@@ -110,6 +132,8 @@ class Welcome:
             ready=r.boolean("ready", True),
             status=r.text("status", ""),
             system=_read_system(r),
+            input_cache=r.integer("input_cache", 0, lo=0, hi=2**63 - 1),
+            shm=None if (probe := r.submap("shm", None)) is None else ShmProbe.from_wire(probe),
         )
 
 
@@ -278,13 +302,20 @@ class Error:
 class Cancelled:
     TYPE: ClassVar[str] = "cancelled"
     id: str
+    reason: str = ""  # "": the client cancelled (or a stop); SUPERSEDED: a newer live job
 
     def _write(self, w: BlobWriter) -> dict[str, Any]:
-        return {"id": self.id}
+        out: dict[str, Any] = {"id": self.id}
+        if self.reason:  # written only when set: a plain cancel keeps its bytes
+            out["reason"] = self.reason
+        return out
 
     @classmethod
     def _read(cls, r: Reader, limits: Limits) -> Cancelled:
-        return cls(_job_id(r))
+        return cls(_job_id(r), r.text("reason", "", max_len=200))
+
+
+SUPERSEDED = "superseded"  # cancelled.reason: a newer live job of the same live_key came
 
 
 def _error_code(value: str) -> ErrorCode:

@@ -118,6 +118,9 @@ class JobParams:
     paint: Paint = Paint.GENERATE  # multiview: position paints each view's world positions
     bounds: tuple[float, ...] = ()  # multiview position paint: min xyz, max xyz; (): the map's
     train: TrainParams | None = None  # task train: dataset, LoRA name, options
+    # capability live: a live job of (this identity, live_key) supersedes its earlier ones
+    live: bool = False
+    live_key: str | None = None
 
     def _write(self) -> dict[str, Any]:
         out = {
@@ -147,6 +150,10 @@ class JobParams:
             out["bounds"] = list(self.bounds)
         if self.train is not None:
             out["train"] = self.train.to_wire()
+        if self.live:
+            out["live"] = True
+        if self.live_key is not None:
+            out["live_key"] = self.live_key
         return out
 
     @classmethod
@@ -175,7 +182,10 @@ class JobParams:
             paint=r.choice("paint", Paint, Paint.GENERATE),
             bounds=read_bounds(r),
             train=None if (t := r.submap("train", None)) is None else TrainParams.read(t),
+            live=r.boolean("live", False),
+            live_key=r.text("live_key", None, max_len=LIVE_KEY_CHARS),
         )
+        check_live(params.live, params.live_key)
         return params
 
     def check_strength(self, task: Task, limits: Limits) -> None:
@@ -213,6 +223,23 @@ class JobParams:
                     f"(try {max(64, round(value / 8) * 8)})",
                     field=f"params.{name}",
                 )
+
+
+LIVE_KEY_CHARS = 200
+
+
+def check_live(live: bool, key: str | None) -> None:
+    """A live job names what it supersedes (protocol.md 4.2.7); a key alone means nothing."""
+    if live and not key:
+        raise _bad(
+            "params.live needs params.live_key: a short name for what this live job shows "
+            "(e.g. the document or 'blender:<scene>'); a new live job of the same key "
+            "supersedes the last",
+            "params.live_key",
+        )
+    if key is not None and not live:
+        raise _bad("params.live_key is for live jobs; add params.live = true or leave it out",
+                   "params.live_key")  # fmt: skip
 
 
 def denoising_steps(steps: int, strength: float) -> int:
@@ -305,6 +332,9 @@ class Job:
         for n, control in enumerate(self.controls):
             control.check(f"inputs.controls[{n}]", limits)
         self._check_direction_task(limits)
+        if self.params.live and self.task is Task.TRAIN:
+            raise _bad("params.live: task train cannot run live; leave params.live out",
+                       "params.live")  # fmt: skip
         if self.task is Task.TRAIN or self.params.train is not None:
             check_train(self)
             return

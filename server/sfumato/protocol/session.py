@@ -13,6 +13,7 @@ from .codec import ClientMessage, decode_client_message
 from .errors import ErrorCode, ProtocolError
 from .limits import Limits
 from .messages import Hello
+from .refs import Resolver
 
 
 class State(Enum):
@@ -27,13 +28,15 @@ class ServerSession:
         self._token = token or None  # an empty token would let everyone in: treat as none
         self.state = State.AWAITING_HELLO
         self.hello: Hello | None = None
+        self.resolver: Resolver | None = None  # arrays by reference, once hello (refs.py)
 
     def receive(self, data: bytes | bytearray | memoryview) -> ClientMessage:
         """Decode one message and advance the state. Raises :class:`ProtocolError`; after an
         ``UNAUTHORIZED`` error the state is CLOSED and the transport should close."""
         if self.state is State.CLOSED:
             raise ProtocolError(ErrorCode.UNAUTHORIZED, "this connection is closed; reconnect")
-        message = decode_client_message(data, self.limits)
+        resolver = self.resolver if self.state is State.READY else None
+        message = decode_client_message(data, self.limits, resolver)
         if isinstance(message, Hello):
             if self.state is State.READY:
                 raise ProtocolError(
