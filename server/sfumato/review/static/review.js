@@ -5,7 +5,8 @@
 "use strict";
 
 const token = new URLSearchParams(location.hash.slice(1)).get("token") || "";
-const state = { items: [], byKey: new Map(), images: new Map(), ab: [], mode: "side", showing: "a" };
+const state = { items: [], byKey: new Map(), images: new Map(), ab: [], mode: "side", showing: "a",
+  saving: 0, writes: 0 };  // decisions in flight, and finished (see poll)
 const $ = (sel, root = document) => root.querySelector(sel);
 const FILTER_FACETS = ["prompt", "segment", "style", "seed"];
 
@@ -162,6 +163,7 @@ function counts() {
 
 async function decide(key, change) {
   status("saving…");
+  state.saving += 1;
   try {
     const saved = await (await api("/api/decision", { key, ...change })).json();
     const item = state.byKey.get(key);
@@ -172,6 +174,9 @@ async function decide(key, change) {
     status(`saved ${key}`);
   } catch (e) {
     status(`not saved: ${e.message}`, true);
+  } finally {
+    state.saving -= 1;
+    state.writes += 1;
   }
 }
 
@@ -244,14 +249,20 @@ async function load() {
 // Another reviewer (another tab, another machine's browser) may decide too: every few seconds
 // the page asks for the current decisions and repaints the cards that changed.
 const POLL_MS = 3000;
+// A poll that overlapped one of this page's own changes may carry the state from before it:
+// such an answer is dropped (the next poll brings the settled state).
+const same = (a, b) => a.decision === b.decision && a.star === b.star && a.comment === b.comment &&
+  a.updated === b.updated;
 async function poll() {
-  if (document.hidden || !state.items.length) return;
+  if (document.hidden || !state.items.length || state.saving) return;
+  const writes = state.writes;
   try {
     const data = await (await api("/api/items")).json();
+    if (state.saving || state.writes !== writes) return;
     let changed = false;
     for (const fresh of data.items) {
       const item = state.byKey.get(fresh.key);
-      if (!item || item.updated === fresh.updated) continue;
+      if (!item || same(item, fresh)) continue;
       Object.assign(item, fresh);
       changed = true;
       document.querySelectorAll(`.card[data-key="${CSS.escape(fresh.key)}"]`).forEach((n) => paint(n, item));
