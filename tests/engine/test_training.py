@@ -4,6 +4,11 @@ it must and adds the LoRA unapproved until `sfumato approve`."""
 
 from __future__ import annotations
 
+import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -140,3 +145,32 @@ def test_cli_refuses_unlicensed_data_then_adds_the_lora_unapproved_until_approve
     assert admit(styled, Registry.load(registry), "tiny-sd").name == "tiny-sd"
     # tests/server/test_train_job.py serves such a registry and reads the dataset hash back
     # from an output's credentials.
+
+
+@pytest.mark.slow  # a `sfumato train-lora` subprocess (imports torch)
+def test_ctrl_c_stops_at_the_next_step_and_keeps_a_checkpoint(
+    tiny_cache: Path, tmp_path: Path
+) -> None:
+    data = make_dataset(tmp_path / "data", 1)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "sfumato.cli", "train-lora", str(data), "--base", "tiny-sd",
+           "--name", "brand", "--steps", "100000", "--checkpoint-every", "1", "--resolution", "32",
+           "--registry", str(tmp_path / "registry.toml"), "--out", str(out),
+           "--cache", str(tiny_cache), "--device", "cpu"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "checkpoints").is_dir() and time.monotonic() < deadline:
+            time.sleep(0.1)  # training runs once a checkpoint folder appears
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    match = re.search(
+        r"cancelled after step (\d+); checkpoint (\S+) kept, continue with --resume", err
+    )
+    assert match, err
+    assert Path(match.group(2)) == out / "checkpoints" / f"step-{int(match.group(1)):06d}"
+    assert (Path(match.group(2)) / "state.pt").is_file()
+    assert not (tmp_path / "registry.toml").exists()  # nothing registered for a cancelled run

@@ -97,12 +97,12 @@ def _train(args: argparse.Namespace) -> int:
         f"{options.learning_rate:g}, {options.resolution}², seed {options.seed}",
         file=sys.stderr,
     )
-    from ..engine.devices import choose_device
-    from ..engine.hashing import file_sha256
-    from ..engine.training import TrainingCancelled, train_lora
-
     bar = ProgressBar(sys.stderr)
-    with CancelOnInterrupt() as cancel:
+    with CancelOnInterrupt() as cancel:  # from here: a Ctrl-C while torch imports counts too
+        from ..engine.devices import choose_device
+        from ..engine.hashing import file_sha256
+        from ..engine.training import TrainingCancelled, train_lora
+
         try:
             out = train_lora(
                 dataset, base, args.name, out_dir, options,
@@ -152,11 +152,14 @@ class ProgressBar:
         self.tty = stream.isatty()
         self.start = time.monotonic()
         self.shown = False
+        self.first: int | None = None  # a resumed run starts past step 1
 
     def update(self, progress: Any) -> None:
         step, total, loss = progress.step, progress.total, progress.loss
         filled = self.WIDTH * step // max(total, 1)
-        rate = step / max(time.monotonic() - self.start, 1e-9)
+        if self.first is None:
+            self.first, self.start = step, time.monotonic()
+        rate = (step - self.first) / max(time.monotonic() - self.start, 1e-9)
         line = (
             f"step {step}/{total} [{'█' * filled}{'·' * (self.WIDTH - filled)}] "
             f"loss {loss:.4f} · {rate:.1f} it/s"
