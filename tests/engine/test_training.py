@@ -174,3 +174,22 @@ def test_ctrl_c_stops_at_the_next_step_and_keeps_a_checkpoint(
     assert Path(match.group(2)) == out / "checkpoints" / f"step-{int(match.group(1)):06d}"
     assert (Path(match.group(2)) / "state.pt").is_file()
     assert not (tmp_path / "registry.toml").exists()  # nothing registered for a cancelled run
+
+
+def test_sdxl_trains_with_both_text_encoders_and_its_lora_loads(
+    dataset: Dataset, tiny_cache: Path, tmp_path: Path
+) -> None:
+    """The SDXL recipe (pooled text embedding, size/crop time ids) on the tiny SDXL model."""
+    base = Registry.load(None).get("tiny-sdxl")
+    opts = defaults_for("sdxl", tiny=True, **{**SMALL, "steps": 2, "learning_rate": 1e-2})
+    out = train_lora(dataset, base, "brand-xl", tmp_path, opts, cache_dir=tiny_cache, device="cpu")
+    assert len(out.losses) == 2 and all(loss > 0 for loss in out.losses)
+    registry = Registry.parse(
+        f'include_builtin = true\n[models.brand-xl]\nkind = "lora"\nfamily = "sdxl"\n'
+        f'source = "file:{out.lora}"\n',
+        builtin=Registry.load(None),
+    )
+    engine = Engine(registry, cache_dir=tiny_cache, device="cpu")
+    plain = run(engine, job(seed=3, model="tiny-sdxl")).images[0]
+    styled = run(engine, job(seed=3, model="tiny-sdxl", loras=(LoraRef("brand-xl", 1.0),)))
+    assert np.abs(plain.astype(int) - styled.images[0].astype(int)).mean() > 0.1
