@@ -22,7 +22,7 @@ from sfumato.engine.training import TrainingCancelled, TrainingError, train_lora
 from sfumato.protocol import LoraRef
 from sfumato.registry import Registry
 from sfumato.service.admission import Refusal, admit
-from sfumato.training import Dataset, defaults_for, load_dataset
+from sfumato.training import Dataset, DatasetError, defaults_for, load_dataset
 
 from .helpers import job, picture, run
 
@@ -193,3 +193,16 @@ def test_sdxl_trains_with_both_text_encoders_and_its_lora_loads(
     plain = run(engine, job(seed=3, model="tiny-sdxl")).images[0]
     styled = run(engine, job(seed=3, model="tiny-sdxl", loras=(LoraRef("brand-xl", 1.0),)))
     assert np.abs(plain.astype(int) - styled.images[0].astype(int)).mean() > 0.1
+
+
+def test_an_image_that_does_not_decode_is_refused_naming_it(
+    tiny_cache: Path, tmp_path: Path
+) -> None:
+    root = make_dataset(tmp_path / "data", 1)
+    (root / "broken.png").write_bytes(b"not a png at all")
+    (root / "broken.txt").write_text("a broken file")
+    with pytest.raises(
+        DatasetError, match=r"broken.png cannot be read as an image .*replace or remove it"
+    ):
+        train(load_dataset(root), tiny_cache, tmp_path / "out")
+    assert not (tmp_path / "out" / "brand.safetensors").exists()

@@ -33,7 +33,7 @@ from diffusers import DDPMScheduler
 
 from ..protocol.errors import SfumatoError
 from ..registry import ModelEntry
-from ..training import Dataset, TrainOptions
+from ..training import Dataset, DatasetError, TrainOptions
 from .errors import JobCancelled
 from .hashing import WeightHashes
 from .loader import Loader, Pipeline
@@ -191,7 +191,7 @@ def _encode(
     """Each image resized (short side) and centre-cropped to ``resolution``², through the VAE
     (in fp32 when the VAE asks for it: SDXL's overflows in fp16), and each caption through the
     text encoder(s), without gradients."""
-    from PIL import Image
+    from PIL import Image, ImageOps
 
     vae = pipe.vae
     upcast = bool(getattr(vae.config, "force_upcast", False)) and vae.dtype != torch.float32
@@ -201,8 +201,14 @@ def _encode(
     out = []
     with torch.no_grad():
         for sample in dataset.samples:
-            with Image.open(sample.image) as opened:
-                image = opened.convert("RGB")
+            try:
+                with Image.open(sample.image) as opened:  # a photo's EXIF rotation applied
+                    image = ImageOps.exif_transpose(opened).convert("RGB")
+            except (OSError, ValueError) as exc:  # PIL's UnidentifiedImageError is an OSError
+                raise DatasetError(
+                    sample.image,
+                    (f"{sample.image} cannot be read as an image ({exc}); replace or remove it",),
+                ) from None
             original = (image.height, image.width)
             scale = resolution / min(image.size)
             size = (max(resolution, round(image.width * scale)),

@@ -131,6 +131,8 @@ def run_train(
     )  # fmt: skip
     try:
         out = train_on(engine, p.base.name, run)
+    except DatasetError as exc:  # an image that does not decode
+        raise _refuse(f"params.train.dataset: {exc}", "params.train.dataset") from None
     except TrainingError as exc:
         raise _refuse(
             f"params.train: {exc}; or remove {p.out_dir.name}/ under the registry's loras folder",
