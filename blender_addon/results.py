@@ -67,7 +67,7 @@ def _apply(target_scene: Any, pending: Pending, result: Result, changes: Changes
             name, _inpaint_source(pending), pixels, _mask(pending), provenance(pending, result)
         )
     elif pending.kind == "OBJECT":  # the UV texture, texels no view saw filled
-        done = texjob.fill(pending, pixels)
+        done = texjob.fill(pending, result)
         note = f"; {done.line}"
         image = scene.new_image(
             name, done.pixels, {**provenance(pending, result), "coverage": done.line}

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from sfumato import hostmultiview
-from sfumato.protocol import Array, Paint
+from sfumato.protocol import Array, Paint, Result
 
 from . import jobs, scene, texbake, texcams, texmath
 from .pending import ObjectTarget, Pending, matrix
@@ -117,12 +117,13 @@ class Filled:
     line: str  # "97.8 % covered; 2.2 % filled"
 
 
-def fill(pending: Pending, rgba: np.ndarray) -> Filled:
+def fill(pending: Pending, result: Result) -> Filled:
     """The result's texture with the island texels no view saw filled by dilation from the
     covered ones (and a two-texel margin beyond the islands against seams)."""
     inputs = pending.job.multiview
     if inputs is None:
         raise ValueError(f"job {pending.job.id} was sent without its multiview inputs")
+    rgba = hostmultiview.read(result, len(inputs.views)).texture.to_numpy()
     texels = inputs.texels.to_numpy()[..., 0] >= 128
     if rgba.shape[:2] != texels.shape:
         raise ValueError(

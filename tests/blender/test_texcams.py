@@ -72,6 +72,16 @@ def test_orbit_and_hemisphere_cameras_frame_the_objects_in_the_users_order(
     bpy.data.collections[texcams.COLLECTION].objects.link(mine)
     order = texcams.ordered(bpy.context.scene)
     assert order == [cams[1], cams[0], cams[3], cams[4], cams[5], mine]
+    t.camera_index = 5  # the last listed: Sfumato's, so removing it deletes it
+    last = t.cameras[5].camera.name
+    assert bpy.ops.sfumato.texture_camera_remove() == {"FINISHED"}
+    assert last not in bpy.data.objects
+    assert len(t.cameras) == 5 and texcams.ordered(bpy.context.scene)[-1] == mine
+    scenes.select(mine)
+    assert bpy.ops.sfumato.texture_camera_add() == {"FINISHED"}
+    assert [i.camera for i in t.cameras][-1] == mine
+    assert texcams.ordered(bpy.context.scene).count(mine) == 1
+    scenes.select(monkey, other)
     # placing again replaces Sfumato's cameras, never the user's
     t.strategy, t.count = "HEMISPHERE", 5
     assert bpy.ops.sfumato.add_texture_cameras() == {"FINISHED"}

@@ -55,8 +55,8 @@ def spy_fill(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     texjob, kept = submodule("texjob"), []
     real = texjob.fill
 
-    def fill(pending: Any, rgba: np.ndarray) -> Any:
-        kept.append(real(pending, rgba))
+    def fill(pending: Any, result: Any) -> Any:
+        kept.append(real(pending, result))
         return kept[-1]
 
     monkeypatch.setattr(texjob, "fill", fill)
