@@ -9,6 +9,7 @@ torch here: only the protocol, msgpack and websockets' threading client.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import queue
@@ -25,6 +26,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from websockets.sync.client import ClientConnection, connect
 
 from . import __version__
+from .clientrefs import InputRefs
 from .protocol import (
     Cancel,
     Cancelled,
@@ -50,6 +52,7 @@ from .protocol import (
     fragments,
 )
 from .protocol.arrays import Array
+from .protocol.refs import Place
 
 DEFAULT_URL = "ws://127.0.0.1:8746"
 # websockets ≥ 17 warns unless a directly held connection says so; older ones lack the flag.
@@ -175,6 +178,7 @@ class Client:
         self._ws: ClientConnection | None = None
         self._reader: threading.Thread | None = None
         self._limits = Limits()  # the server's announced limits, from its welcome
+        self._refs: InputRefs | None = None  # inputs by hash / shared memory (clientrefs.py)
 
     # ------------------------------------------------------------------ connection
 
@@ -220,6 +224,7 @@ class Client:
         self._limits = first.limits
         if hasattr(ws.protocol, "max_message_size"):  # websockets ≥ 14
             ws.protocol.max_message_size = 2 * first.limits.max_message_bytes
+        self._refs = InputRefs(first)
         self.state = ConnectionState.CONNECTED
         self._events.put(Connected(first))
         self._reader = threading.Thread(
@@ -235,6 +240,8 @@ class Client:
         if self._reader is not None and self._reader is not threading.current_thread():
             self._reader.join(timeout=5)
         self._reader = None
+        if self._refs is not None:
+            self._refs.close()
         self.state = ConnectionState.DISCONNECTED
 
     def __enter__(self) -> Client:
@@ -247,7 +254,10 @@ class Client:
     # ------------------------------------------------------------------ requests (never block)
 
     def submit(self, job: Job) -> str:
-        self._send(job)
+        """Send a job (big inputs by hash or shared memory when the server offers it; a miss
+        is resent with the bytes without the host noticing: clientrefs.py)."""
+        refs = self._refs
+        self._send(job, None if refs is None else refs.place_for(job))
         return job.id
 
     def cancel(self, job_id: str) -> None:
@@ -339,16 +349,22 @@ class Client:
             if isinstance(event, Disconnected):
                 raise ConnectionFailed(f"lost the server while waiting for {what}: {event.reason}")
 
-    def _send(self, message: Message) -> None:
+    def _send(self, message: Message, place: Place | None = None) -> None:
         if self._ws is None:
             raise ConnectionFailed(f"not connected to {self.url}; connect first")
-        chunks = encode(message)
+        chunks = encode(message, place)
         try:
             self._ws.send(chunks[0] if len(chunks) == 1 else fragments(chunks))
         except ConnectionClosed as exc:
             raise ConnectionFailed(
                 f"the server at {self.url} closed the connection: {exc}"
             ) from None
+
+    def _resend(self, job: Job, place: Place | None) -> None:
+        """A job whose input the server no longer kept, again with its bytes (reader thread;
+        websockets serialises sends). A lost connection shows as Disconnected."""
+        with contextlib.suppress(ConnectionFailed):
+            self._send(job, place)
 
     def _read(self, ws: ClientConnection) -> None:
         reason = "closed"
@@ -357,9 +373,13 @@ class Client:
                 if isinstance(data, str):
                     continue
                 try:
-                    self._events.put(decode_server_message(data, self._limits))
+                    event = decode_server_message(data, self._limits)
                 except ProtocolError as exc:  # a newer or broken server: report, keep reading
                     self._events.put(unreadable(exc))
+                    continue
+                refs = self._refs
+                if refs is None or not refs.after(event, self._resend):
+                    self._events.put(event)
         except ConnectionClosed as exc:
             reason = str(exc)
         except OSError as exc:

@@ -58,6 +58,9 @@ class DictResolver:
         self.kept[sha256, array.dtype, array.shape] = bytes(array.data)
         self.offered.append(field)
 
+    def finish(self) -> None:
+        pass
+
     def resolve(self, field: str, ref: HashRef | ShmRef) -> Array:
         if isinstance(ref, ShmRef):
             data = self.segments[ref.shm][ref.offset : ref.offset + ref.nbytes]

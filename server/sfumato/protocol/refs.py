@@ -64,6 +64,9 @@ class Resolver(Protocol):
     def offer(self, field: str, array: Array, sha256: str) -> None:
         """An inline array the client asks the server to keep under ``sha256``."""
 
+    def finish(self) -> None:
+        """The message is decoded (or refused): release what resolving it held."""
+
 
 _resolver: ContextVar[Resolver | None] = ContextVar("sfumato_resolver", default=None)
 

@@ -49,6 +49,7 @@ class Resources:
     retention_days: float = 30.0  # finished results older than this are pruned; 0 keeps them
     retention_bytes: int = 10 * GIB  # the store is pruned (oldest first) past this; 0: no cap
     log_repeat_window: float = 10.0  # one kind of log line: 20 per window, then counted
+    input_cache_bytes: int = 256 * MIB  # inputs kept for by-hash reuse (input_ref); 0: off
 
     def check(self, limits: Limits) -> None:
         """Types and ranges, each error naming the setting; then the cross-checks."""
@@ -87,7 +88,9 @@ class Resources:
             )
 
 
-_ZERO_MEANS_OFF = frozenset({"retention_days", "retention_bytes", "log_repeat_window"})
+_ZERO_MEANS_OFF = frozenset(
+    {"retention_days", "retention_bytes", "log_repeat_window", "input_cache_bytes"}
+)
 
 # The TOML type each [server] setting must have in a config file, for errors that name it.
 _SERVER_TYPES: dict[str, tuple[tuple[type, ...], str]] = {

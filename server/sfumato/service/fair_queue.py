@@ -25,6 +25,7 @@ class JobEntry:
     submitted: float = field(default_factory=time.monotonic)
     started: float | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
+    cancel_reason: str = ""  # cancelled.reason when it ends cancelled: superseded (live.py)
 
     @property
     def key(self) -> tuple[str, str]:

@@ -36,6 +36,7 @@ from .admission import Refusal, admit
 from .connection import Connection
 from .fair_queue import JobEntry
 from .health import system_info
+from .live import supersede
 from .store import StoreError, owner_key
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("sfumato.server")
 CAPABILITIES = (
     "generate", "refine", "inpaint", "variants", "cancel", "fetch",
-    "control", "lora", "tile", "preview", "outpaint", "upscale", "multiview", "train",
+    "control", "lora", "tile", "preview", "outpaint", "upscale", "multiview", "train", "live",
 )  # fmt: skip
 
 
@@ -86,6 +87,7 @@ class Router:
         client_id = hello.client_id or uuid.uuid4().hex
         conn.owner = owner_key(server.config.token, client_id)
         server.owners[conn.owner].add(conn)
+        conn.session.resolver = server.resolver(conn.owner)  # arrays by reference (2.2)
         # client text, escaped: a newline or escape sequence in it never forges a log line
         log.info(
             "connection %d: %s %s", conn.number, loggable(hello.client), loggable(hello.version)
@@ -101,7 +103,7 @@ class Router:
             Welcome(
                 server=__version__,
                 protocol=PROTOCOL_VERSION,
-                capabilities=capabilities(server.config.cluster.ray),
+                capabilities=capabilities(server.config.cluster.ray) + server.ref_capabilities,
                 models=server.registry.infos(),
                 default_model=server.default_model,
                 limits=server.config.limits,
@@ -115,6 +117,8 @@ class Router:
                     server.config,
                     server.worker.facts if server.worker is not None else None,
                 ),
+                input_cache=0 if server.input_cache is None else server.input_cache.capacity,
+                shm=None if server.probe is None else server.probe.wire,
             )
         )
 
@@ -137,6 +141,8 @@ class Router:
                 "started without --ray (with --registry FILE --datasets DIR)",
                 "task",
             )
+        if job.params.live and server.worker is not None:  # before the count: bursts fit
+            await supersede(server.queue, server.worker, conn.owner, job)
         limit = server.config.limits.max_queued_jobs
         if server.queue.load(conn.owner) >= limit:  # per identity, over all its connections
             return refuse(

@@ -19,7 +19,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Origin
 
-from .. import __version__
+from .. import __version__, shmem
 from ..protocol import (
     Cancelled,
     Error,
@@ -38,6 +38,7 @@ from . import logguard, retention
 from .config import ServerConfig
 from .connection import CLOSE_GRACE, FRAMES_QUEUED, Connection, gated, quiet_exceptions, watch
 from .fair_queue import FairQueue
+from .inputrefs import ConnectionResolver, InputCache, Probe, make_probe
 from .intake import Holds, receive
 from .journal import Journal, recover
 from .outbox import Outbox, Pool
@@ -81,6 +82,9 @@ class SfumatoServer:
         self._tasks: list[asyncio.Task[None]] = []
         self.worker: Worker | None = None
         self.router = Router(self)
+        cache = config.resources.input_cache_bytes
+        self.input_cache = InputCache(cache) if cache else None  # input_ref (inputrefs.py)
+        self.probe: Probe | None = None  # shm: made at start, where the platform has it
 
     @property
     def tiny(self) -> bool:
@@ -96,8 +100,20 @@ class SfumatoServer:
         assert self._server is not None, "start() first"
         return int(self._server.sockets[0].getsockname()[1])
 
+    @property
+    def ref_capabilities(self) -> tuple[str, ...]:
+        """Announced besides the tasks: arrays by hash, by shared memory (protocol.md 2.2)."""
+        return (("input_ref",) if self.input_cache is not None else ()) + (
+            ("shm",) if self.probe is not None else ()
+        )
+
+    def resolver(self, owner: str) -> ConnectionResolver:
+        return ConnectionResolver(self.input_cache, owner, self.probe is not None)
+
     async def start(self) -> None:
         resources = self.config.resources
+        shmem.sweep()  # segments of clients (and servers) that died before
+        self.probe = make_probe()
         logguard.install(resources.log_repeat_window)
         loop = asyncio.get_running_loop()
         loop.set_exception_handler(quiet_exceptions)
@@ -199,6 +215,8 @@ class SfumatoServer:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+        if self.probe is not None:
+            self.probe.close()
 
     async def _goodbye(self, conn: Connection, reason: str) -> None:
         await conn.flush()
@@ -287,6 +305,8 @@ class SfumatoServer:
             if not self.owners[conn.owner]:
                 del self.owners[conn.owner]
             writer.cancel()
+            if self.probe is not None:  # a client that died before sending its segment
+                shmem.sweep()
 
     async def _receive(self, conn: Connection, data: bytes | bytearray, held: int) -> None:
         """Decode and route one message; its bytes go back to the budget now, or, for an
@@ -297,6 +317,9 @@ class SfumatoServer:
             self.budget.give(held)
             conn.post(Error(exc.code, exc.message, id=exc.id, field=exc.field))
             return
+        finally:
+            if conn.session.resolver is not None:  # shared-memory segments read: unlinked
+                conn.session.resolver.finish()
         try:
             await self.router.dispatch(conn, message)
         finally:

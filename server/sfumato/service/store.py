@@ -242,6 +242,8 @@ class ResultStore:
         if isinstance(message, Error):
             record |= {"code": message.code.value, "message": message.message}
             record["field"] = message.field
+        elif message.reason:  # superseded by a newer live job (protocol.md 4.2.7)
+            record["reason"] = message.reason
         record["ended"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         assert message.id is not None, "a terminal record names its job"
         path = self._ended_path(owner, message.id)
@@ -260,7 +262,7 @@ class ResultStore:
         try:
             record = json.loads(self._ended_path(owner, job_id).read_text(encoding="utf-8"))
             if record["type"] == Cancelled.TYPE:
-                return Cancelled(job_id)
+                return Cancelled(job_id, str(record.get("reason", "")))
             return Error(ErrorCode(record["code"]), str(record["message"]), id=job_id,
                          field=record.get("field"))  # fmt: skip
         except FileNotFoundError:

@@ -185,6 +185,8 @@ class Worker:
         """End a job that has no result: store how it ended, forget its journal entry, then
         tell its owner — in that order, so a ``fetch`` after a crash answers what the client
         would have heard."""
+        if isinstance(message, Cancelled) and entry.cancel_reason and not message.reason:
+            message = Cancelled(message.id, entry.cancel_reason)  # superseded (live.py)
 
         def keep() -> None:
             try:
