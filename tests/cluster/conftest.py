@@ -1,5 +1,7 @@
 """One local Ray cluster per test session, and one ``sfumato serve --ray ADDRESS --replicas 2``
-front door joined to it: two CPU replicas of the tiny models, one torch thread each.
+front door joined to it: two CPU replicas of the tiny models, one torch thread each. Both are
+package-scoped: started once, and gone when this folder's tests are done rather than held
+through the rest of the suite.
 
 The test process is a Ray driver of the same cluster, so a test can ask a replica what it
 did (``info``) or kill it (``ray.kill``) while the front door runs jobs on it.
@@ -20,7 +22,7 @@ NAMESPACE = "sfumato"  # the front door's default cluster.namespace
 OBJECT_STORE = 200 * 1024 * 1024
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def ray_address() -> Iterator[str]:
     try:
         import ray
@@ -39,7 +41,7 @@ def ray_address() -> Iterator[str]:
         ray.shutdown()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def cluster_server(
     ray_address: str, tmp_path_factory: pytest.TempPathFactory, model_cache: Path
 ) -> Iterator[ServerProcess]:
