@@ -8,12 +8,26 @@ history's Apply Again and Restore), ``passes`` (render → arrays), ``scene``
 client's events → the main thread, via ``bpy.app.timers``), ``localserver`` (Start a
 local server, in the preferences); Texture Object: ``texcams``
 (cameras), ``texbake`` (UV map, bake, view passes), ``texjob`` (send, apply), ``texmath``
-(numpy), ``texops``/``texpanel``/``texprops`` (operators, panel, settings).
+(numpy), ``texops``/``texpanel``/``texprops`` (operators, panel, settings); the live
+viewport: ``live`` (handler, timer, in-place results), ``liveops``/``liveprops``.
 """
 
 import bpy
 
-from . import bridge, localserver, operators, panels, prefs, props, results, texops, texpanel
+from . import (
+    bridge,
+    live,
+    liveops,
+    liveprops,
+    localserver,
+    operators,
+    panels,
+    prefs,
+    props,
+    results,
+    texops,
+    texpanel,
+)
 
 CLASSES = (
     *props.CLASSES,
@@ -23,6 +37,7 @@ CLASSES = (
     *texops.CLASSES,
     *panels.CLASSES,
     *texpanel.CLASSES,
+    *liveops.CLASSES,
 )
 
 
@@ -30,13 +45,17 @@ def register() -> None:
     for cls in CLASSES:
         bpy.utils.register_class(cls)
     props.register()
+    liveprops.register()
     bridge.start(results.apply)
+    live.register()
     localserver.start()
 
 
 def unregister() -> None:
     localserver.stop()  # the server this add-on started goes with it
+    live.unregister()  # off: cancels what runs, puts back what it replaced
     bridge.stop()
+    liveprops.unregister()
     props.unregister()
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)

@@ -54,6 +54,8 @@ class Bridge:
         self.link: HostLink[Pending] = HostLink("blender")
         self._applied: list[Pending] = []  # applied by an update, awaiting tick()'s undo push
         self._apply = apply
+        # Pending.kind → what ends such a job instead of apply (live jobs: ``live.ended``)
+        self.enders: dict[str, Callable[[JobRecord[Pending]], None]] = {}
 
     # ------------------------------------------------------------------ state
 
@@ -223,6 +225,9 @@ class Bridge:
 
     def _ended(self, record: JobRecord[Pending]) -> None:
         pending = record.purpose
+        if (ender := self.enders.get(pending.kind)) is not None:
+            ender(record)  # its own way to show a result: no history, no panel status
+            return
         if record.state is JobState.DONE and record.result is not None:
             self._apply_result(pending, record.result)
         elif record.state is JobState.CANCELLED:

@@ -21,7 +21,7 @@ from bpy.props import (
     StringProperty,
 )
 
-from . import texprops
+from . import liveprops, texprops
 
 CONNECTION_STATES = (
     ("DISCONNECTED", "Disconnected", "No server connection"),
@@ -188,10 +188,12 @@ class SfumatoSettings(bpy.types.PropertyGroup):
     history: CollectionProperty(type=SfumatoResult)
     history_index: IntProperty(name="Result", default=0)
     texturing: PointerProperty(type=texprops.SfumatoTexturing)  # Texture Object's settings
+    live: PointerProperty(type=liveprops.SfumatoLiveSettings)  # the live viewport's choices
 
 
 CLASSES = (
     *texprops.CLASSES,
+    *liveprops.CLASSES,
     SfumatoModel,
     SfumatoLora,
     SfumatoMaterialRef,
