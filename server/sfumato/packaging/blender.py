@@ -85,8 +85,9 @@ def slim_wheel(out: Path) -> Path:
     """A pure-Python wheel with sfumato's client side only. Written by hand (a wheel is a zip
     with a RECORD) because setuptools would take the whole package, server and engine too."""
     host = ("__init__.py", "client.py", "hostoffer.py", "hostsession.py", "hostlink.py",
-            "hostmultiview.py")  # fmt: skip
+            "hostmultiview.py", "hostlive.py")  # fmt: skip
     host += ("hostserver.py", "hostlaunch.py")  # "Start a local server" (issue 15.4)
+    host += ("clientrefs.py", "shmem.py")  # the client's inputs by reference (issue 12)
     files = [SFUMATO / n for n in host]
     files.append(SFUMATO / "py.typed")
     files += sorted((SFUMATO / "protocol").glob("*.py"))

@@ -118,8 +118,9 @@ def vendored_files(cache: Path) -> dict[str, bytes]:
         b'these names (sfumato package krita rewrote the imports)."""\n',
         f"{vendor}/sfumato/__init__.py": (SFUMATO / "__init__.py").read_bytes(),
     }
-    host = ("client.py", "hostoffer.py", "hostsession.py", "hostlink.py")  # what a host imports
+    host = ("client.py", "hostoffer.py", "hostsession.py", "hostlink.py", "hostlive.py")
     host += ("hostserver.py", "hostlaunch.py")  # "Start a local server" (issue 15.4)
+    host += ("clientrefs.py", "shmem.py")  # the client's inputs by reference (issue 12)
     for name in host:
         files[f"{vendor}/sfumato/{name}"] = (SFUMATO / name).read_bytes()
     for path in sorted((SFUMATO / "protocol").glob("*.py")):
