@@ -13,6 +13,7 @@ from sfumato.protocol import Array, ControlKind
 
 from . import canvas
 from .jobs import SEED_MAX, USES_STRENGTH, Mode, check_seed
+from .livebox import LiveBox
 from .model import ControlLayer, JobState, Link, LoraChoice, Record, Session, Settings
 from .plugin import Plugin, save_settings
 from .qt import (
@@ -275,6 +276,11 @@ class SfumatoDocker(DockWidget):
         buttons.addWidget(self.generate_button, 1)
         buttons.addWidget(self.cancel_button)
         box.addLayout(buttons)
+        self.live_box = LiveBox(self.plugin.live, self._live_settings)  # Krita Live
+        self.plugin.live.pull = self._live_settings
+        unsubscribe = self.plugin.live.subscribe(self._show_mode)
+        self.destroyed.connect(lambda *_: unsubscribe())
+        box.addWidget(self.live_box)
         self.progress = QProgressBar(minimum=0, maximum=100, value=0)
         self.preview = QLabel(alignment=Qt.AlignCenter)
         self.preview.setMinimumSize(1, 1)  # a preview never makes the docker taller
@@ -295,7 +301,7 @@ class SfumatoDocker(DockWidget):
 
     def _show_mode(self) -> None:
         """Strength only where it steers the result (``jobs.USES_STRENGTH``)."""
-        uses = Mode(self.mode.currentData()) in USES_STRENGTH
+        uses = Mode(self.mode.currentData()) in USES_STRENGTH or self.plugin.live.on
         self.strength.setVisible(uses)
         self.strength_label.setVisible(uses)
 
@@ -350,6 +356,14 @@ class SfumatoDocker(DockWidget):
         s.seed = self.seed.seed()
         s.variants, s.steps = self.variants.value(), self.steps.value()
         save_settings(s)
+
+    def _live_settings(self) -> None:
+        """What a live job uses, from the widgets as they are now (Live polls this; the
+        settings are saved when Generate or Connect is pressed, as before)."""
+        s = self.session.settings
+        s.prompt, s.negative = self.prompt.toPlainText(), self.negative.text()
+        s.strength, s.seed = self.strength.value() / 100, self.seed.seed()
+        s.steps = self.steps.value()
 
     def _choose_model(self) -> None:
         self.session.choose_model(self.model.currentData() or None)

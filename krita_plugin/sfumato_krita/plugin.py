@@ -14,6 +14,7 @@ from krita import Krita
 from .bridge import Bridge
 from .controller import Controller
 from .jobs import Mode
+from .live import LiveController
 from .model import RETRY_S, Link, Session, Settings
 from .qt import QObject, QTimer
 from .serverbox import ServerRunner
@@ -25,6 +26,7 @@ class Plugin(QObject):
         self.session = Session(load_settings())
         self.bridge = Bridge(self._events, self)
         self.controller = Controller(self.session, self.bridge, is_open)
+        self.live = LiveController(self.session, self.bridge, is_open, self)  # Krita Live
         self._retry = QTimer(self, singleShot=True, interval=RETRY_S * 1000)
         self._retry.timeout.connect(self._reconnect)
         self._started = False
@@ -45,11 +47,12 @@ class Plugin(QObject):
 
     def close(self) -> None:
         self._retry.stop()
+        self.live.stop()
         self.bridge.close()
         self.server.close()  # the server this plugin started goes with Krita
 
     def _events(self, events: list[object]) -> None:
-        self.controller.handle(events)
+        self.controller.handle(self.live.take(events))
         if self.session.retry and not self._retry.isActive():
             self._retry.start()
 

@@ -44,15 +44,18 @@ class KritaEnv:
     zip_path: Path
     install: dict[str, Any]  # what the import helper saw (install_plugin/)
 
-    def run_task(self, func: str, payload: dict[str, Any], timeout: float = 300) -> dict[str, Any]:
-        """Run ``krita_tasks.<func>`` in kritarunner; returns the JSON it wrote."""
+    def run_task(
+        self, func: str, payload: dict[str, Any], timeout: float = 300, module: str = "krita_tasks"
+    ) -> dict[str, Any]:
+        """Run ``<module>.<func>`` (a module beside this file) in kritarunner; returns the JSON
+        it wrote."""
         work = Path(self.root / "runs" / f"{func}-{len(list(self.root.glob('runs/*')))}")
         work.mkdir(parents=True)
         out = work / "out.json"
         (work / "in.json").write_text(json.dumps({**payload, "out": str(out)}), "utf-8")
         env = {**self.env, "SFUMATO_KRITA_IN": str(work / "in.json")}
         env["PYTHONPATH"] = f"{self.pykrita}{os.pathsep}{HERE}"
-        cmd = ["kritarunner", "-s", "krita_tasks", "-f", func]
+        cmd = ["kritarunner", "-s", module, "-f", func]
         proc = subprocess.run(
             cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=work
         )
