@@ -18,11 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from ..protocol.conditioning import Control
+from ..protocol.direction import region_loras
 from ..protocol.errors import ErrorCode
 from ..protocol.messages import SEED_MAX, Job, JobParams, Task
 from ..protocol.multiview import Coverage, Paint
 from ..registry import ModelEntry, NoControlNet, Registry
-from . import lora
+from . import direction, lora
 from .control import PreparedControl
 from .controlnets import prepare_controls
 from .devices import choose_device
@@ -128,8 +129,10 @@ class Engine:
             size = job.output_size()
             # Conditioning: everything a job names is resolved (and loaded) before a step runs.
             controls = prepare_controls(job, loaded, self.registry, self.cache_dir, size, seeds[0])
-            lora.activate(loaded, job.params.loras, self.registry, self.cache_dir)
-            used = [entry, *(self.registry.get(lo.name) for lo in job.params.loras)]
+            loras = region_loras(job.params.loras, job.regions)  # region LoRAs: whole image
+            lora.activate(loaded, loras, self.registry, self.cache_dir)
+            adapter = direction.prepare(job, loaded, self.registry, self.cache_dir)
+            used = [entry, *(self.registry.get(lo.name) for lo in loras)]
             hashes = self._hashes.verify([*used, *(c.entry for c in controls)])
             pipe = self._pipeline(loaded, job.task, controls)
             preview = None
@@ -140,8 +143,11 @@ class Engine:
                 job.id, len(seeds), on_step, is_cancelled, preview, job.params.preview_every
             )
             parts = (pipe.unet, pipe.vae, getattr(pipe, "controlnet", None))
-            with tiled(parts, job.params.tile):
-                images = self._run_task(pipe, job, seeds, steps, controls)
+            with (
+                tiled(parts, job.params.tile),
+                direction.applied(pipe, job, loaded, adapter, steps) as ready,
+            ):
+                images = self._run_task(ready, job, seeds, steps, controls)
             done = time.perf_counter()
         return EngineOutput(
             images=images,

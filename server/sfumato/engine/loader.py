@@ -102,6 +102,7 @@ class LoadedModel:
     controlled: dict[tuple[Task, tuple[str, ...]], Pipeline] = field(default_factory=dict)
     loras: set[str] = field(default_factory=set)  # adapter names loaded into the base
     preview: dict[str, Any] = field(default_factory=dict)  # "decoder" → AutoencoderTiny | None
+    adapters: dict[str, Any] = field(default_factory=dict)  # references.py: IP-Adapter parts
 
     def pipeline(self, task: Task) -> Pipeline:
         """The pipeline for ``task``, sharing the base pipeline's modules (no copy of weights)."""

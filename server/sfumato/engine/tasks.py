@@ -56,11 +56,17 @@ class Steps:
     calls: int = 1
     done: int = 0
     cancelled: bool = False
+    # (k, n): set per-step conditioning before step k of a call's n (references.py); after
+    # a call's last step, k is 0 again for the next call (variant or tile).
+    schedule: Callable[[int, int], None] | None = None
 
     def callback(
         self, pipe: Pipeline, step: int, timestep: Any, kwargs: dict[str, Any]
     ) -> dict[str, Any]:
         self.done += 1
+        if self.schedule is not None:
+            total = int(pipe.num_timesteps)
+            self.schedule(0 if step + 1 >= total else step + 1, total)
         image = None
         if self.preview is not None and self.preview_every and self.done % self.preview_every == 0:
             image = self.preview(kwargs["latents"])

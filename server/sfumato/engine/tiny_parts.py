@@ -30,6 +30,7 @@ from diffusers import (
 )
 
 from ..registry import TINY_SOURCES
+from . import tiny_adapter
 from .tiny import MARKER, SEED, VERSION, ensure_built, ensure_tiny, tiny_dir
 
 # The conditioning embedding must downsample 8× (three stride-2 convs) to meet SD's latents;
@@ -63,6 +64,10 @@ def _build(kind: str, family: str, location: str, cache_dir: Path, folder: Path)
             _controlnet(base).save_pretrained(folder)
         elif kind == "lora":
             _save_lora(base, family, folder)
+        elif kind == "ip_adapter":
+            tiny_adapter.build_adapter(base, folder)
+        elif kind == "image_encoder":
+            tiny_adapter.build_encoder(folder)
         else:
             _preview().save_pretrained(folder)
     (folder / MARKER).write_text(json.dumps({"version": VERSION, "part": location}))

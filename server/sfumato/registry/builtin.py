@@ -145,6 +145,70 @@ source = "tiny:sdxl-preview"
 license = "Apache-2.0"
 description = "Tiny random TAESD-shaped preview decoder."
 
+[models.tiny-sd-ip-adapter]
+kind = "ip_adapter"
+family = "sd15"
+source = "tiny:sd15-ip-adapter"
+encoder = "tiny-sd-image-encoder"
+license = "Apache-2.0"
+description = "Tiny random IP-Adapter for tiny-sd (reference images): changes the noise, for tests."
+
+[models.tiny-sd-image-encoder]
+kind = "image_encoder"
+family = "sd15"
+source = "tiny:sd15-image-encoder"
+license = "Apache-2.0"
+description = "Tiny random CLIP vision encoder for tiny-sd's IP-Adapter."
+
+[models.tiny-sdxl-ip-adapter]
+kind = "ip_adapter"
+family = "sdxl"
+source = "tiny:sdxl-ip-adapter"
+encoder = "tiny-sdxl-image-encoder"
+license = "Apache-2.0"
+description = "Tiny random IP-Adapter for tiny-sdxl (reference images)."
+
+[models.tiny-sdxl-image-encoder]
+kind = "image_encoder"
+family = "sdxl"
+source = "tiny:sdxl-image-encoder"
+license = "Apache-2.0"
+description = "Tiny random CLIP vision encoder for tiny-sdxl's IP-Adapter."
+
+[models.sd15-ip-adapter]
+kind = "ip_adapter"
+family = "sd15"
+source = "hub:h94/IP-Adapter"
+weight = "models/ip-adapter_sd15.safetensors"
+encoder = "sd15-image-encoder"
+license = "Apache-2.0"
+description = "IP-Adapter for SD1.5: reference images steer the look (h94/IP-Adapter)."
+
+[models.sd15-image-encoder]
+kind = "image_encoder"
+family = "sd15"
+source = "hub:h94/IP-Adapter"
+weight = "models/image_encoder"
+license = "MIT"
+description = "OpenCLIP ViT-H/14 (LAION-2B) image encoder for the SD1.5 IP-Adapter, as h94/IP-Adapter ships it."
+
+[models.sdxl-ip-adapter]
+kind = "ip_adapter"
+family = "sdxl"
+source = "hub:h94/IP-Adapter"
+weight = "sdxl_models/ip-adapter_sdxl.safetensors"
+encoder = "sdxl-image-encoder"
+license = "Apache-2.0"
+description = "IP-Adapter for SDXL: reference images steer the look (h94/IP-Adapter)."
+
+[models.sdxl-image-encoder]
+kind = "image_encoder"
+family = "sdxl"
+source = "hub:h94/IP-Adapter"
+weight = "sdxl_models/image_encoder"
+license = "MIT"
+description = "OpenCLIP ViT-bigG/14 (LAION-2B) image encoder for the SDXL IP-Adapter, as h94/IP-Adapter ships it."
+
 [models.taesd]
 kind = "preview"
 family = "sd15"

@@ -9,7 +9,7 @@ A registry file looks like::
     default = "tiny-sd"
     include_builtin = true        # optional: also offer the built-in entries below
     [models.tiny-sd]
-    kind = "base"                 # base | controlnet | lora | preview
+    kind = "base"                 # base | controlnet | lora | preview | ip_adapter | image_encoder
     family = "sd15"               # sd15 | sdxl
     source = "tiny:sd15"          # tiny:<part> | hub:<repo id> | dir:<folder> | file:<x.safetensors>
     config = "sd15-inpaint/"      # file: only, optional: its diffusers config folder
@@ -17,6 +17,9 @@ A registry file looks like::
     license = "Apache-2.0"
     approved = true
     description = "..."
+    # ip_adapter / image_encoder entries of a hub or dir source: the file (adapter) or folder
+    # (encoder) inside it, and the adapter's image encoder by registry name:
+    # weight = "models/ip-adapter_sd15.safetensors"; encoder = "sd15-image-encoder"
 
 Relative ``dir:`` and ``file:`` paths resolve against the folder of the TOML file, so a
 studio can ship a registry next to its weights.
@@ -41,7 +44,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-KINDS = ("base", "controlnet", "lora", "preview")
+KINDS = ("base", "controlnet", "lora", "preview", "ip_adapter", "image_encoder")
 FAMILIES = ("sd15", "sdxl")
 SCHEMES = ("tiny", "hub", "dir", "file")
 CONTROLS = tuple(kind.value for kind in ControlKind)
@@ -52,10 +55,12 @@ TINY_SOURCES: dict[str, tuple[str, str]] = {
     **{f"tiny:{f}-controlnet-{c}": ("controlnet", f) for f in FAMILIES for c in CONTROLS},
     **{f"tiny:{f}-lora-style": ("lora", f) for f in FAMILIES},
     **{f"tiny:{f}-preview": ("preview", f) for f in FAMILIES},
+    **{f"tiny:{f}-ip-adapter": ("ip_adapter", f) for f in FAMILIES},
+    **{f"tiny:{f}-image-encoder": ("image_encoder", f) for f in FAMILIES},
 }
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _FIELDS = ("kind", "family", "source", "license", "approved", "description", "control", "sha256",
-           "dataset_sha256", "base_model", "base_sha256", "config")  # fmt: skip
+           "dataset_sha256", "base_model", "base_sha256", "config", "weight", "encoder")  # fmt: skip
 # Fields only a trained LoRA has (sfumato train-lora): what it learnt from, and on which base.
 _TRAINED = ("dataset_sha256", "base_model", "base_sha256")
 _TOP_LEVEL = ("default", "include_builtin", "models")
@@ -129,6 +134,10 @@ class ModelEntry:
     # A file: base model's diffusers configuration folder (absolute); "" = the family's
     # configuration shipped with sfumato (engine/singlefile.py): SD1.5 or SDXL base.
     config: str = ""
+    # ip_adapter and image_encoder entries: the file or folder inside the source ("" = the
+    # source itself); ip_adapter entries: their image_encoder entry's name.
+    weight: str = ""
+    encoder: str = ""
 
     @property
     def tiny(self) -> bool:
@@ -328,7 +337,8 @@ def _entry(name: str, table: Any, origin: str, base_dir: Path) -> ModelEntry:
     for key in ("kind", "family", "source"):
         if key not in table:
             raise RegistryError(f'{where}: missing field {key!r}; add {key} = "..."')
-    for key in ("kind", "family", "source", "license", "description", "control"):
+    for key in ("kind", "family", "source", "license", "description", "control", "weight",
+                "encoder"):  # fmt: skip
         if key in table and not isinstance(table[key], str):
             raise RegistryError(f"{where}: {key} must be a string, got {table[key]!r}")
     kind, family, source = table["kind"], table["family"], table["source"]
@@ -360,6 +370,16 @@ def _entry(name: str, table: Any, origin: str, base_dir: Path) -> ModelEntry:
             f'{where}: {", ".join(k for k in _TRAINED if k in table)} only for kind = "lora" '
             "entries (a LoRA made by sfumato train-lora); remove it"
         )
+    for key in ("weight", "encoder"):
+        if key in table and kind not in ("ip_adapter", "image_encoder"):
+            raise RegistryError(
+                f'{where}: {key} is only for kind = "ip_adapter" or "image_encoder" entries'
+            )
+    if kind == "ip_adapter" and not NAME.match(table.get("encoder", "")):
+        raise RegistryError(
+            f'{where}: an ip_adapter entry needs encoder = "<the registry name of its '
+            'image_encoder entry>"'
+        )
     source = _source(source, kind, family, where, base_dir)
     config = _config(table.get("config", ""), source, where, base_dir)
     return ModelEntry(
@@ -376,6 +396,8 @@ def _entry(name: str, table: Any, origin: str, base_dir: Path) -> ModelEntry:
         base_model=base_model,
         base_sha256=table.get("base_sha256", "").lower(),
         config=config,
+        weight=table.get("weight", ""),
+        encoder=table.get("encoder", ""),
     )
 
 

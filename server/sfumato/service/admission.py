@@ -13,6 +13,7 @@ from dataclasses import replace
 from ..protocol import ErrorCode, Job, JobRejected, Task
 from ..protocol.messages import RESULT_HEADER_BYTES
 from ..registry import LoraMismatch, ModelEntry, Registry, UnknownModel
+from ..registry.adapters import ip_adapter
 
 
 class Refusal(JobRejected):
@@ -85,8 +86,14 @@ def admit(
             "params.model",
         )
     used = [(model, "params.model")]
-    for n, lora in enumerate(job.params.loras):
-        field = f"params.loras[{n}].name"
+    # Region LoRAs act on the whole image (docs/protocol.md 4.2.6): checked like the job's own.
+    named = [(lora, f"params.loras[{n}].name") for n, lora in enumerate(job.params.loras)]
+    named += [
+        (lora, f"inputs.regions[{n}].loras[{k}].name")
+        for n, region in enumerate(job.regions)
+        for k, lora in enumerate(region.loras)
+    ]
+    for lora, field in named:
         try:
             used.append((registry.lora(lora.name, model.family), field))
         except UnknownModel:
@@ -108,6 +115,14 @@ def admit(
             )
         except UnknownModel as exc:
             raise _refuse(ErrorCode.UNKNOWN_MODEL, str(exc), field) from None
+    if job.references:
+        try:
+            used += [
+                (e, "inputs.references")
+                for e in ip_adapter(registry, model.family, tiny=model.tiny)
+            ]
+        except JobRejected as exc:
+            raise _refuse(exc.code, exc.message, "inputs.references") from None
     for entry, field in used:
         if not entry.approved:
             raise _refuse(
