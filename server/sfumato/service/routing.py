@@ -46,6 +46,7 @@ log = logging.getLogger("sfumato.server")
 CAPABILITIES = (
     "generate", "refine", "inpaint", "variants", "cancel", "fetch",
     "control", "lora", "tile", "preview", "outpaint", "upscale", "multiview", "train", "live",
+    "reference", "regions",
 )  # fmt: skip
 
 
