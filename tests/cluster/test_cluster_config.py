@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 
 from sfumato.cli import main
+from sfumato.protocol import Error, ErrorCode, Job, JobParams, Task
 from sfumato.service.cluster_config import ClusterConfig
 from sfumato.service.config import ConfigError, ServerConfig
+from tests.server.conftest import Peer, finished
+from tests.server.procs import ServerProcess
 
 
 def test_the_cluster_table_is_read(tmp_path: Path) -> None:
@@ -48,3 +51,31 @@ def test_plain_serve_imports_no_ray(tmp_path: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_an_unreachable_cluster_ends_jobs_with_the_address_and_the_fix(
+    tmp_path: Path, model_cache: Path
+) -> None:
+    """ray.init retries a dead address for minutes: the front door gives up after
+    cluster.connect_timeout, says so in welcome, and every job ends with why."""
+    pytest.importorskip("ray")  # the extra; tests/cluster/conftest.py fails CI without it
+    config = tmp_path / "sfumato.toml"
+    config.write_text('[cluster]\nray = true\naddress = "127.0.0.1:1"\nconnect_timeout = 2\n')
+    server = ServerProcess(
+        tmp_path / "results", model_cache, tmp_path / "server.log", "--config", str(config),
+        "--no-preload",
+    )  # fmt: skip
+    try:
+        peer = Peer(server.url)
+        peer.hello()
+        peer.send(Job("far-1", Task.GENERATE, JobParams(prompt="p", width=64, height=64)))
+        end = peer.until(finished("far-1"), timeout=60)[-1]
+        assert isinstance(end, Error) and end.code is ErrorCode.ENGINE_UNAVAILABLE, end
+        assert "could not reach the Ray cluster at '127.0.0.1:1'" in end.message
+        assert "cluster.address" in end.message
+        welcome = Peer(server.url).hello()
+        assert not welcome.ready and "127.0.0.1:1" in welcome.status
+        peer.close()
+    finally:
+        assert server.term(timeout=60) == 0  # the stuck connect does not hold up the exit
+    server.check_log()

@@ -28,6 +28,7 @@ class ClusterConfig:
     cpus_per_replica: int = 1  # a CPU replica's cores (and torch threads)
     max_restarts: int = 3  # Ray restarts a dead replica this many times, then it stays down
     namespace: str = "sfumato"  # the Ray namespace the replicas are named in (`ray list actors`)
+    connect_timeout: int = 120  # seconds to reach the cluster (ray.init retries for minutes)
 
     def check(self) -> None:
         """Types and ranges, each error naming the setting and the fix."""
@@ -45,6 +46,10 @@ class ClusterConfig:
                     f"cluster.{name} must be 0 or more, got {getattr(self, name)}"
                     + ("; 0 runs one replica per GPU" if name == "replicas" else "")
                 )
+        if self.connect_timeout < 1:
+            raise ClusterConfigError(
+                f"cluster.connect_timeout must be at least 1 second, got {self.connect_timeout}"
+            )
         if self.cpus_per_replica < 1:
             raise ClusterConfigError(
                 f"cluster.cpus_per_replica must be at least 1, got {self.cpus_per_replica}"
