@@ -33,6 +33,33 @@ from .protocol.refs import MIN_REF_BYTES, Place, hash_ref, shm_ref
 
 Key = tuple[str, DType, tuple[int, int, int]]
 KNOWN_MAX = 4096  # hashes remembered per connection; the server's cache is the real bound
+POOL_FREE = 8  # idle segments kept for the next edits
+
+
+class _Pool:
+    """Segments reused from job to job: a fresh shared-memory page costs far more than a
+    copy into one already mapped (benchmarks/live.py), and live edits repeat their shapes."""
+
+    def __init__(self) -> None:
+        self._free: list[shmem.Segment] = []
+
+    def take(self, nbytes: int) -> shmem.Segment:
+        fits = [s for s in self._free if nbytes <= s.size <= 2 * nbytes]
+        if fits:
+            segment = min(fits, key=lambda s: s.size)
+            self._free.remove(segment)
+            return segment
+        return shmem.Segment(nbytes)
+
+    def give(self, segment: shmem.Segment) -> None:
+        self._free.append(segment)
+        while len(self._free) > POOL_FREE:
+            self._free.pop(0).close()
+
+    def close(self) -> None:
+        for segment in self._free:
+            segment.close()
+        self._free.clear()
 
 
 @dataclass
@@ -52,6 +79,7 @@ class InputRefs:
         self._known: dict[Key, None] = {}  # insertion-ordered: the oldest forgotten first
         self._sent: dict[str, _Sent] = {}
         self._lock = threading.Lock()
+        self._pool = _Pool()
 
     @property
     def active(self) -> bool:
@@ -71,7 +99,8 @@ class InputRefs:
                 return None
             if self.shm and not inline:
                 try:
-                    segment = shmem.Segment(array.nbytes)
+                    with self._lock:
+                        segment = self._pool.take(array.nbytes)
                 except OSError:  # /dev/shm full or refused: bytes from now on
                     self.shm = False
                 else:
@@ -102,8 +131,9 @@ class InputRefs:
             sent = self._sent.pop(job_id, None)
         if sent is None:
             return False
-        for segment in sent.segments:  # the server has read (and unlinked) them
-            segment.close()
+        with self._lock:  # the server has copied them out: free for the next edit
+            for segment in sent.segments:
+                self._pool.give(segment)
         miss = isinstance(event, Error) and event.code is ErrorCode.UNKNOWN_INPUT
         if not miss or sent.resent:
             return False
@@ -119,6 +149,7 @@ class InputRefs:
         """The connection is gone: segments of jobs never answered are removed."""
         with self._lock:
             sent, self._sent = list(self._sent.values()), {}
+            self._pool.close()
         for item in sent:
             for segment in item.segments:
                 segment.close()

@@ -6,8 +6,8 @@ Segments are opened with ``_posixshmem`` and ``mmap`` directly rather than throu
 ``multiprocessing.shared_memory``: before Python 3.13 that class registers every segment with
 multiprocessing's resource tracker, a helper process started from ``sys.executable`` — which
 inside Krita or Blender is the host application, not a Python. Cleanup is instead the
-protocol's: the server unlinks a segment as soon as it has read it, and sweeps the segments of
-clients whose process has died (:func:`sweep`).
+protocol's: a client unlinks its segments when it closes, and the server sweeps the segments
+of clients whose process has died (:func:`sweep`) whenever a connection ends and at start.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ class Segment:
     def __init__(self, size: int, name: str | None = None) -> None:
         assert _posixshmem is not None, "check shmem.AVAILABLE first"
         self.name = name or new_name()
+        self.size = max(size, 1)
         fd = _posixshmem.shm_open("/" + self.name, os.O_CREAT | os.O_EXCL | os.O_RDWR, mode=0o600)
         try:
             os.ftruncate(fd, max(size, 1))
@@ -76,13 +77,20 @@ class Mapped:
             os.close(fd)
 
     def read(self, offset: int, nbytes: int) -> bytes:
-        """A copy of the bytes (the segment goes away once the job is read)."""
+        """A copy of the bytes."""
         assert self.buf is not None and offset + nbytes <= self.size
         return self.buf[offset : offset + nbytes]
 
+    def view(self, offset: int, nbytes: int) -> memoryview:
+        """The bytes in place, read-only; the mapping lives as long as a view of it does."""
+        assert self.buf is not None and offset + nbytes <= self.size
+        return memoryview(self.buf)[offset : offset + nbytes]
+
     def close(self) -> None:
+        """Unmap now, or — while views of it are alive (a job's inputs) — when the last goes."""
         if self.buf is not None:
-            self.buf.close()
+            with contextlib.suppress(BufferError):
+                self.buf.close()
             self.buf = None
 
 

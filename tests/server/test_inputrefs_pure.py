@@ -95,7 +95,9 @@ needs_shm = pytest.mark.skipif(not Path("/dev/shm").is_dir(), reason="needs Linu
 @needs_shm
 @FAST
 @given(offset=st.integers(0, 100), seed=st.integers(0, 255))
-def test_shared_memory_reads_then_unlinks(offset: int, seed: int) -> None:
+def test_shared_memory_is_copied_out_and_the_segment_stays_the_clients(
+    offset: int, seed: int
+) -> None:
     a = array(seed, side=8)
     segment = shmem.Segment(offset + a.nbytes)
     try:
@@ -107,10 +109,15 @@ def test_shared_memory_reads_then_unlinks(offset: int, seed: int) -> None:
             resolver.resolve("inputs.mask", ShmRef(segment.name, offset + 1, a.dtype, a.shape))
         assert (info.value.code, info.value.field) == (ErrorCode.BAD_ARRAY, "inputs.mask")
         resolver.finish()
-        assert not (Path("/dev/shm") / segment.name).exists()
+        segment.write(offset, bytes(a.nbytes))  # the client reuses it: the copy is unchanged
+        assert got == a and (Path("/dev/shm") / segment.name).exists()
+        resolver.close()
+        segment.close()
         with pytest.raises(ProtocolError) as info:  # gone: bad_array naming the input
-            resolver.resolve("inputs.image", ShmRef(segment.name, offset, a.dtype, a.shape))
-        assert info.value.code is ErrorCode.BAD_ARRAY
+            ConnectionResolver(None, "me", True).resolve(
+                "inputs.image", ShmRef(segment.name, offset, a.dtype, a.shape)
+            )
+        assert (info.value.code, info.value.field) == (ErrorCode.BAD_ARRAY, "inputs.image")
     finally:
         segment.close()
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from sfumato import client as client_module
 from sfumato import shmem
 from sfumato.client import Client, make_job
 from sfumato.protocol import (
@@ -118,8 +119,19 @@ class Counting(Client):
         self.sent: list[int] = []
 
     def _send(self, message: Any, place: Any = None) -> None:
-        self.sent.append(sum(c.nbytes for c in encode(message, place)))
-        super()._send(message, place)
+        # Count what the real send encodes (encoding twice would place shm arrays twice).
+        real = client_module.encode
+
+        def counting(m: Any, p: Any = None) -> Any:
+            chunks = real(m, p)
+            self.sent.append(sum(c.nbytes for c in chunks))
+            return chunks
+
+        client_module.encode = counting
+        try:
+            super()._send(message, place)
+        finally:
+            client_module.encode = real
 
 
 def refine(image: np.ndarray, job_id: str | None = None) -> Job:
@@ -176,18 +188,24 @@ def test_shared_memory_gives_the_bytes_result_and_leaves_no_segment(server: Any)
         assert client._refs is not None and client._refs.shm  # same machine: the probe read
         by_shm = client.run(refine(image), timeout=120)
         assert client.sent[-1] < 1024  # the pixels went through shared memory
+        assert len(segments(os.getpid())) == 1  # kept for the next edit
+        edited = image.copy()
+        edited[0] ^= 0xFF
+        again = client.run(refine(edited), timeout=120)  # the same segment, new bytes
+        assert len(segments(os.getpid())) == 1
+        assert not np.array_equal(again.images[0].to_numpy(), by_shm.images[0].to_numpy())
     with Client(server.url, client_id=uuid.uuid4().hex) as plain:
         plain._refs = None  # bytes on the socket, as a remote client sends them
         by_bytes = plain.run(refine(image), timeout=120)
     assert np.array_equal(by_shm.images[0].to_numpy(), by_bytes.images[0].to_numpy())
-    assert segments(os.getpid()) == []
+    assert segments(os.getpid()) == []  # the client removed its segments when it closed
 
 
 CHILD = """
 import sys, numpy as np
 from sfumato import shmem
 from sfumato.client import Client, make_job
-stray = shmem.Segment(4096)  # made, never sent: only the server's sweep can remove it
+stray = shmem.Segment(4096)  # made, never sent
 client = Client(sys.argv[1], client_id=sys.argv[2])
 client.connect()
 assert client._refs.shm
@@ -213,7 +231,7 @@ def test_no_segment_leaks_when_a_client_is_killed_mid_job(server: Any) -> None:
     )  # fmt: skip
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "running"
-        assert len(segments(child.pid)) == 1  # the job's segment is gone, the stray is not
+        assert len(segments(child.pid)) == 2  # the job's (kept for the next) and the stray
         child.send_signal(signal.SIGKILL)
         child.wait(10)
         assert wait_for(lambda: segments(child.pid) == []), segments(child.pid)

@@ -5,6 +5,9 @@ decoder uses, and the shared-memory probe that tells a client it shares this mac
 Everything here runs on the event loop while one message is decoded (protocol/refs.py); the
 cache holds its own copies of the bytes (a received frame is given back to the in-flight
 budget when its job ends), so a by-hash input never depends on an earlier message's buffer.
+Shared-memory inputs are copied out while the job is decoded (the client reuses its segments
+for the next edits once the job is answered); each connection keeps its segments mapped, so a
+live client's next edit costs one copy, not a new mapping.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from ..protocol import Array, DType, ErrorCode, HashRef, ProtocolError, ShmProbe
 
 log = logging.getLogger("sfumato.server")
 Key = tuple[str, str, DType, tuple[int, int, int]]  # owner, sha256, dtype, shape
+MAPPED_KEPT = 16  # a connection's segments kept mapped between messages
 
 
 class InputCache:
@@ -131,14 +135,20 @@ class ConnectionResolver:
                 f"{ref.offset + ref.nbytes} of segment {ref.shm!r}, which holds {mapped.size}",
                 field=field,
             )
+        self._mapped[ref.shm] = self._mapped.pop(ref.shm)  # the most recently used last
         return Array(ref.dtype, ref.shape, mapped.read(ref.offset, ref.nbytes))
 
     def finish(self) -> None:
-        """The message is read: its segments are unmapped and unlinked (protocol.md 2.2),
-        whether the job was accepted or refused."""
-        for name, mapped in self._mapped.items():
+        """The message is read (its shared-memory inputs copied): the client may reuse its
+        segments once it hears the answer. Keeps the most recent mappings for the next."""
+        while len(self._mapped) > MAPPED_KEPT:
+            name = next(iter(self._mapped))
+            self._mapped.pop(name).close()
+
+    def close(self) -> None:
+        """The connection is gone: every mapping goes."""
+        for mapped in self._mapped.values():
             mapped.close()
-            shmem.unlink(name)
         self._mapped.clear()
 
 

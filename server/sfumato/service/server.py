@@ -305,7 +305,10 @@ class SfumatoServer:
             if not self.owners[conn.owner]:
                 del self.owners[conn.owner]
             writer.cancel()
-            if self.probe is not None:  # a client that died before sending its segment
+            resolver = conn.session.resolver
+            if isinstance(resolver, ConnectionResolver):
+                resolver.close()
+            if self.probe is not None:  # a client that died leaves its segments: removed
                 shmem.sweep()
 
     async def _receive(self, conn: Connection, data: bytes | bytearray, held: int) -> None:
