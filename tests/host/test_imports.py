@@ -13,7 +13,7 @@ FORBIDDEN = ("asyncio", "torch", "numpy", "bpy", "krita", "PyQt5", "PyQt6")
 def test_the_host_session_imports_nothing_a_host_lacks() -> None:
     code = (
         "import sys, sfumato.hostsession, sfumato.hostlink, sfumato.hostmultiview\n"
-        "import sfumato.hostserver, sfumato.hostlaunch, sfumato.hostlive\n"
+        "import sfumato.hostserver, sfumato.hostlaunch, sfumato.hostlive, sfumato.hostdirection\n"
         f"print(','.join(m for m in {FORBIDDEN!r} if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

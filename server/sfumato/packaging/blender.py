@@ -88,6 +88,7 @@ def slim_wheel(out: Path) -> Path:
             "hostmultiview.py", "hostlive.py")  # fmt: skip
     host += ("hostserver.py", "hostlaunch.py")  # "Start a local server" (issue 15.4)
     host += ("clientrefs.py", "shmem.py")  # the client's inputs by reference (issue 12)
+    host += ("hostdirection.py",)  # references and regions (issue 16)
     files = [SFUMATO / n for n in host]
     files.append(SFUMATO / "py.typed")
     files += sorted((SFUMATO / "protocol").glob("*.py"))

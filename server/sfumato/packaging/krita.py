@@ -121,6 +121,7 @@ def vendored_files(cache: Path) -> dict[str, bytes]:
     host = ("client.py", "hostoffer.py", "hostsession.py", "hostlink.py", "hostlive.py")
     host += ("hostserver.py", "hostlaunch.py")  # "Start a local server" (issue 15.4)
     host += ("clientrefs.py", "shmem.py")  # the client's inputs by reference (issue 12)
+    host += ("hostdirection.py",)  # references and regions (issue 16)
     for name in host:
         files[f"{vendor}/sfumato/{name}"] = (SFUMATO / name).read_bytes()
     for path in sorted((SFUMATO / "protocol").glob("*.py")):
