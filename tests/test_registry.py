@@ -23,7 +23,9 @@ def _write(tmp_path: Path, text: str) -> Path:
 def test_builtin_registry() -> None:
     reg = Registry.load(None)
     assert reg.default == "tiny-sd"
-    assert set(reg.of_kind("base")) == {"tiny-sd", "tiny-sdxl", "sd15", "sdxl"}
+    assert set(reg.of_kind("base")) == {
+        "tiny-sd", "tiny-sdxl", "sd15", "sdxl", "tiny-sd-turbo", "sdxl-turbo"
+    }  # fmt: skip
     assert reg.get("tiny-sdxl").family == "sdxl" and reg.get("tiny-sdxl").tiny
     assert reg.get("sd15").source == "hub:stable-diffusion-v1-5/stable-diffusion-v1-5"
     assert reg.get("sdxl").license == "openrail++" and not reg.get("sdxl").tiny
@@ -36,7 +38,7 @@ def test_infos_never_expose_sources(tmp_path: Path) -> None:
     assert info.family == "sd15" and info.kind == "base" and not info.tiny
     assert str(tmp_path) not in repr(info)
     tiny_bases = {i.name for i in Registry.load(None).infos() if i.tiny and i.kind == "base"}
-    assert tiny_bases == {"tiny-sd", "tiny-sdxl"}
+    assert tiny_bases == {"tiny-sd", "tiny-sdxl", "tiny-sd-turbo"}
 
 
 def test_user_file_with_builtin_entries_and_relative_paths(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from ..protocol.errors import ErrorCode
 from ..protocol.messages import SEED_MAX, Job, JobParams, Task
 from ..protocol.multiview import Coverage, Paint
 from ..registry import ModelEntry, NoControlNet, Registry
-from . import direction, lora
+from . import direction, lora, turbo
 from .control import PreparedControl
 from .controlnets import prepare_controls
 from .devices import choose_device
@@ -135,6 +135,8 @@ class Engine:
             used = [entry, *(self.registry.get(lo.name) for lo in loras)]
             hashes = self._hashes.verify([*used, *(c.entry for c in controls)])
             pipe = self._pipeline(loaded, job.task, controls)
+            plan = turbo.sampling(entry, [self.registry.get(lo.name) for lo in loras])
+            job = turbo.adjust(job, plan)  # few-step models: their steps and guidance
             preview = None
             if job.params.preview_every:
                 preview = previewer(loaded, self.registry, self.cache_dir, size)
@@ -145,6 +147,7 @@ class Engine:
             parts = (pipe.unet, pipe.vae, getattr(pipe, "controlnet", None))
             with (
                 tiled(parts, job.params.tile),
+                turbo.scheduled(pipe, plan),
                 direction.applied(pipe, job, loaded, adapter, steps) as ready,
             ):
                 images = self._run_task(ready, job, seeds, steps, controls)

@@ -29,6 +29,7 @@ class ModelInfo:
     control: str = ""  # controlnet entries: the control kind they read (depth, canny, …)
     sha256: str = ""  # of the approved weights, when the registry pins them
     available: bool = True  # its weights are on the server's disk (False: model_unavailable)
+    turbo: str = ""  # a few-step model: adversarial (1–4 steps) or lcm (a LoRA, 2–8 steps)
 
     def to_wire(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -41,6 +42,8 @@ class ModelInfo:
             out["sha256"] = self.sha256
         if not self.available:  # sent only when false: older frames keep their bytes
             out["available"] = False
+        if self.turbo:
+            out["turbo"] = self.turbo
         return out
 
     @classmethod
@@ -56,6 +59,7 @@ class ModelInfo:
             control=r.text("control", ""),
             sha256=r.text("sha256", ""),
             available=r.boolean("available", True),
+            turbo=r.text("turbo", "", max_len=50),
         )
         return info
 

@@ -27,6 +27,24 @@ license = "Apache-2.0"
 approved = true
 description = "Tiny SDXL-shaped model with random weights, built locally: images are noise. For tests and demos."
 
+[models.tiny-sd-turbo]
+kind = "base"
+family = "sd15"
+source = "tiny:sd15"
+turbo = "adversarial"
+license = "Apache-2.0"
+approved = true
+description = "Tiny stand-in for a turbo model (the tiny sd15 weights, random): sampled as SD-Turbo is, 1–4 steps, guidance 0. For live painting tests."
+
+[models.sdxl-turbo]
+kind = "base"
+family = "sdxl"
+source = "hub:stabilityai/sdxl-turbo"
+turbo = "adversarial"
+license = "sai-nc-community"
+approved = false
+description = "SDXL-Turbo (adversarial diffusion distillation), 512 px in 1–4 steps, guidance 0: for live painting. Non-commercial community license: approve it where that fits."
+
 [models.sd15]
 kind = "base"
 family = "sd15"
@@ -130,6 +148,22 @@ family = "sdxl"
 source = "tiny:sdxl-lora-style"
 license = "Apache-2.0"
 description = "Tiny random LoRA for tiny-sdxl."
+
+[models.lcm-lora-sd15]
+kind = "lora"
+family = "sd15"
+source = "hub:latent-consistency/lcm-lora-sdv1-5"
+turbo = "lcm"
+license = "openrail++"
+description = "LCM LoRA for SD1.5 bases: 2–8 steps with the LCM scheduler, guidance 1–2 (the server sets both)."
+
+[models.tiny-sd-lcm]
+kind = "lora"
+family = "sd15"
+source = "tiny:sd15-lora-style"
+turbo = "lcm"
+license = "Apache-2.0"
+description = "Tiny stand-in for an LCM LoRA (random): sampled as the LCM LoRA is, 2–8 steps. For tests."
 
 [models.tiny-sd-preview]
 kind = "preview"

@@ -60,7 +60,11 @@ TINY_SOURCES: dict[str, tuple[str, str]] = {
 }
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _FIELDS = ("kind", "family", "source", "license", "approved", "description", "control", "sha256",
-           "dataset_sha256", "base_model", "base_sha256", "config", "weight", "encoder")  # fmt: skip
+           "dataset_sha256", "base_model", "base_sha256", "config", "weight", "encoder",
+           "turbo")  # fmt: skip
+# How a few-step model must be sampled (engine/turbo.py): adversarial (SD-/SDXL-Turbo, a base
+# model) or lcm (an LCM LoRA on its family's base).
+TURBO = {"adversarial": "base", "lcm": "lora"}
 # Fields only a trained LoRA has (sfumato train-lora): what it learnt from, and on which base.
 _TRAINED = ("dataset_sha256", "base_model", "base_sha256")
 _TOP_LEVEL = ("default", "include_builtin", "models")
@@ -138,6 +142,7 @@ class ModelEntry:
     # source itself); ip_adapter entries: their image_encoder entry's name.
     weight: str = ""
     encoder: str = ""
+    turbo: str = ""  # "", or a TURBO kind: the scheduler, guidance and steps it needs
 
     @property
     def tiny(self) -> bool:
@@ -165,6 +170,7 @@ class ModelEntry:
             description=self.description,
             control=self.control,
             sha256=self.sha256,
+            turbo=self.turbo,
         )
 
 
@@ -338,7 +344,7 @@ def _entry(name: str, table: Any, origin: str, base_dir: Path) -> ModelEntry:
         if key not in table:
             raise RegistryError(f'{where}: missing field {key!r}; add {key} = "..."')
     for key in ("kind", "family", "source", "license", "description", "control", "weight",
-                "encoder"):  # fmt: skip
+                "encoder", "turbo"):  # fmt: skip
         if key in table and not isinstance(table[key], str):
             raise RegistryError(f"{where}: {key} must be a string, got {table[key]!r}")
     kind, family, source = table["kind"], table["family"], table["source"]
@@ -380,6 +386,13 @@ def _entry(name: str, table: Any, origin: str, base_dir: Path) -> ModelEntry:
             f'{where}: an ip_adapter entry needs encoder = "<the registry name of its '
             'image_encoder entry>"'
         )
+    turbo = table.get("turbo", "")
+    if turbo and TURBO.get(turbo) != kind:
+        raise RegistryError(
+            f"{where}: turbo must be one of "
+            + ", ".join(f'"{t}" (kind = "{k}")' for t, k in TURBO.items())
+            + f", got {turbo!r} on a {kind} entry"
+        )
     source = _source(source, kind, family, where, base_dir)
     config = _config(table.get("config", ""), source, where, base_dir)
     return ModelEntry(
@@ -398,6 +411,7 @@ def _entry(name: str, table: Any, origin: str, base_dir: Path) -> ModelEntry:
         config=config,
         weight=table.get("weight", ""),
         encoder=table.get("encoder", ""),
+        turbo=turbo,
     )
 
 
