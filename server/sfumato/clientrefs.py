@@ -127,13 +127,15 @@ class InputRefs:
         job_id = getattr(event, "id", None)
         if not isinstance(event, (Accepted, Error, Result, Cancelled)) or job_id is None:
             return False
+        if isinstance(event, Accepted):  # its segments stay the server's until the job ends
+            return False
         with self._lock:
             sent = self._sent.pop(job_id, None)
+            if sent is not None:  # the job has ended: its segments serve the next edit
+                for segment in sent.segments:
+                    self._pool.give(segment)
         if sent is None:
             return False
-        with self._lock:  # the server has copied them out: free for the next edit
-            for segment in sent.segments:
-                self._pool.give(segment)
         miss = isinstance(event, Error) and event.code is ErrorCode.UNKNOWN_INPUT
         if not miss or sent.resent:
             return False

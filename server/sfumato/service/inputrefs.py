@@ -5,9 +5,10 @@ decoder uses, and the shared-memory probe that tells a client it shares this mac
 Everything here runs on the event loop while one message is decoded (protocol/refs.py); the
 cache holds its own copies of the bytes (a received frame is given back to the in-flight
 budget when its job ends), so a by-hash input never depends on an earlier message's buffer.
-Shared-memory inputs are copied out while the job is decoded (the client reuses its segments
-for the next edits once the job is answered); each connection keeps its segments mapped, so a
-live client's next edit costs one copy, not a new mapping.
+Shared-memory inputs are read in place: the client leaves a segment alone until the job that
+uses it has ended, then reuses it for its next edits; each connection keeps its segments
+mapped, so a live client's next edit costs the client's one copy and no new mapping. A mapping
+closed while a job still views it goes when the job does.
 """
 
 from __future__ import annotations
@@ -136,11 +137,11 @@ class ConnectionResolver:
                 field=field,
             )
         self._mapped[ref.shm] = self._mapped.pop(ref.shm)  # the most recently used last
-        return Array(ref.dtype, ref.shape, mapped.read(ref.offset, ref.nbytes))
+        # In place, no copy: the client leaves the segment alone until the job has ended.
+        return Array(ref.dtype, ref.shape, mapped.view(ref.offset, ref.nbytes))
 
     def finish(self) -> None:
-        """The message is read (its shared-memory inputs copied): the client may reuse its
-        segments once it hears the answer. Keeps the most recent mappings for the next."""
+        """The message is read. Keeps the most recent mappings for the next messages."""
         while len(self._mapped) > MAPPED_KEPT:
             name = next(iter(self._mapped))
             self._mapped.pop(name).close()
