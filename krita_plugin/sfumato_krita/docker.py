@@ -275,13 +275,14 @@ class SfumatoDocker(DockWidget):
         self.cancel_button.clicked.connect(self.controller.cancel)
         buttons.addWidget(self.generate_button, 1)
         buttons.addWidget(self.cancel_button)
-        box.addLayout(buttons)
         self.live_box = LiveBox(self.plugin.live, self._live_settings)  # Krita Live
+        buttons.addWidget(self.live_box)
+        box.addLayout(buttons)
+        self.progress = QProgressBar(minimum=0, maximum=100, value=0)
+        box.addWidget(self.live_box.status)  # in the progress bar's place while Live is on
         self.plugin.live.pull = self._live_settings
         unsubscribe = self.plugin.live.subscribe(self._show_mode)
         self.destroyed.connect(lambda *_: unsubscribe())
-        box.addWidget(self.live_box)
-        self.progress = QProgressBar(minimum=0, maximum=100, value=0)
         self.preview = QLabel(alignment=Qt.AlignCenter)
         self.preview.setMinimumSize(1, 1)  # a preview never makes the docker taller
         self.preview.setMaximumHeight(PREVIEW_HEIGHT)
@@ -301,7 +302,9 @@ class SfumatoDocker(DockWidget):
 
     def _show_mode(self) -> None:
         """Strength only where it steers the result (``jobs.USES_STRENGTH``)."""
-        uses = Mode(self.mode.currentData()) in USES_STRENGTH or self.plugin.live.on
+        live = self.plugin.live.on
+        uses = Mode(self.mode.currentData()) in USES_STRENGTH or live
+        self.progress.setVisible(not live)
         self.strength.setVisible(uses)
         self.strength_label.setVisible(uses)
 

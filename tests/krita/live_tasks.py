@@ -30,6 +30,7 @@ def layers_named(doc: Any, name: str) -> int:
 def live(p: dict[str, Any]) -> dict[str, Any]:
     from sfumato_krita.plugin import Plugin
 
+    began = time.monotonic()
     doc = new_doc(W, H, bytes([128, 128, 128, 255]) * (W * H))
     plugin = Plugin()
     plugin.session.settings = settings_from(p)
@@ -144,4 +145,5 @@ def live(p: dict[str, Any]) -> dict[str, Any]:
     }
     out["ends"] = ends
     plugin.close()
+    out["elapsed_s"] = round(time.monotonic() - began, 1)  # the test's own cost, in Krita
     return out
