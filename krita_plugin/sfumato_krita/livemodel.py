@@ -117,7 +117,7 @@ class LiveState:
             return self.message or "Live is off"
         if self.message:
             return self.message
-        if self.loop.current is not None:
+        if self.loop.current is not None or self.loop.dirty:
             return "Live: refining…"
         if self.shown is not None and self.latency is not None:
             return f"Live: shown {self.latency * 1000:.0f} ms after the last change"

@@ -49,7 +49,17 @@ def live(p: dict[str, Any]) -> dict[str, Any]:
 
     live.state.handle = spy  # type: ignore[method-assign]
     out: dict[str, Any] = {"capabilities": list(plugin.session.capabilities)}
-    assert live.start(doc), live.state.status()
+    # the docker's Live row, as a click drives it (kritarunner has no view: Krita's active
+    # document is None there, so the box is told which document is in front)
+    from sfumato_krita import livebox
+
+    livebox.active_document = lambda: doc
+    pulled: list[int] = []
+    box = livebox.LiveBox(live, lambda: pulled.append(1))
+    out["box_before"] = [box.toggle.isChecked(), box.apply_button.isEnabled()]
+    box.toggle.setChecked(True)
+    assert live.on, live.state.status()
+    out["box_on"] = [pulled == [1], box.apply_button.isEnabled(), box.status.text()]
     steps = []
 
     def settle(what: str) -> dict[str, Any]:
@@ -106,7 +116,9 @@ def live(p: dict[str, Any]) -> dict[str, Any]:
 
     # Apply: a new layer in the Sfumato group with the live result and a history entry
     shown = live.state.shown
-    name = live.apply()
+    out["box_shown"] = [box.apply_button.isEnabled(), box.status.text()]
+    box.apply_button.click()
+    name = live.state.message.removeprefix("applied as the layer ").strip("'")
     group = next(n for n in doc.rootNode().childNodes() if n.name() == "Sfumato")
     applied = group.childNodes()[-1]
     r = shown.plan
@@ -127,7 +139,8 @@ def live(p: dict[str, Any]) -> dict[str, Any]:
     pump(lambda: live.state.loop.current is not None, 30, "a long live job sent")
     running = live.state.loop.current
     pump(lambda: any(e[0] == running and e[1] == "Progress" for e in ends), 60, "it running")
-    live.stop()
+    box.toggle.setChecked(False)
+    out["box_off"] = [box.toggle.isChecked(), box.apply_button.isEnabled(), live.on]
     pump(lambda: any(e[0] == running and e[1] != "Progress" and e[1] != "Accepted"
                      for e in ends), 60, "its end")  # fmt: skip
     sent = live.state.loop.sent_count

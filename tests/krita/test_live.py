@@ -82,6 +82,15 @@ def test_apply_copies_the_live_result_into_a_new_layer_with_its_history(
     assert applied["live_layers"] == 1  # Live goes on after Apply
 
 
+def test_the_docker_s_live_row_turns_live_on_applies_and_turns_it_off(run: dict[str, Any]) -> None:
+    assert run["box_before"] == [False, False]  # nothing to apply before a result
+    pulled, apply_enabled, status = run["box_on"]
+    assert pulled and not apply_enabled and status.startswith("Live:"), run["box_on"]
+    assert run["box_shown"][0] and run["box_shown"][1].startswith("Live: shown")
+    assert run["apply"]["history"]["layers"] == [run["apply"]["name"]]
+    assert run["box_off"] == [False, False, False]
+
+
 def test_live_off_cancels_the_running_job_and_sends_nothing_more(run: dict[str, Any]) -> None:
     off = run["off"]
     assert off["end"][1] == "Cancelled", off
