@@ -90,12 +90,14 @@ def test_a_running_job_ends_cancelled_at_most_one_step_after_the_server_sets_the
     steps: list[int] = []  # every step the engine reported, on its thread
     real_run = Engine.run
 
-    def counting_run(self: Engine, job: Any, *, on_step: Any, is_cancelled: Any) -> Any:
+    def counting_run(
+        self: Engine, job: Any, *, on_step: Any, is_cancelled: Any, **more: Any
+    ) -> Any:
         def step(done: int, total: int, preview: Any) -> None:
             steps.append(done)
             on_step(done, total, preview)
 
-        return real_run(self, job, on_step=step, is_cancelled=is_cancelled)
+        return real_run(self, job, on_step=step, is_cancelled=is_cancelled, **more)
 
     monkeypatch.setattr(Engine, "run", counting_run)
     seen = _SeenCancel(steps)

@@ -216,7 +216,7 @@ source = "hub:h94/IP-Adapter"
 weight = "models/ip-adapter_sd15.safetensors"
 encoder = "sd15-image-encoder"
 license = "Apache-2.0"
-description = "IP-Adapter for SD1.5: reference images steer the look (h94/IP-Adapter)."
+description = "IP-Adapter for SD1.5: reference images steer the look (the h94 IP-Adapter release)."
 
 [models.sd15-image-encoder]
 kind = "image_encoder"
@@ -224,7 +224,7 @@ family = "sd15"
 source = "hub:h94/IP-Adapter"
 weight = "models/image_encoder"
 license = "MIT"
-description = "OpenCLIP ViT-H/14 (LAION-2B) image encoder for the SD1.5 IP-Adapter, as h94/IP-Adapter ships it."
+description = "OpenCLIP ViT-H-14 (LAION-2B) image encoder for the SD1.5 IP-Adapter, as the h94 release ships it."
 
 [models.sdxl-ip-adapter]
 kind = "ip_adapter"
@@ -233,7 +233,7 @@ source = "hub:h94/IP-Adapter"
 weight = "sdxl_models/ip-adapter_sdxl.safetensors"
 encoder = "sdxl-image-encoder"
 license = "Apache-2.0"
-description = "IP-Adapter for SDXL: reference images steer the look (h94/IP-Adapter)."
+description = "IP-Adapter for SDXL: reference images steer the look (the h94 IP-Adapter release)."
 
 [models.sdxl-image-encoder]
 kind = "image_encoder"
@@ -241,7 +241,7 @@ family = "sdxl"
 source = "hub:h94/IP-Adapter"
 weight = "sdxl_models/image_encoder"
 license = "MIT"
-description = "OpenCLIP ViT-bigG/14 (LAION-2B) image encoder for the SDXL IP-Adapter, as h94/IP-Adapter ships it."
+description = "OpenCLIP ViT-bigG-14 (LAION-2B) image encoder for the SDXL IP-Adapter, as the h94 release ships it."
 
 [models.taesd]
 kind = "preview"
