@@ -124,7 +124,7 @@ def test_any_value_loads_with_its_type_or_is_named(
     loaded = getattr(section, name)
     if table == "server":
         types, _what = _SERVER_TYPES[name]
-        if name in ("results", "cache", "registry", "signing_cert", "signing_key"):
+        if name in ("results", "cache", "registry", "datasets", "signing_cert", "signing_key"):
             assert isinstance(loaded, Path)
         elif name == "allowed_origins":
             assert all(isinstance(o, str) for o in loaded)
