@@ -199,7 +199,14 @@ def read_input(doc: Any, settings: Settings) -> CanvasInput:
                 control.preprocess,
             )
         )
-    return CanvasInput(width, height, region, image, mask, tuple(controls), covered)
+    from . import directioncanvas  # it reads layers through this module: imported late
+
+    references = directioncanvas.read_references(doc, settings.references)
+    regions = ()
+    if settings.regions and TASKS[settings.mode] in (Task.GENERATE, Task.REFINE, Task.INPAINT):
+        regions = directioncanvas.read_regions(doc, region)
+    return CanvasInput(width, height, region, image, mask, tuple(controls), covered,
+                       references, regions)  # fmt: skip
 
 
 def is_opaque(doc: Any, r: Rect) -> bool:

@@ -12,8 +12,23 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from sfumato.hostdirection import directed
 from sfumato.hostsession import HistoryRecord
-from sfumato.protocol import Array, Control, ControlKind, Job, JobParams, LoraRef, Result, Task
+from sfumato.protocol import (
+    MAX_REFERENCES,
+    MAX_REGIONS,
+    Array,
+    Control,
+    ControlKind,
+    Job,
+    JobParams,
+    LoraRef,
+    ProtocolError,
+    Reference,
+    Region,
+    Result,
+    Task,
+)
 from sfumato.protocol import DType as _DType
 from sfumato.protocol.messages import SEED_MAX  # the protocol's seeds: uint32
 
@@ -102,6 +117,8 @@ class CanvasInput:
     mask: Array | None  # uint8 ×1 of the region, 255 = selected; None: no selection
     controls: tuple[ControlInput, ...] = ()
     covered: bool = False  # Background: the layers already cover the region opaquely
+    references: tuple[Reference, ...] = ()  # reference layers and files (directioncanvas)
+    regions: tuple[Region, ...] = ()  # region layers with their prompts, at the job's size
 
 
 @dataclass(frozen=True)
@@ -213,6 +230,21 @@ def build_job(
     if task is Task.INPAINT:
         mask = inp.mask if inp.mask is not None else full_mask(inp.region)
     job = Job(job_id, task, params, image, mask, controls)
+    if len(inp.references) > MAX_REFERENCES:
+        raise PluginError(
+            f"inputs.references: {len(inp.references)} references; the server takes at most "
+            f"{MAX_REFERENCES} a job — remove some from the control list"
+        )
+    if len(inp.regions) > MAX_REGIONS:
+        raise PluginError(
+            f"inputs.regions: {len(inp.regions)} region layers show in this area; the server "
+            f"takes at most {MAX_REGIONS} a job — clear the prompt of some in the docker"
+        )
+    if inp.references or inp.regions:
+        try:  # checked as the server will: too many, a mask off the job's size, no prompt
+            job = directed(job, inp.references, inp.regions)
+        except ProtocolError as exc:
+            raise PluginError(str(exc)) from None
     if max_side is not None:
         check_size(request.mode, job, inp, max_side)
     return job
@@ -326,5 +358,7 @@ def history_entry(
         "controls": [[c.kind.value, c.strength, c.preprocess] for c in inp.controls],
         "region": inp.region.to_list(),
         "selection": inp.mask is not None,
+        "references": [[r.weight, r.start, r.end] for r in inp.references],
+        "regions": [[r.prompt, r.negative] for r in inp.regions],
         "layers": names,
     }

@@ -36,6 +36,7 @@ from sfumato.hostsession import (
 )
 from sfumato.protocol import ControlKind, Job, LoraRef, ModelInfo, Result, Welcome
 
+from .direction import ReferenceLayer
 from .jobs import (
     USES_STRENGTH,
     CanvasInput,
@@ -78,6 +79,8 @@ class Settings:
     model: str | None = None
     loras: dict[str, float] = field(default_factory=dict)  # name → weight, the ones in use
     controls: list[ControlLayer] = field(default_factory=list)
+    references: list[ReferenceLayer] = field(default_factory=list)  # layers or files (16.3)
+    regions: bool = True  # send the region layers (their prompts live in the document)
     context: int = 32  # pixels of context around a selection
     expand: int = 64
     scale: int = 2

@@ -1,0 +1,114 @@
+"""References and regions as Krita holds them (issue 16 item 3), pure: no Krita, no Qt.
+
+krita-ai-diffusion's users expect two things: a *reference* is a control-list entry pointing
+at a layer or a picture file, with a weight and a start/end; a *region* is a layer of the
+stack (a paint layer, or a group whose merged alpha is the region's shape) with its own
+prompt. A region's text is stored in the document, in the annotation ``sfumato/regions``
+(JSON: the layer's unique id → prompt, negative): Krita saves annotations and layer ids in
+the .kra, so the regions survive save and reopen, and renaming or moving a layer keeps its
+prompt. ``directioncanvas`` reads the pixels; everything that decides is here, tested
+without Krita.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from sfumato.hostdirection import RegionText
+from sfumato.protocol import ReferenceKind
+
+REGIONS = "sfumato/regions"  # document annotation: {layer id: {"prompt", "negative"}}
+_ALPHA_ZERO = bytes(256)
+
+
+@dataclass
+class ReferenceLayer:
+    """A reference in the docker's control list: a layer (``layer_id``) or a picture file
+    (``path``), how strongly (``weight``, 0 … 2) and during which part of the denoising
+    (``start`` … ``end``, fractions of the steps)."""
+
+    layer_id: str = ""
+    path: str = ""
+    weight: float = 1.0
+    start: float = 0.0
+    end: float = 1.0
+    kind: ReferenceKind | None = None
+
+    def source(self) -> str:
+        return "layer" if self.layer_id else "file"
+
+
+def alpha_mask(bgra: bytes, width: int, height: int, out_w: int, out_h: int) -> bytes:
+    """A region's mask from a layer's BGRA pixels over the job's region (``width × height``,
+    row 0 at the top): its alpha, one byte a pixel (soft edges kept), padded with 0 to the
+    job's output size ``out_w × out_h`` (the job rounds its sides up to multiples of 8; the
+    padding is cropped off the result, where only the shared prompt applies)."""
+    if len(bgra) != 4 * width * height:
+        raise ValueError(
+            f"{len(bgra)} bytes of BGRA for a {width}×{height} region (needs "
+            f"{4 * width * height}); read the layer over the job's region"
+        )
+    if out_w < width or out_h < height:
+        raise ValueError(f"the job's {out_w}×{out_h} is smaller than the {width}×{height} region")
+    alpha = bgra[3::4]
+    pad = b"\x00" * (out_w - width)
+    rows = (alpha[y * width : (y + 1) * width] + pad for y in range(height))
+    return b"".join(rows) + b"\x00" * (out_w * (out_h - height))
+
+
+def covers(mask: bytes) -> bool:
+    """Whether a mask marks any pixel (an empty region would only cost tokens: not sent)."""
+    return bool(mask.translate(_NONZERO_TABLE).strip(b"\x00"))
+
+
+_NONZERO_TABLE = bytes([0] + [1] * 255)
+
+
+def region_order(stack: list[str], texts: Mapping[str, RegionText]) -> list[str]:
+    """The layer ids that are regions, in the stack's order (top first, as the docker lists
+    them): a region with a blank prompt, or whose layer is gone, is left out."""
+    return [i for i in stack if i in texts and texts[i].prompt.strip()]
+
+
+def parse_regions(data: bytes | None) -> dict[str, RegionText]:
+    """The document's region texts; anything unreadable (another tool's annotation, a
+    damaged file) is an empty set rather than a failed job."""
+    if not data:
+        return {}
+    try:
+        raw = json.loads(bytes(data).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    if not isinstance(raw, dict):
+        return {}
+    out = {}
+    for key, value in raw.items():
+        if isinstance(value, dict) and isinstance(value.get("prompt"), str):
+            negative = value.get("negative", "")
+            out[str(key)] = RegionText(
+                value["prompt"], negative if isinstance(negative, str) else ""
+            )
+    return out
+
+
+def dump_regions(texts: Mapping[str, RegionText]) -> bytes:
+    """``texts`` as the annotation stores them (regions with a blank prompt are dropped)."""
+    data = {
+        k: {"prompt": t.prompt, "negative": t.negative}
+        for k, t in sorted(texts.items())
+        if t.prompt.strip()
+    }
+    return json.dumps(data, ensure_ascii=False, sort_keys=True).encode("utf-8")
+
+
+def set_region(texts: Mapping[str, RegionText], layer_id: str, prompt: str,
+               negative: str = "") -> dict[str, RegionText]:  # fmt: skip
+    """``texts`` with ``layer_id``'s prompt set; a blank prompt removes the region."""
+    out = dict(texts)
+    if prompt.strip():
+        out[layer_id] = RegionText(prompt, negative)
+    else:
+        out.pop(layer_id, None)
+    return out

@@ -1,0 +1,133 @@
+"""Krita's references and regions without Krita (sfumato_krita/direction.py and the job it
+feeds), under hypothesis: a region's mask from a layer's alpha at the job's size and
+position, the region texts the document stores (round trip, damaged annotations), which
+layers are regions and in what order, and the job build_job makes of them — checked by
+the protocol's own decoder, so what the plugin builds is what the server reads."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "krita_plugin"))
+
+from sfumato_krita.direction import (
+    alpha_mask,
+    covers,
+    dump_regions,
+    parse_regions,
+    region_order,
+    set_region,
+)
+from sfumato_krita.jobs import CanvasInput, Mode, PluginError, Rect, Request, build_job, round_up8
+
+from sfumato.hostdirection import RegionText, reference, region
+from sfumato.protocol import Limits, decode_client_message, encode_bytes
+
+sides = st.integers(1, 40)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    w=sides,
+    h=sides,
+    pad_w=st.integers(0, 9),
+    pad_h=st.integers(0, 9),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_alpha_mask_is_the_layers_alpha_padded_with_nothing(
+    w: int, h: int, pad_w: int, pad_h: int, seed: int
+) -> None:
+    bgra = np.random.default_rng(seed).integers(0, 256, (h, w, 4), np.uint8)
+    mask = alpha_mask(bgra.tobytes(), w, h, w + pad_w, h + pad_h)
+    got = np.frombuffer(mask, np.uint8).reshape(h + pad_h, w + pad_w)
+    np.testing.assert_array_equal(got[:h, :w], bgra[..., 3])  # the alpha, placed at (0, 0)
+    assert not got[h:].any() and not got[:, w:].any()  # padding: no region there
+    assert covers(mask) == bool(bgra[..., 3].any())
+
+
+def test_alpha_mask_refuses_the_wrong_size() -> None:
+    with pytest.raises(ValueError, match="read the layer over the job's region"):
+        alpha_mask(bytes(4 * 10), 4, 4, 8, 8)
+    with pytest.raises(ValueError, match="smaller"):
+        alpha_mask(bytes(4 * 16), 4, 4, 3, 8)
+
+
+texts = st.dictionaries(
+    st.text(min_size=1, max_size=12),
+    st.builds(RegionText, st.text(max_size=30), st.text(max_size=30)),
+    max_size=6,
+)
+
+
+@given(texts)
+def test_region_texts_survive_the_annotation(t: dict[str, RegionText]) -> None:
+    kept = {k: v for k, v in t.items() if v.prompt.strip()}
+    assert parse_regions(dump_regions(t)) == kept
+
+
+@pytest.mark.parametrize(
+    "data", [b"", b"\xff\xfe", b"[1, 2]", b'{"a": 3, "b": {"prompt": 1}}', b"{"]
+)
+def test_a_damaged_annotation_is_no_regions_not_a_failed_job(data: bytes) -> None:
+    assert parse_regions(data) == {}
+
+
+@given(st.lists(st.text(min_size=1, max_size=5), unique=True, max_size=8), texts)
+def test_regions_follow_the_stack_and_skip_blank_or_gone_layers(
+    stack: list[str], t: dict[str, RegionText]
+) -> None:
+    order = region_order(stack, t)
+    assert order == [i for i in stack if i in order]  # the stack's order
+    assert set(order) == {i for i in stack if i in t and t[i].prompt.strip()}
+
+
+def test_set_region_with_a_blank_prompt_removes_it() -> None:
+    t = set_region({}, "a", "brass lamp", "rust")
+    assert t == {"a": RegionText("brass lamp", "rust")}
+    assert set_region(t, "a", "  ") == {}
+
+
+def _job(region_rect: Rect, inp_regions: tuple, refs: tuple = ()) -> object:
+    inp = CanvasInput(64, 64, region_rect, None, None, references=refs, regions=inp_regions)
+    return build_job(Request(Mode.GENERATE, prompt="a room", seed=1), inp, ("generate",), "j")
+
+
+@settings(max_examples=30, deadline=None)
+@given(w=st.integers(1, 64), h=st.integers(1, 64), n=st.integers(1, 3), seed=st.integers(0, 99))
+def test_the_job_carries_each_region_at_its_size_and_reads_back(
+    w: int, h: int, n: int, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    out_w, out_h = round_up8(w), round_up8(h)
+    regions = []
+    for k in range(n):
+        bgra = rng.integers(0, 256, (h, w, 4), np.uint8).tobytes()
+        mask = alpha_mask(bgra, w, h, out_w, out_h)
+        regions.append(region(mask, out_w, out_h, RegionText(f"part {k}")))
+    pic = rng.integers(0, 256, (5, 7, 3), np.uint8)
+    ref = reference(pic.tobytes(), 7, 5, weight=0.4, start=0.1, end=0.8)
+    job = _job(Rect(0, 0, w, h), tuple(regions), (ref,))
+    back = decode_client_message(encode_bytes(job), Limits())
+    assert [r.prompt for r in back.regions] == [f"part {k}" for k in range(n)]
+    for sent, got in zip(regions, back.regions, strict=True):
+        assert got.mask.shape == (out_h, out_w, 1)
+        np.testing.assert_array_equal(got.mask.to_numpy(), sent.mask.to_numpy())
+    (r,) = back.references
+    assert (r.weight, r.start, r.end) == (0.4, 0.1, 0.8)
+    np.testing.assert_array_equal(r.image.to_numpy(), pic)
+
+
+def test_too_many_regions_or_references_is_refused_naming_the_field() -> None:
+    mask = b"\xff" * (64 * 64)
+    many = tuple(region(mask, 64, 64, RegionText(f"p{k}")) for k in range(9))
+    with pytest.raises(PluginError, match=r"inputs\.regions"):
+        _job(Rect(0, 0, 64, 64), many)
+    pic = reference(bytes(3 * 4), 2, 2)
+    with pytest.raises(PluginError, match=r"inputs\.references"):
+        _job(Rect(0, 0, 64, 64), (), (pic,) * 5)
