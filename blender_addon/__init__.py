@@ -9,13 +9,15 @@ client's events → the main thread, via ``bpy.app.timers``), ``localserver`` (S
 local server, in the preferences); Texture Object: ``texcams``
 (cameras), ``texbake`` (UV map, bake, view passes), ``texjob`` (send, apply), ``texmath``
 (numpy), ``texops``/``texpanel``/``texprops`` (operators, panel, settings); the live
-viewport: ``live`` (handler, timer, in-place results), ``liveops``/``liveprops``.
+viewport: ``live`` (handler, timer, in-place results), ``liveops``/``liveprops``;
+``direction`` (per-object prompts as regions, the world/backdrop reference picture).
 """
 
 import bpy
 
 from . import (
     bridge,
+    direction,
     live,
     liveops,
     liveprops,
@@ -38,6 +40,7 @@ CLASSES = (
     *panels.CLASSES,
     *texpanel.CLASSES,
     *liveops.CLASSES,
+    *direction.CLASSES,
 )
 
 
@@ -46,6 +49,7 @@ def register() -> None:
         bpy.utils.register_class(cls)
     props.register()
     liveprops.register()
+    direction.register()
     bridge.start(results.apply)
     live.register()
     localserver.start()
@@ -55,6 +59,7 @@ def unregister() -> None:
     localserver.stop()  # the server this add-on started goes with it
     live.unregister()  # off: cancels what runs, puts back what it replaced
     bridge.stop()
+    direction.unregister()
     liveprops.unregister()
     props.unregister()
     for cls in reversed(CLASSES):

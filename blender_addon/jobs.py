@@ -178,7 +178,11 @@ def prepare_texture(context: Any, settings: Any, welcome: Server) -> Pending:
     _require_control(welcome)
     width, height = _camera_frame(context, settings, welcome)
     job_params = params(settings, welcome, width=width, height=height)
-    found = passes.render_passes(context.scene, camera, context.view_layer, width, height)
+    from . import direction  # per-object prompts: regions from the index pass (issue 16.4)
+
+    found, regions = direction.passes_and_regions(
+        context.scene, camera, context.view_layer, meshes, width, height, welcome
+    )
     normal = Control(
         ControlKind.NORMAL,
         Array.from_numpy(found.normal.astype(np.float16)),
@@ -188,8 +192,9 @@ def prepare_texture(context: Any, settings: Any, welcome: Server) -> Pending:
     to_camera, projection = scene.camera_matrices(
         camera, context.evaluated_depsgraph_get(), width, height
     )
+    job = Job(_job_id("texture"), Task.GENERATE, job_params, controls=controls)
     return Pending(
-        Job(_job_id("texture"), Task.GENERATE, job_params, controls=controls),
+        direction.directed(job, welcome, regions=regions),
         "TEXTURE",
         context.scene.name,
         tuple(o.name for o in meshes),
@@ -208,7 +213,10 @@ def prepare_world(context: Any, settings: Any, welcome: Server) -> Pending:
     """World Background: a 2:1 panorama that wraps left to right (tile=x)."""
     width, height = _frame(2, 1, settings, welcome)
     job_params = params(settings, welcome, width=width, height=height, tile=Tile.X)
+    from . import direction
+
     job = Job(_job_id("world"), Task.GENERATE, job_params)
+    job = direction.directed(job, welcome, direction.references(context.scene, welcome))
     return Pending(job, "WORLD", context.scene.name)
 
 
@@ -228,6 +236,9 @@ def prepare_backdrop(context: Any, settings: Any, welcome: Server) -> Pending:
         job_params,
         controls=(_depth_control(found, settings.control_strength),),
     )
+    from . import direction
+
+    job = direction.directed(job, welcome, direction.references(context.scene, welcome))
     distance = min(far, camera.data.clip_end * 0.99)
     return Pending(
         job, "BACKDROP", context.scene.name, (), BackdropTarget(camera.name, float(distance))
