@@ -11,6 +11,7 @@ server makes) is ``sfumato.hostdirection``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -97,6 +98,22 @@ def texts_of(objects: Sequence[Any]) -> dict[int, hostdirection.RegionText]:
         if own.prompt.strip():
             out[i] = hostdirection.RegionText(own.prompt.strip(), own.negative.strip())
     return out
+
+
+def with_own_words(params: Any, obj: Any) -> Any:
+    """Texture Object paints one object, so its own prompt needs no region: it joins the
+    scene prompt (and its negative the scene negative) for every view of the object."""
+    own = obj.sfumato_prompt
+    words, negative = own.prompt.strip(), own.negative.strip()
+    if not words and not negative:
+        return params
+
+    def join(a: str, b: str) -> str:
+        return ", ".join(part for part in (a.strip(), b) if part)
+
+    return dataclasses.replace(
+        params, prompt=join(params.prompt, words), negative=join(params.negative, negative)
+    )
 
 
 def passes_and_regions(

@@ -17,7 +17,7 @@ import numpy as np
 from sfumato import hostmultiview
 from sfumato.protocol import Array, Paint, Result
 
-from . import jobs, scene, texbake, texcams, texmath
+from . import direction, jobs, scene, texbake, texcams, texmath
 from .pending import ObjectTarget, Pending, matrix
 
 Server = jobs.Server
@@ -60,6 +60,7 @@ def prepare_texture_object(
     size = min(texturing.texture_size, offer.limits.max_image_side) // 8 * 8
     job_params = jobs.params(settings, server, width=side, height=side)
     job_params = dataclasses.replace(job_params, paint=paint)
+    job_params = direction.with_own_words(job_params, obj)  # the object's own prompt
     depsgraph = context.evaluated_depsgraph_get()
     try:
         uv_map, made = texbake.choose_uv_map(obj, depsgraph)

@@ -149,3 +149,22 @@ def test_world_background_carries_the_reference_picture(offer: Any) -> None:
     ref.weight = 0.0  # weight 0 changes nothing: nothing is sent
     assert submodule("jobs").prepare_world(bpy.context, bpy.context.scene.sfumato,
                                            offer).job.references == ()  # fmt: skip
+
+
+def test_texture_objects_own_prompt_joins_the_scene_prompt(offer: Any) -> None:
+    """Texture Object paints one object: its own words join the scene's for every view."""
+    texjob, texcams = submodule("texjob"), submodule("texcams")
+    bpy.ops.mesh.primitive_uv_sphere_add(radius=1.0, segments=12, ring_count=6)
+    ball = bpy.context.active_object
+    ball.sfumato_prompt.prompt, ball.sfumato_prompt.negative = "a brass lamp", "rust"
+    s = bpy.context.scene.sfumato
+    s.negative, s.texturing.texture_size = "blurry", 64
+    s.texturing.strategy, s.texturing.count = "ORBIT", 2
+    assert bpy.ops.sfumato.add_texture_cameras() == {"FINISHED"}
+    assert texcams.ordered(bpy.context.scene)
+    pending = texjob.prepare_texture_object(bpy.context, s, offer)
+    assert pending.job.params.prompt == "a workshop, a brass lamp"
+    assert pending.job.params.negative == "blurry, rust"
+    ball.sfumato_prompt.prompt = ball.sfumato_prompt.negative = ""
+    again = texjob.prepare_texture_object(bpy.context, s, offer)
+    assert (again.job.params.prompt, again.job.params.negative) == ("a workshop", "blurry")
