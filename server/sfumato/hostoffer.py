@@ -96,17 +96,26 @@ class Offer:
 
     def lora_choices(self, model: str | None) -> tuple[LoraChoice, ...]:
         """The LoRAs that fit ``model``'s family (one for SDXL cannot apply to SD 1.5), the
-        unapproved ones listed but not usable (the server refuses them). No such model
-        known: none."""
+        unapproved ones and those whose weights are not on the server listed but not usable
+        (the server refuses them). No such model known: none."""
         base = self.model(model)
         if base is None:
             return ()
+
+        def note(m: ModelInfo) -> str:
+            if not m.approved:
+                return "not approved on this server"
+            if not m.available:
+                return (
+                    f"its weights are not on the server: run `sfumato models pull {m.name}` there"
+                )
+            return m.description
+
         return tuple(
-            LoraChoice(m.name, m.family, m.approved,
-                       m.description if m.approved else "not approved on this server")
+            LoraChoice(m.name, m.family, m.approved and m.available, note(m))
             for m in self.models
             if m.kind == "lora" and m.family == base.family
-        )  # fmt: skip
+        )
 
     def usable_loras(self, model: str | None) -> tuple[str, ...]:
         return tuple(c.name for c in self.lora_choices(model) if c.usable)

@@ -130,7 +130,7 @@ model_infos = st.lists(
 
 
 @given(model_infos, st.data())
-def test_lora_choices_are_the_models_family_and_only_approved_ones_usable(
+def test_lora_choices_are_the_models_family_and_only_approved_present_ones_usable(
     models: list[ModelInfo], data: st.DataObject
 ) -> None:
     names = [m.name for m in models if m.kind == "base"] + ["missing"]
@@ -143,8 +143,8 @@ def test_lora_choices_are_the_models_family_and_only_approved_ones_usable(
         return
     want = [m for m in models if m.kind == "lora" and m.family == base.family]
     assert [c.name for c in choices] == [m.name for m in want]
-    assert [c.usable for c in choices] == [m.approved for m in want]
-    assert set(offer.usable_loras(chosen)) == {m.name for m in want if m.approved}
+    assert [c.usable for c in choices] == [m.approved and m.available for m in want]
+    assert set(offer.usable_loras(chosen)) == {m.name for m in want if m.approved and m.available}
 
 
 def _generate(**params: object) -> Job:

@@ -217,8 +217,9 @@ class Smoke(Extension):
         self.report["loras"] = [
             [item.text(), bool(item.flags() & Qt.ItemIsUserCheckable)] for item in items
         ]
-        for item in items[:1]:  # tick the first, so the screenshot shows a checked box
-            item.setCheckState(Qt.Checked)
+        for item in items:  # tick the style LoRA, so the screenshot shows a checked box
+            if item.text() == "tiny-sd-style":
+                item.setCheckState(Qt.Checked)
         self.report["loras_used"] = dict(d.session.settings.loras)
         d.generate_button.click()
         self.step("generate clicked")
