@@ -12,6 +12,7 @@ from krita import DockWidget, Krita
 from sfumato.protocol import Array, ControlKind
 
 from . import canvas
+from .directionbox import DirectionBox
 from .jobs import SEED_MAX, USES_STRENGTH, Mode, check_seed
 from .livebox import LiveBox
 from .model import ControlLayer, JobState, Link, LoraChoice, Record, Session, Settings
@@ -262,6 +263,8 @@ class SfumatoDocker(DockWidget):
         add.clicked.connect(self.add_control)
         box.addLayout(self.controls)
         box.addWidget(add)
+        self.direction = DirectionBox(s, self._layer_choices)  # references, regions (16.3)
+        box.addWidget(self.direction)
         return page
 
     def _footer(self) -> QWidget:
@@ -342,6 +345,7 @@ class SfumatoDocker(DockWidget):
         choices = self._layer_choices()
         for row in self._rows:
             row.set_layers(choices)
+        self.direction.refresh()
 
     def _layer_choices(self) -> list[tuple[str, str]]:
         doc = Krita.instance().activeDocument()

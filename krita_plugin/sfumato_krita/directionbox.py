@@ -1,0 +1,179 @@
+"""The docker's references and regions (issue 16 item 3), as krita-ai-diffusion users expect:
+references sit in a list like the control layers (a layer or a picture file, a weight, a
+start and an end), regions come from the layer stack (pick a paint layer or a group, type
+its prompt). Widgets only: references live in ``Settings.references``, region prompts in
+the document (``directioncanvas``), so they are saved with the .kra.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from krita import Krita
+
+from . import canvas, directioncanvas
+from .direction import ReferenceLayer, set_region
+from .model import Settings
+from .qt import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    Qt,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+Choices = Callable[[], list[tuple[str, str]]]
+
+
+class ReferenceRow(QWidget):
+    """One reference: its layer (or file), weight, start and end."""
+
+    def __init__(self, ref: ReferenceLayer, choices: list[tuple[str, str]], remove: Any) -> None:
+        super().__init__()
+        self.ref = ref
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
+        self.layer = QComboBox()
+        self.weight = _spin(ref.weight, 2.0, "weight: how strongly the picture steers (0 … 2)")
+        self.start = _spin(ref.start, 1.0, "start: from this fraction of the steps")
+        self.end = _spin(ref.end, 1.0, "end: until this fraction of the steps")
+        drop = QToolButton(text="✕")
+        drop.clicked.connect(lambda: remove(self))
+        source: QWidget = self.layer
+        if ref.path:
+            source = QLabel(ref.path.rsplit("/", 1)[-1])
+            source.setToolTip(ref.path)
+        for widget in (source, self.weight, self.start, self.end, drop):
+            row.addWidget(widget)
+        row.setStretch(0, 1)
+        self.set_layers(choices)
+        self.layer.currentIndexChanged.connect(self._store)
+        for spin in (self.weight, self.start, self.end):
+            spin.valueChanged.connect(self._store)
+
+    def set_layers(self, choices: list[tuple[str, str]]) -> None:
+        if self.ref.path:
+            return
+        self.layer.blockSignals(True)
+        self.layer.clear()
+        for layer_id, name in choices:
+            self.layer.addItem(name, layer_id)
+        self.layer.setCurrentIndex(max(0, self.layer.findData(self.ref.layer_id)))
+        self.layer.blockSignals(False)
+        self._store()
+
+    def _store(self) -> None:
+        if not self.ref.path:
+            self.ref.layer_id = self.layer.currentData() or ""
+        self.ref.weight = self.weight.value()
+        self.ref.start = self.start.value()
+        self.ref.end = self.end.value()
+
+
+def _spin(value: float, top: float, tip: str) -> QDoubleSpinBox:
+    spin = QDoubleSpinBox(minimum=0.0, maximum=top, singleStep=0.1, value=value)
+    spin.setToolTip(tip)
+    return spin
+
+
+class DirectionBox(QWidget):
+    """References (a list) and regions (the active layer's prompt, and every region)."""
+
+    def __init__(self, settings: Settings, choices: Choices) -> None:
+        super().__init__()
+        self.settings, self._choices = settings, choices
+        self._rows: list[ReferenceRow] = []
+        box = QVBoxLayout(self)
+        box.setContentsMargins(0, 0, 0, 0)
+        self.references = QVBoxLayout()
+        box.addWidget(QLabel("References (weight, start, end)"))
+        box.addLayout(self.references)
+        buttons = QHBoxLayout()
+        add_layer, add_file = QPushButton("Add reference layer"), QPushButton("Add file…")
+        add_layer.clicked.connect(lambda: self.add_reference(ReferenceLayer()))
+        add_file.clicked.connect(self._pick_file)
+        buttons.addWidget(add_layer)
+        buttons.addWidget(add_file)
+        box.addLayout(buttons)
+        self.use_regions = QCheckBox("Regions: a prompt per layer")
+        self.use_regions.setToolTip(
+            "each layer or group with a prompt conditions only where it has pixels; "
+            "the main prompt applies everywhere else"
+        )
+        self.use_regions.setChecked(settings.regions)
+        self.use_regions.toggled.connect(lambda on: setattr(self.settings, "regions", on))
+        box.addWidget(self.use_regions)
+        edit = QHBoxLayout()
+        self.region_prompt = QLineEdit(placeholderText="prompt for the active layer's area")
+        self.region_prompt.editingFinished.connect(self.store_region)
+        edit.addWidget(self.region_prompt)
+        box.addLayout(edit)
+        self.regions = QListWidget()
+        self.regions.setMaximumHeight(80)
+        self.regions.itemClicked.connect(self._select_region)
+        box.addWidget(self.regions)
+        self.refresh()
+
+    def add_reference(self, ref: ReferenceLayer) -> None:
+        self.settings.references.append(ref)
+        row = ReferenceRow(ref, self._choices(), self._remove)
+        self._rows.append(row)
+        self.references.addWidget(row)
+
+    def _pick_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Reference picture", "",
+                                              "Pictures (*.png *.jpg *.jpeg *.webp *.bmp)")  # fmt: skip
+        if path:
+            self.add_reference(ReferenceLayer(path=path))
+
+    def _remove(self, row: ReferenceRow) -> None:
+        self.settings.references.remove(row.ref)
+        self._rows.remove(row)
+        row.deleteLater()
+
+    def store_region(self) -> None:
+        """The typed prompt becomes the active layer's region prompt (blank: not a region)."""
+        doc = Krita.instance().activeDocument()
+        node = doc.activeNode() if doc is not None else None
+        if node is None:
+            return
+        texts = directioncanvas.read_texts(doc)
+        layer_id = canvas.node_id(node)
+        if texts.get(layer_id, None) is None and not self.region_prompt.text().strip():
+            return
+        directioncanvas.write_texts(doc, set_region(texts, layer_id, self.region_prompt.text()))
+        self.refresh()
+
+    def _select_region(self, item: QListWidgetItem) -> None:
+        doc = Krita.instance().activeDocument()
+        node = canvas.find_node(doc, item.data(Qt.UserRole)) if doc is not None else None
+        if node is not None:
+            doc.setActiveNode(node)
+            self.region_prompt.setText(item.data(Qt.UserRole + 1))
+
+    def refresh(self) -> None:
+        """Offer the active image's layers and list its regions (a view changed, or a prompt)."""
+        choices = self._choices()
+        for row in self._rows:
+            row.set_layers(choices)
+        self.regions.clear()
+        doc = Krita.instance().activeDocument()
+        if doc is None:
+            return
+        texts = directioncanvas.read_texts(doc)
+        for layer_id, name in choices:
+            if layer_id in texts:
+                item = QListWidgetItem(f"{name}: {texts[layer_id].prompt}")
+                item.setData(Qt.UserRole, layer_id)
+                item.setData(Qt.UserRole + 1, texts[layer_id].prompt)
+                self.regions.addItem(item)
