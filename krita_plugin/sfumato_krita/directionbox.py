@@ -89,9 +89,15 @@ def _spin(value: float, top: float, tip: str) -> QDoubleSpinBox:
 class DirectionBox(QWidget):
     """References (a list) and regions (the active layer's prompt, and every region)."""
 
-    def __init__(self, settings: Settings, choices: Choices) -> None:
+    def __init__(self, settings: Settings, choices: Choices,
+                 document: Callable[[], Any] | None = None,
+                 active_node: Callable[[], Any] | None = None) -> None:  # fmt: skip
+        """``document`` and ``active_node`` default to the active view's (a test without a
+        window passes its own)."""
         super().__init__()
         self.settings, self._choices = settings, choices
+        self._document = document or (lambda: Krita.instance().activeDocument())
+        self._active = active_node or (lambda: _active_node(self._document()))
         self._rows: list[ReferenceRow] = []
         box = QVBoxLayout(self)
         box.setContentsMargins(0, 0, 0, 0)
@@ -143,9 +149,8 @@ class DirectionBox(QWidget):
 
     def store_region(self) -> None:
         """The typed prompt becomes the active layer's region prompt (blank: not a region)."""
-        doc = Krita.instance().activeDocument()
-        node = doc.activeNode() if doc is not None else None
-        if node is None:
+        doc, node = self._document(), self._active()
+        if doc is None or node is None:
             return
         texts = directioncanvas.read_texts(doc)
         layer_id = canvas.node_id(node)
@@ -155,7 +160,7 @@ class DirectionBox(QWidget):
         self.refresh()
 
     def _select_region(self, item: QListWidgetItem) -> None:
-        doc = Krita.instance().activeDocument()
+        doc = self._document()
         node = canvas.find_node(doc, item.data(Qt.UserRole)) if doc is not None else None
         if node is not None:
             doc.setActiveNode(node)
@@ -167,7 +172,7 @@ class DirectionBox(QWidget):
         for row in self._rows:
             row.set_layers(choices)
         self.regions.clear()
-        doc = Krita.instance().activeDocument()
+        doc = self._document()
         if doc is None:
             return
         texts = directioncanvas.read_texts(doc)
@@ -177,3 +182,7 @@ class DirectionBox(QWidget):
                 item.setData(Qt.UserRole, layer_id)
                 item.setData(Qt.UserRole + 1, texts[layer_id].prompt)
                 self.regions.addItem(item)
+
+
+def _active_node(doc: Any) -> Any:
+    return doc.activeNode() if doc is not None else None

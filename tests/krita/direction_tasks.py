@@ -61,3 +61,35 @@ def direction(p: dict[str, Any]) -> dict[str, Any]:
         "reopened": reopened,
         "after": describe(doc),
     }
+
+
+@task
+def direction_box(p: dict[str, Any]) -> dict[str, Any]:
+    """The docker's region and reference widgets on a real document: type a prompt for the
+    active layer, list it, clear it; add a reference layer row and change its weight."""
+    from sfumato_krita.directionbox import DirectionBox
+    from sfumato_krita.model import Settings
+
+    doc = new_doc(64, 64)
+    layer = doc.createNode("lamp", "paintlayer")
+    doc.rootNode().addChildNode(layer, None)
+    settings = Settings()  # no window here: the box is told the document and its layer
+    box = DirectionBox(settings, lambda: canvas.layers(doc), lambda: doc, lambda: layer)
+    box.region_prompt.setText(p["prompt"])
+    box.store_region()
+    stored = {k: t.prompt for k, t in directioncanvas.read_texts(doc).items()}
+    listed = [box.regions.item(i).text() for i in range(box.regions.count())]
+    box.add_reference(ReferenceLayer())
+    box._rows[0].layer.setCurrentIndex(box._rows[0].layer.findData(canvas.node_id(layer)))
+    box._rows[0].weight.setValue(0.4)
+    box.region_prompt.setText("")
+    box.store_region()
+    ref = settings.references[0]
+    return {
+        "stored": stored,
+        "layer_id": canvas.node_id(layer),
+        "listed": listed,
+        "after_clear": {k: t.prompt for k, t in directioncanvas.read_texts(doc).items()},
+        "listed_after_clear": box.regions.count(),
+        "reference": [ref.layer_id, ref.weight, ref.start, ref.end],
+    }

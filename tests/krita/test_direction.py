@@ -99,3 +99,11 @@ def test_region_layers_and_references_reach_the_server(
     group = next(n for n in out["after"]["tree"] if n["name"] == "Sfumato")
     assert len(group["children"]) == 1  # the result is added as for any job
     assert out["after"]["history"][-1]["regions"] == [[p, ""] for p, _ in job["regions"]]
+
+
+def test_the_docker_edits_region_prompts_in_the_document(krita_env: KritaEnv) -> None:
+    out = krita_env.run_task("direction_box", {"prompt": "a brass lamp"}, module="direction_tasks")
+    assert out["stored"] == {out["layer_id"]: "a brass lamp"}
+    assert out["listed"] == ["lamp: a brass lamp"]
+    assert out["after_clear"] == {} and out["listed_after_clear"] == 0  # blank: not a region
+    assert out["reference"] == [out["layer_id"], 0.4, 0.0, 1.0]
