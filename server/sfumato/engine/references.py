@@ -15,7 +15,6 @@ loads: exactly the job without it.
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ from ..registry import ModelEntry, Registry
 from ..registry.adapters import FIELD, ip_adapter
 from . import images
 from .errors import ModelUnavailable
-from .loader import LoadedModel, Pipeline, _quiet_progress
+from .loader import LoadedModel, Pipeline, _quiet_progress, quiet
 from .tiny_adapter import ADAPTER_FILE
 from .tiny_parts import ensure_part
 
@@ -79,7 +78,8 @@ def applied(
     saved = dict(unet.attn_processors)
     had_extractor = getattr(base, "feature_extractor", None) is not None
     n = len(refs)
-    with _quiet("diffusers.loaders.ip_adapter"):
+    # load_ip_adapter warns that no encoder was loaded: this engine encodes the pictures
+    with quiet("diffusers.loaders.ip_adapter"):
         base.load_ip_adapter(
             [adapter.state] * n, subfolder=[""] * n, weight_name=[""] * n,
             image_encoder_folder=None,
@@ -201,15 +201,3 @@ def _missing(entry: ModelEntry, exc: Exception) -> ModelUnavailable:
         + f" and copy the cache here, or set a dir: source for it. (said: {first})",
         field=FIELD,
     )
-
-
-@contextlib.contextmanager
-def _quiet(name: str) -> Iterator[None]:
-    """load_ip_adapter warns that no encoder was loaded: this engine encodes the pictures."""
-    logger = logging.getLogger(name)
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
