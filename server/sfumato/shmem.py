@@ -101,13 +101,19 @@ def unlink(name: str) -> None:
 
 
 def alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs. A zombie does not: a killed client's socket closes
+    (and the server sweeps) while it exits, before its parent has reaped it."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # another user's process: alive
         return True
-    return True
+    try:  # Linux: the state after the command's closing parenthesis; Z = exited, not reaped
+        stat = Path(f"/proc/{pid}/stat").read_text("ascii", "replace")
+    except OSError:
+        return True  # no /proc (macOS …): kill() said it exists
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 def sweep() -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -141,3 +142,29 @@ def test_the_sweep_removes_only_dead_processes_segments() -> None:
     finally:
         mine.close()
         shmem.unlink(dead)
+
+
+@needs_shm
+def test_a_client_that_exited_but_is_not_reaped_yet_is_swept() -> None:
+    """A killed client's socket closes while it exits: the server sweeps while the client is a
+    zombie (its parent has not waited for it yet), and its segments must go then."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        segment = shmem.Segment(64)
+        os.write(write, segment.name.encode())
+        os._exit(0)
+    dead = os.read(read, 200).decode()
+    try:
+        stat = Path(f"/proc/{pid}/stat")
+        for _ in range(200):  # until it has exited (a zombie: not reaped, below)
+            if stat.read_text().rpartition(")")[2].split()[0] == "Z":
+                break
+            os.sched_yield()
+            time.sleep(0.01)
+        assert not shmem.alive(pid)
+        assert dead in shmem.sweep()
+    finally:
+        os.waitpid(pid, 0)
+        shmem.unlink(dead)
+    assert shmem.alive(os.getpid())
