@@ -24,7 +24,7 @@ def test_builtin_registry() -> None:
     reg = Registry.load(None)
     assert reg.default == "tiny-sd"
     assert set(reg.of_kind("base")) == {
-        "tiny-sd", "tiny-sdxl", "sd15", "sdxl", "tiny-sd-turbo", "sdxl-turbo"
+        "tiny-sd", "tiny-sdxl", "sd15", "sdxl", "tiny-sd-turbo", "sdxl-turbo", "sd-turbo"
     }  # fmt: skip
     assert reg.get("tiny-sdxl").family == "sdxl" and reg.get("tiny-sdxl").tiny
     assert reg.get("sd15").source == "hub:stable-diffusion-v1-5/stable-diffusion-v1-5"

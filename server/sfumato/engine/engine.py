@@ -39,7 +39,7 @@ from .tiling import tiled
 TINY_WARNING = "tiny model with random weights: images are noise"
 # Upscale tile side per model: what the family was trained at; tiny uses small tiles so that
 # even a test image spans several.
-UPSCALE_TILE = {"tiny": 64, "sd15": 512, "sdxl": 1024}
+UPSCALE_TILE = {"tiny": 64, "sd15": 512, "sd21": 512, "sdxl": 1024}  # sd21: SD-Turbo's 512²
 
 
 @dataclass(frozen=True)

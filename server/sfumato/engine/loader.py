@@ -41,7 +41,7 @@ from ..protocol.messages import Task
 from ..registry import ModelEntry
 from .devices import choose_dtype
 from .errors import ModelUnavailable
-from .singlefile import family_config
+from .singlefile import family_config, ships
 from .tiny import ensure_tiny, is_built, tiny_dir
 from .tiny_parts import ensure_part
 
@@ -70,6 +70,9 @@ PIPELINES: dict[str, dict[Task, Any]] = {
         Task.INPAINT: StableDiffusionXLInpaintPipeline,
     },
 }
+# SD 2.x (sd21: SD-Turbo, SD 2.1) is the SD 1.x architecture with another text encoder and
+# UNet config: diffusers runs it with the same pipeline classes.
+PIPELINES["sd21"] = PIPELINES["sd15"]
 # The same three with ControlNets (one model, or a list: MultiControlNet).
 CONTROL_PIPELINES: dict[str, dict[Task, Any]] = {
     "sd15": {
@@ -83,6 +86,7 @@ CONTROL_PIPELINES: dict[str, dict[Task, Any]] = {
         Task.INPAINT: StableDiffusionXLControlNetInpaintPipeline,
     },
 }
+CONTROL_PIPELINES["sd21"] = CONTROL_PIPELINES["sd15"]
 # Outpaint is inpainting on a grown canvas, upscale is img2img over tiles.
 PIPELINE_TASK = {Task.OUTPAINT: Task.INPAINT, Task.UPSCALE: Task.REFINE}
 CONTROL_PIPELINES_KEPT = 8  # derived ControlNet pipelines are cheap, but not free: keep a few
@@ -190,7 +194,7 @@ def _from_source(
     status: StatusFn,
 ) -> Pipeline:
     kwargs: dict[str, Any] = {DTYPE_KWARG: dtype}
-    if entry.family == "sd15":
+    if entry.family in ("sd15", "sd21"):
         # No safety checker: Sfumato runs on the artist's own machine behind their own tools;
         # the studio registry (approved models) is where policy lives. It would also cost a
         # second model download and VRAM.
@@ -221,6 +225,14 @@ def _from_source(
                 entry.name,
                 f"model {entry.name!r}: checkpoint {path} does not exist; fix source = "
                 '"file:..." in the registry or copy the checkpoint there',
+            )
+        if not entry.config and not ships(entry.family):
+            raise ModelUnavailable(
+                entry.name,
+                f"model {entry.name!r}: sfumato ships no single-file configuration for the "
+                f'{entry.family} family; set config = "<diffusers folder>" for it in the registry '
+                "(its model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/ — "
+                "e.g. a `hf download <repo> --local-dir <folder>` of an SD 2.x model)",
             )
         status(f"loading {entry.name} from {path.name}")
         # The family's configuration ships with sfumato, so this needs no hub (singlefile.py).

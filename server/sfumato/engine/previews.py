@@ -45,6 +45,9 @@ _LATENT_RGB: dict[str, tuple[list[list[float]], list[float]]] = {
         [0.1084, -0.0175, -0.0011],
     ),
 }  # fmt: skip
+# SD 2.x uses SD 1.x's VAE (one latent space), so TAESD and the sd15 fit decode sd21 latents too.
+_LATENT_RGB["sd21"] = _LATENT_RGB["sd15"]
+SHARED_PREVIEW = {"sd21": "sd15"}
 
 
 def preview_size(width: int, height: int) -> tuple[int, int]:
@@ -96,7 +99,8 @@ def previewer(
 def _load_decoder(loaded: LoadedModel, registry: Registry, cache_dir: Path) -> Any | None:
     from diffusers import AutoencoderTiny
 
-    entry = registry.preview(loaded.entry.family, tiny=loaded.entry.tiny)
+    family = SHARED_PREVIEW.get(loaded.entry.family, loaded.entry.family)
+    entry = registry.preview(family, tiny=loaded.entry.tiny)
     if entry is None:
         return None
     try:

@@ -23,6 +23,12 @@ TOKENIZER_FILES = ("vocab.json", "merges.txt")
 VERSION = 1  # bump when a shipped file changes, so caches are rebuilt
 
 
+def ships(family: str) -> bool:
+    """Whether sfumato ships ``family``'s configuration (not sd21: a ``file:`` SD 2.x checkpoint
+    names its own ``config`` folder)."""
+    return (DATA / family / "model_index.json").is_file()
+
+
 def shipped(family: str) -> Path:
     """The family's shipped configuration folder (without the CLIP vocabulary)."""
     folder = DATA / family

@@ -2,7 +2,8 @@
 
 The tiny families (random weights, built locally, run offline) with a tiny ControlNet per
 control kind, a style LoRA and a preview decoder each, so every path runs with no network;
-and the public models they stand in for: SD1.5 and SDXL, their ControlNets, TAESD.
+and the public models they stand in for: SD1.5 and SDXL, their ControlNets, TAESD, and the
+turbo models (SDXL-Turbo; SD-Turbo, the one sd21 entry).
 Kept apart from ``rules.py`` because it is data, not the rules that check it.
 """
 
@@ -44,6 +45,15 @@ turbo = "adversarial"
 license = "sai-nc-community"
 approved = false
 description = "SDXL-Turbo (adversarial diffusion distillation), 512 px in 1–4 steps, guidance 0: for live painting. Non-commercial community license: approve it where that fits."
+
+[models.sd-turbo]
+kind = "base"
+family = "sd21"
+source = "hub:stabilityai/sd-turbo"
+turbo = "adversarial"
+license = "sai-nc-community"
+approved = false
+description = "SD-Turbo (SD 2.1, adversarial diffusion distillation), 512 px in 1–4 steps, guidance 0: the lightest live painting model. No ControlNets or adapters are registered for sd21. Non-commercial community license: approve it where that fits."
 
 [models.sd15]
 kind = "base"

@@ -10,7 +10,7 @@ A registry file looks like::
     include_builtin = true        # optional: also offer the built-in entries below
     [models.tiny-sd]
     kind = "base"                 # base | controlnet | lora | preview | ip_adapter | image_encoder
-    family = "sd15"               # sd15 | sdxl
+    family = "sd15"               # sd15 | sd21 | sdxl
     source = "tiny:sd15"          # tiny:<part> | hub:<repo id> | dir:<folder> | file:<x.safetensors>
     config = "sd15-inpaint/"      # file: only, optional: its diffusers config folder
     control = "depth"             # controlnet entries only: which ControlKind they read
@@ -45,18 +45,21 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 KINDS = ("base", "controlnet", "lora", "preview", "ip_adapter", "image_encoder")
-FAMILIES = ("sd15", "sdxl")
+# sd21 (SD 2.x, e.g. SD-Turbo) is a base family only: it has no tiny parts, so the tiny ones
+# (TINY_SOURCES, engine/tiny.py) are generated from TINY_FAMILIES, not from FAMILIES.
+FAMILIES = ("sd15", "sd21", "sdxl")
+TINY_FAMILIES = ("sd15", "sdxl")
 SCHEMES = ("tiny", "hub", "dir", "file")
 CONTROLS = tuple(kind.value for kind in ControlKind)
 # Every tiny part the engine can build offline, with the (kind, family) it is: bases, one
 # ControlNet per family and control kind, a style LoRA and a TAESD-shaped preview decoder.
 TINY_SOURCES: dict[str, tuple[str, str]] = {
-    **{f"tiny:{f}": ("base", f) for f in FAMILIES},
-    **{f"tiny:{f}-controlnet-{c}": ("controlnet", f) for f in FAMILIES for c in CONTROLS},
-    **{f"tiny:{f}-lora-style": ("lora", f) for f in FAMILIES},
-    **{f"tiny:{f}-preview": ("preview", f) for f in FAMILIES},
-    **{f"tiny:{f}-ip-adapter": ("ip_adapter", f) for f in FAMILIES},
-    **{f"tiny:{f}-image-encoder": ("image_encoder", f) for f in FAMILIES},
+    **{f"tiny:{f}": ("base", f) for f in TINY_FAMILIES},
+    **{f"tiny:{f}-controlnet-{c}": ("controlnet", f) for f in TINY_FAMILIES for c in CONTROLS},
+    **{f"tiny:{f}-lora-style": ("lora", f) for f in TINY_FAMILIES},
+    **{f"tiny:{f}-preview": ("preview", f) for f in TINY_FAMILIES},
+    **{f"tiny:{f}-ip-adapter": ("ip_adapter", f) for f in TINY_FAMILIES},
+    **{f"tiny:{f}-image-encoder": ("image_encoder", f) for f in TINY_FAMILIES},
 }
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _FIELDS = ("kind", "family", "source", "license", "approved", "description", "control", "sha256",
@@ -70,7 +73,7 @@ _TRAINED = ("dataset_sha256", "base_model", "base_sha256")
 _TOP_LEVEL = ("default", "include_builtin", "models")
 
 # The registry every server knows without a file (builtin.py).
-BUILTIN_TOML = builtin_toml(FAMILIES, CONTROLS)
+BUILTIN_TOML = builtin_toml(TINY_FAMILIES, CONTROLS)
 
 
 class RegistryError(SfumatoError, ValueError):

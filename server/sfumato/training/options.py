@@ -72,5 +72,10 @@ DEFAULTS: dict[str, TrainOptions] = {
 
 def defaults_for(family: str, *, tiny: bool = False, **given: Any) -> TrainOptions:
     """The family's defaults with the options the user ``given`` (None: keep the default)."""
+    if not tiny and family not in DEFAULTS:
+        raise OptionError(
+            f"training an {family} LoRA is not supported yet; train on an sd15 or sdxl base "
+            "(--base <registry name>, see `sfumato models`)"
+        )
     base = DEFAULTS["tiny" if tiny else family]
     return replace(base, **{k: v for k, v in given.items() if v is not None}).check()
