@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ from sfumato.protocol import (
     encode_bytes,
 )
 
+from ..ci import missing
 from .procs import serve  # noqa: F401  (fixture: server processes whose logs are checked)
 
 
@@ -69,3 +71,10 @@ def finished(job_id: str) -> Callable[[ServerMessage], bool]:
 
 def rgb(h: int, w: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+@pytest.fixture
+def needs_shm() -> None:
+    """Shared-memory inputs are Linux's /dev/shm: missing, the test fails in CI, else skips."""
+    if not Path("/dev/shm").is_dir():
+        missing("no /dev/shm (shared-memory inputs)", "run these tests on Linux")

@@ -90,10 +90,7 @@ def test_a_wrong_hash_is_refused_and_not_kept() -> None:
     assert len(cache) == 0
 
 
-needs_shm = pytest.mark.skipif(not Path("/dev/shm").is_dir(), reason="needs Linux /dev/shm")
-
-
-@needs_shm
+@pytest.mark.usefixtures("needs_shm")
 @FAST
 @given(offset=st.integers(0, 100), seed=st.integers(0, 255))
 def test_shared_memory_is_read_in_place_and_the_segment_stays_the_clients(
@@ -123,7 +120,7 @@ def test_shared_memory_is_read_in_place_and_the_segment_stays_the_clients(
         segment.close()
 
 
-@needs_shm
+@pytest.mark.usefixtures("needs_shm")
 def test_the_sweep_removes_only_dead_processes_segments() -> None:
     read, write = os.pipe()
     pid = os.fork()
@@ -144,7 +141,7 @@ def test_the_sweep_removes_only_dead_processes_segments() -> None:
         shmem.unlink(dead)
 
 
-@needs_shm
+@pytest.mark.usefixtures("needs_shm")
 def test_a_client_that_exited_but_is_not_reaped_yet_is_swept() -> None:
     """A killed client's socket closes while it exits: the server sweeps while the client is a
     zombie (its parent has not waited for it yet), and its segments must go then."""

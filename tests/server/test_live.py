@@ -178,10 +178,7 @@ def segments(pid: int) -> list[str]:
     return [p.name for p in Path("/dev/shm").iterdir() if pattern.fullmatch(p.name)]
 
 
-needs_shm = pytest.mark.skipif(not Path("/dev/shm").is_dir(), reason="needs Linux /dev/shm")
-
-
-@needs_shm
+@pytest.mark.usefixtures("needs_shm")
 def test_shared_memory_gives_the_bytes_result_and_leaves_no_segment(server: Any) -> None:
     image = rgb(128, 128, seed=7)
     with Counting(server.url, client_id=uuid.uuid4().hex) as client:
@@ -221,7 +218,7 @@ sys.stdin.read()  # wait to be killed
 """
 
 
-@needs_shm
+@pytest.mark.usefixtures("needs_shm")
 def test_no_segment_leaks_when_a_client_is_killed_mid_job(server: Any) -> None:
     client_id = uuid.uuid4().hex
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
