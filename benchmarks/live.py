@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,7 +33,6 @@ import numpy as np
 import torch
 from diffusers import StableDiffusionImg2ImgPipeline
 
-from sfumato import client as client_module
 from sfumato import shmem
 from sfumato.cli.demo import start_server
 from sfumato.client import Client, make_job
@@ -40,28 +40,12 @@ from sfumato.engine.tiny import ensure_tiny
 from sfumato.protocol import Control, ControlKind, Error, ErrorCode, Result, encode
 from sfumato.protocol.arrays import Array
 
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.server.counting import Counting  # noqa: E402  (the live tests' byte-counting Client)
+
 SIDE, SEED = 256, 1
-
-
-class Counting(Client):
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.sent: list[int] = []
-
-    def _send(self, message: Any, place: Any = None) -> None:
-        # Count what the real send encodes (encoding twice would place shm arrays twice).
-        real = client_module.encode
-
-        def counting(m: Any, p: Any = None) -> Any:
-            chunks = real(m, p)
-            self.sent.append(sum(c.nbytes for c in chunks))
-            return chunks
-
-        client_module.encode = counting
-        try:
-            super()._send(message, place)
-        finally:
-            client_module.encode = real
 
 
 def edit(image: np.ndarray, key: str = "bench", **extra: Any) -> Any:

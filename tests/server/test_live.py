@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sfumato import client as client_module
 from sfumato import shmem
 from sfumato.client import Client, make_job
 from sfumato.protocol import (
@@ -39,6 +38,7 @@ from sfumato.protocol import (
 from sfumato.protocol.refs import hash_ref
 
 from .conftest import Peer, finished, rgb
+from .counting import Counting
 
 SMALL = {"width": 64, "height": 64}
 
@@ -109,29 +109,6 @@ def test_a_burst_of_live_edits_meets_no_queue_limit(server: Any) -> None:
         assert not any(isinstance(e, Error) for e in ended.values()), ended
         results = [j.id for j in burst[:-1] if isinstance(ended.get(j.id), Result)]
         assert len(results) <= 1  # at most the one already running when the burst came
-
-
-class Counting(Client):
-    """A Client that notes how many bytes each message it sends has."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.sent: list[int] = []
-
-    def _send(self, message: Any, place: Any = None) -> None:
-        # Count what the real send encodes (encoding twice would place shm arrays twice).
-        real = client_module.encode
-
-        def counting(m: Any, p: Any = None) -> Any:
-            chunks = real(m, p)
-            self.sent.append(sum(c.nbytes for c in chunks))
-            return chunks
-
-        client_module.encode = counting
-        try:
-            super()._send(message, place)
-        finally:
-            client_module.encode = real
 
 
 def refine(image: np.ndarray, job_id: str | None = None) -> Job:
