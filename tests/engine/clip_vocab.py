@@ -13,6 +13,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+from sfumato.engine.tiny import byte_symbols  # the table the tiny tokenizer uses too
+
 SHIPPED = Path(__file__).resolve().parents[2] / "server/sfumato/engine/data/families/clip"
 MERGES = 49152 - 256 - 2  # CLIP's vocabulary is 49408 = 2 × 256 byte symbols + merges + 2
 
@@ -22,20 +24,6 @@ def open_clip_bpe() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError("open_clip_torch is not installed: pip install open_clip_torch")
     return Path(next(iter(spec.submodule_search_locations))) / "bpe_simple_vocab_16e6.txt.gz"
-
-
-def byte_symbols() -> list[str]:
-    """GPT-2/CLIP's reversible byte → printable character table, in CLIP's order."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1)]
-    printable += range(ord("®"), ord("ÿ") + 1)
-    codes = list(printable)
-    extra = 0
-    for b in range(256):
-        if b not in printable:
-            printable.append(b)
-            codes.append(256 + extra)
-            extra += 1
-    return [chr(c) for c in codes]
 
 
 def build(bpe: Path) -> tuple[str, str]:

@@ -155,7 +155,7 @@ def _tokenizer() -> CLIPTokenizer:
     symbol for word ends; with an empty merge list the 256 symbols, their ``</w>`` forms and the
     two special tokens are the whole vocabulary (514 ids).
     """
-    symbols = _byte_symbols()
+    symbols = byte_symbols()
     vocab = {s: i for i, s in enumerate([*symbols, *(s + "</w>" for s in symbols)])}
     vocab["<|startoftext|>"] = len(vocab)
     vocab["<|endoftext|>"] = len(vocab)
@@ -166,7 +166,7 @@ def _tokenizer() -> CLIPTokenizer:
         return CLIPTokenizer.from_pretrained(folder, model_max_length=_MAX_TOKENS)
 
 
-def _byte_symbols() -> list[str]:
+def byte_symbols() -> list[str]:
     """GPT-2/CLIP's reversible byte → printable unicode table, in byte order of the table."""
     printable = [
         *range(ord("!"), ord("~") + 1),
