@@ -16,7 +16,6 @@ what the add-on's loop, apply and timer granularity add. Min and median over ``-
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import platform
@@ -32,12 +31,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 import bpy
 
-REPO = Path(__file__).resolve().parents[1]
-ADDON = "bl_ext.user_default.sfumato"
-
-
-def module(name: str) -> Any:
-    return importlib.import_module(f"{ADDON}.{name}")
+from _blender import ADDON, REPO, install_addon, module  # benchmarks/_blender.py
 
 
 def start_server(folder: Path) -> tuple[str, subprocess.Popen[str]]:
@@ -50,17 +44,6 @@ def start_server(folder: Path) -> tuple[str, subprocess.Popen[str]]:
         if line.startswith("Sfumato listening on "):
             return line.split()[-1], proc
     raise RuntimeError("sfumato serve did not start")
-
-
-def install_addon() -> None:
-    out = tempfile.mkdtemp(prefix="sfumato-bench-zip-")
-    command = [str(REPO / ".venv" / "bin" / "python"), "-m", "sfumato.cli", "package", "blender"]
-    built = subprocess.run([*command, "--out", out], capture_output=True, text=True, check=True)
-    bpy.ops.extensions.package_install_files(
-        filepath=built.stdout.strip().splitlines()[-1], repo="user_default", enable_on_install=True
-    )
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    bpy.ops.preferences.addon_enable(module=ADDON)
 
 
 def scene(size: int) -> Any:
@@ -103,6 +86,8 @@ def main() -> None:
     url, proc = start_server(folder)
     try:
         install_addon()
+        bpy.ops.wm.read_factory_settings(use_empty=True)
+        bpy.ops.preferences.addon_enable(module=ADDON)
         bpy.context.preferences.addons[ADDON].preferences.url = url
         cam = scene(args.size)
         live, jobs = module("live"), module("jobs")

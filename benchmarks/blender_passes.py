@@ -15,44 +15,27 @@ figure to trust). Runs offline, without a server.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import math
 import os
 import platform
 import statistics
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 os.environ["BLENDER_USER_RESOURCES"] = tempfile.mkdtemp(prefix="sfumato-bench-blender-")
 
 import bpy
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+from _blender import install_addon, module  # benchmarks/_blender.py
 
-
-def install_addon() -> tuple[Any, Any]:
-    """The add-on as users install it: the zip built by the server environment, installed by
-    Blender (its bundled wheels; a Blender environment has no sfumato of its own)."""
-    out = tempfile.mkdtemp(prefix="sfumato-bench-zip-")
-    command = [str(REPO / ".venv" / "bin" / "python"), "-m", "sfumato.cli", "package", "blender"]
-    built = subprocess.run([*command, "--out", out], capture_output=True, text=True, check=True)
-    zip_path = built.stdout.strip().splitlines()[-1]
-    bpy.ops.extensions.package_install_files(
-        filepath=zip_path, repo="user_default", enable_on_install=True
-    )
-    addon = "bl_ext.user_default.sfumato"
-    return importlib.import_module(f"{addon}.passes"), importlib.import_module(f"{addon}.scene")
-
-
-passes, scene = install_addon()
-geometry = importlib.import_module("bl_ext.user_default.sfumato.geometry")
-uv_projection = importlib.import_module("bl_ext.user_default.sfumato.projection")
+install_addon()
+passes, scene = module("passes"), module("scene")
+geometry = module("geometry")
+uv_projection = module("projection")
 
 
 def build_scene() -> tuple[object, list[object]]:

@@ -13,12 +13,9 @@ add-on's projection modifier (blender_addon/projection.py). Runs offline, withou
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
-import subprocess
 import tempfile
-from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="sfumato-bench-"))
@@ -28,22 +25,10 @@ import numpy as np
 from bpy_extras.object_utils import world_to_camera_view
 from mathutils import Vector
 
-REPO = Path(__file__).resolve().parents[1]
-ADDON = "bl_ext.user_default.sfumato"
+from _blender import install_addon, module  # benchmarks/_blender.py
 
-
-def install_addon() -> tuple[Any, Any, Any]:
-    """The add-on as users install it (the zip built by the server environment)."""
-    out = tempfile.mkdtemp(prefix="sfumato-bench-zip-")
-    command = [str(REPO / ".venv" / "bin" / "python"), "-m", "sfumato.cli", "package", "blender"]
-    built = subprocess.run([*command, "--out", out], capture_output=True, text=True, check=True)
-    bpy.ops.extensions.package_install_files(
-        filepath=built.stdout.strip().splitlines()[-1], repo="user_default", enable_on_install=True
-    )
-    return tuple(importlib.import_module(f"{ADDON}.{m}") for m in ("geometry", "scene", "projection"))  # type: ignore[return-value]  # fmt: skip
-
-
-geometry, scene_io, projection = install_addon()
+install_addon()
+geometry, scene_io, projection = (module(m) for m in ("geometry", "scene", "projection"))
 WIDTH, HEIGHT = 128, 64
 
 

@@ -18,12 +18,10 @@ without a server.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import platform
 import statistics
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -34,22 +32,7 @@ os.environ["BLENDER_USER_RESOURCES"] = tempfile.mkdtemp(prefix="sfumato-bench-bl
 
 import bpy
 
-REPO = Path(__file__).resolve().parents[1]
-ADDON = "bl_ext.user_default.sfumato"
-
-
-def install_addon() -> None:
-    """The add-on as users install it: the zip built by the server environment."""
-    out = tempfile.mkdtemp(prefix="sfumato-bench-zip-")
-    command = [str(REPO / ".venv" / "bin" / "python"), "-m", "sfumato.cli", "package", "blender"]
-    built = subprocess.run([*command, "--out", out], capture_output=True, text=True, check=True)
-    bpy.ops.extensions.package_install_files(
-        filepath=built.stdout.strip().splitlines()[-1], repo="user_default", enable_on_install=True
-    )
-
-
-def module(name: str) -> Any:
-    return importlib.import_module(f"{ADDON}.{name}")
+from _blender import ADDON, install_addon, module  # benchmarks/_blender.py
 
 
 def build_scene() -> Any:
