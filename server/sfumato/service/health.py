@@ -19,7 +19,7 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..protocol import SystemInfo
+from ..protocol import ModelInfo, SystemInfo
 from ..registry import ModelEntry, Registry, RegistryError, listing
 from ..registry.weights import hub_cache, present
 from .config import ConfigError, ServerConfig, is_loopback
@@ -323,19 +323,29 @@ def sfumato_at(host: str, port: int, timeout: float) -> str | None:
 
 
 def system_info(
-    registry: Registry, default: str, config: ServerConfig, facts: TorchFacts | None
+    registry: Registry,
+    default: str,
+    config: ServerConfig,
+    facts: TorchFacts | None,
+    infos: Iterable[ModelInfo] | None = None,
 ) -> SystemInfo:
     """``welcome.system``: the counts, the device once the engine has loaded, and the
     warnings a user can act on (each with its fix), without the port and config checks
-    (a server that answers has passed those)."""
+    (a server that answers has passed those). ``infos``: the welcome's model list, whose
+    ``available`` flags already say which weights are here (not looked up twice a hello)."""
+    known = {i.name: i.available for i in infos} if infos is not None else {}
+
+    def here(e: ModelEntry) -> bool:
+        return known[e.name] if e.name in known else _present(e)
+
     entries = [e for e in registry.entries.values() if not e.tiny]
-    have = sum(1 for e in entries if _present(e))
+    have = sum(1 for e in entries if here(e))
     tiny = len(registry.entries) - len(entries)
     # Of the models only the default one missing (a blocking finding): the others are counted;
     # each would otherwise repeat in every welcome.
     findings = []
     entry = registry.entries.get(default)
-    if entry is not None and not entry.tiny and not _present(entry):
+    if entry is not None and not entry.tiny and not here(entry):
         text = f"the default model {default}: weights missing"
         findings.append(Finding("models", Level.FAIL, text, listing.fix(entry, registry.path)))
     findings += check_disk(config)

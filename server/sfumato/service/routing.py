@@ -100,12 +100,13 @@ class Router:
                 f"Serving {server.default_model}, the built-in tiny model: random weights, so "
                 "images are noise. Configure a real model in the registry (see docs/quickstart.md)."
             )
+        models = server.registry.infos()  # each entry's weights looked up once per hello
         conn.post(
             Welcome(
                 server=__version__,
                 protocol=PROTOCOL_VERSION,
                 capabilities=capabilities(server.config.cluster.ray) + server.ref_capabilities,
-                models=server.registry.infos(),
+                models=models,
                 default_model=server.default_model,
                 limits=server.config.limits,
                 client_id=client_id,
@@ -117,6 +118,7 @@ class Router:
                     server.default_model,
                     server.config,
                     server.worker.facts if server.worker is not None else None,
+                    models,
                 ),
                 input_cache=0 if server.input_cache is None else server.input_cache.capacity,
                 shm=None if server.probe is None else server.probe.wire,
