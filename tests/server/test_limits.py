@@ -313,10 +313,12 @@ def test_messages_in_flight_share_one_memory_budget(tmp_path: Path, model_cache:
             sampling = False
             sampler.join()
         # Three messages of 60-100 MiB at once: without the budget the server held them all
-        # (and a copy each while joining fragments, ~360 MiB); with it, about one budget's worth
-        # plus one message being read and the heap part of its growth (resources.MMAP_THRESHOLD).
+        # (and a copy each while joining fragments, ~360 MiB); with it, one budget's worth (each
+        # message in its own map, intake.Gathered) plus what websockets buffers beneath (4 frames
+        # of 1 MiB a connection) and the interpreter's own: 85-87 MiB measured. Gathering in a
+        # bytearray (grown through the heap) measured 128-161 MiB and fails here.
         grown = peak[0] - before
-        assert grown < 64 * MIB + 80 * MIB, f"the server grew by {grown / MIB:.0f} MiB"
+        assert grown < 64 * MIB + 48 * MIB, f"the server grew by {grown / MIB:.0f} MiB"
         assert server.alive()
 
 

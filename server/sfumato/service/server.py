@@ -311,7 +311,7 @@ class SfumatoServer:
             if self.probe is not None:  # a client that died leaves its segments: removed
                 shmem.sweep()
 
-    async def _receive(self, conn: Connection, data: bytes | bytearray, held: int) -> None:
+    async def _receive(self, conn: Connection, data: bytes | memoryview, held: int) -> None:
         """Decode and route one message; its bytes go back to the budget now, or, for an
         accepted job (whose arrays view them), when the job ends (:meth:`_notify`)."""
         try:
