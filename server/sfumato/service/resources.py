@@ -53,8 +53,9 @@ MMAP_THRESHOLD = 32 * 1024 * 1024
 
 
 def return_big_buffers() -> bool:
-    """Have glibc map every allocation of 32 MiB or more on its own, so a big message's buffer
-    goes back to the system when it is freed and grows in place (mremap) while it is received.
+    """Have glibc map every allocation of 32 MiB or more on its own, so a big buffer (a result
+    being encoded, a decoded image) goes back to the system when it is freed. (Received
+    messages no longer go through malloc: ``intake.Gathered`` maps each one itself.)
 
     glibc's default threshold rises after the first big free, and then big buffers may live
     in the heap, where growing one copies it and freeing it keeps the memory. 32 MiB is glibc's
