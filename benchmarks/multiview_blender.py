@@ -6,11 +6,14 @@ mask — and what the UV bake costs. Prints JSON. The server half is benchmarks/
         [--texture 2048] [--repeat 3]
 
 ``bare_s``: Cycles rendering the same four passes with the same settings, nothing written,
-per view. ``view_s``: the add-on's ``texbake.view_passes`` per view — the same render plus
-the multi-layer EXR write and read, the camera-space normals, the mask and the UV map made
-render-active and the pass index set and put back. ``ratio`` = view / bare (goal ≤ 1.2).
-Bare and add-on runs alternate over the views after one warm-up each; min and median over
-``--repeat`` rounds of all views. ``bake_s``: the position + normal bake at ``--texture``²
+per view. ``view_s``: the add-on's ``texbake.view_passes`` per view — the same render, run
+by ``passcapture``'s engine (Cycles under another name) that copies the passes out of the
+render result, then the camera-space normals, the mask, and the UV map made render-active
+and the pass index set and put back. ``ratio`` = view / bare (goal ≤ 1.2). ``exr_s``: the
+same ``view_passes`` on its fallback path (where Cycles' engine class is not found), the
+render written to a multi-layer EXR and read back: what the add-on did before capture.
+Bare, add-on and EXR runs alternate over the views after one warm-up each; min and median
+over ``--repeat`` rounds of all views. ``bake_s``: the position + normal bake at ``--texture``²
 (once per job). ``cameras_s``: greedy placement (64 candidates, BVH ray casts). Runs offline,
 without a server.
 """
@@ -62,6 +65,7 @@ def stats(values: list[float]) -> dict[str, float]:
 
 def measure(views: int, size: int, texture: int, repeat: int) -> dict[str, object]:
     texbake, texcams, passes = module("texbake"), module("texcams"), module("passes")
+    capture = module("passcapture")
     monkey = build_scene()
     s, layer = bpy.context.scene, bpy.context.view_layer
     cameras_s = timed(
@@ -79,13 +83,23 @@ def measure(views: int, size: int, texture: int, repeat: int) -> dict[str, objec
     def add_on(cam: Any) -> None:
         texbake.view_passes(s, cam, layer, monkey, "UVMap", size, size)
 
-    bare(cams[0]), add_on(cams[0])  # warm-up: kernels, BVH
+    def through_exr(cam: Any) -> None:
+        engine_class = capture._engine_class
+        capture._engine_class = lambda: None  # as where Cycles' class is not found
+        try:
+            add_on(cam)
+        finally:
+            capture._engine_class = engine_class
+
+    bare(cams[0]), add_on(cams[0]), through_exr(cams[0])  # warm-up: kernels, BVH
     bare_t: list[float] = []
     view_t: list[float] = []
+    exr_t: list[float] = []
     for _ in range(repeat):
         for cam in cams:
             bare_t.append(timed(lambda cam=cam: bare(cam)))
             view_t.append(timed(lambda cam=cam: add_on(cam)))
+            exr_t.append(timed(lambda cam=cam: through_exr(cam)))
     bake_t = [timed(lambda: texbake.bake_maps(s, monkey, "UVMap", texture)) for _ in range(2)]
     return {
         "views": views,
@@ -97,6 +111,9 @@ def measure(views: int, size: int, texture: int, repeat: int) -> dict[str, objec
         "ratio_min": round(min(view_t) / min(bare_t), 3),
         "ratio_median": round(statistics.median(view_t) / statistics.median(bare_t), 3),
         "per_job_passes_s": round(statistics.median(view_t) * views, 3),
+        "exr_s": stats(exr_t),
+        "exr_ratio_min": round(min(exr_t) / min(bare_t), 3),
+        "exr_ratio_median": round(statistics.median(exr_t) / statistics.median(bare_t), 3),
         "bake_s": stats(bake_t),
         "cameras_s": round(cameras_s, 3),
     }

@@ -17,7 +17,7 @@ from typing import Any
 import bpy
 import numpy as np
 
-from . import passes, texmath
+from . import passcapture, passes, texmath
 
 SMART_UV = "Sfumato UV"  # the map made when the active one cannot be painted
 MAX_OVERLAP = 0.002  # share of island texels covered twice that still counts as no overlap
@@ -269,15 +269,16 @@ def view_passes(
         layers[uv_map].active_render = True
         obj.pass_index = mark
         extra = [(view_layer, "use_pass_uv", True), (view_layer, "use_pass_object_index", True)]
-        found = passes.render_layers(scene, camera, view_layer, width, height, extra)
+        found = passcapture.render_layers(scene, camera, view_layer, width, height, extra)
     finally:
         obj.pass_index = index_before
         if render_before is not None and render_before in layers:
             layers[render_before].active_render = True
     base = passes.passes_of(found, camera)
     index = passes.channel(found, "IndexOB.X", "Object Index.X")
-    mask = np.abs(index - mark) < 0.5
+    mask = (index > np.float32(mark - 0.5)) & (index < np.float32(mark + 0.5))
     mask &= ~base.background
-    uv = np.stack([passes.channel(found, "UV.U"), passes.channel(found, "UV.V")], axis=-1)
-    uv = np.where(mask[..., None], uv, 0.0).astype(np.float32)
+    uv = np.zeros((*mask.shape, 2), dtype=np.float32)  # float32 throughout, no temporaries
+    np.copyto(uv[..., 0], passes.channel(found, "UV.U"), where=mask)
+    np.copyto(uv[..., 1], passes.channel(found, "UV.V"), where=mask)
     return ViewPasses(base.depth, base.normal, uv, mask)
