@@ -4,7 +4,9 @@ pixels of existing images. One of the two modules that touch bpy's image and ren
 Passes are rendered with Cycles on the CPU (1 sample, no denoising, a pixel-sized filter so
 each pixel is its centre) into a multi-layer EXR, which OpenEXR reads: the compositor's
 Viewer node is never filled in background mode, and Render Result pixels are not readable
-from Python, so a file is the one path that works in the UI and in ``blender -b`` alike.
+from Python, so a file is the one path that works in the UI and in ``blender -b`` alike —
+for Cycles' own engine; the texture cameras' passes skip the file by running Cycles under an
+engine of the add-on's that sees its result (``passcapture``).
 """
 
 from __future__ import annotations
@@ -74,8 +76,9 @@ def passes_of(layers: dict[str, np.ndarray], camera: Any) -> Passes:
     planes = [channel(layers, f"Normal.{c}") for c in "XYZ"]
     rotation = np.array(camera.matrix_world.to_3x3().normalized(), dtype=np.float32)
     normal = geometry.planes_to_camera(planes, rotation)
-    normal[background] = 0.0
-    return Passes(np.where(background, 0.0, z).astype(np.float32), background, normal)
+    for axis in range(3):  # plane by plane: 0.1 ms at 512², normal[background] 1.2 ms
+        normal[..., axis][background] = 0.0
+    return Passes(np.where(background, np.float32(0.0), z), background, normal)
 
 
 @contextlib.contextmanager
