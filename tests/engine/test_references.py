@@ -1,9 +1,12 @@
 """Reference images through the tiny IP-Adapter (engine/references.py, docs/protocol.md 4.2.6):
 a reference changes the output, weight 0 is bit-identical to no reference, the schedule and
-the block choice act, and nothing of the adapter stays behind after the job."""
+the block choice act, nothing of the adapter stays behind after the job, and the adapter's
+and encoder's sha256 pins are checked."""
 
 from __future__ import annotations
 
+import hashlib
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,6 +14,10 @@ import numpy as np
 import pytest
 
 from sfumato.engine import Engine
+from sfumato.engine.errors import ModelUnavailable
+from sfumato.engine.tiny import tiny_dir
+from sfumato.engine.tiny_adapter import ADAPTER_FILE
+from sfumato.engine.tiny_parts import ensure_part
 from sfumato.protocol import (
     Array,
     ErrorCode,
@@ -103,3 +110,63 @@ def test_sdxl_reference_runs(tiny_cache: Path) -> None:
     out = run(eng, replace(base, references=(ref(),))).images[0]
     assert diff(out, plain) > 0.5
     assert np.array_equal(run(eng, base).images[0], plain)
+
+
+def test_adapter_and_encoder_pins_cover_what_loads(tiny_cache: Path, tmp_path: Path) -> None:
+    """An adapter file and an encoder folder inside one source (the h94 layout, as ``dir:``)
+    each hash as what the engine loads: the file's sha256, the folder's weights manifest.
+    Pinned so, the job runs and reports both; a wrong pin on either refuses it by name."""
+    studio = tmp_path / "ip-adapter"
+    (studio / "models").mkdir(parents=True)
+    adapter_file = studio / "models" / "ip-adapter_sd15.safetensors"
+    shutil.copy(ensure_part(tiny_cache, "tiny:sd15-ip-adapter") / ADAPTER_FILE, adapter_file)
+    encoder = studio / "models" / "image_encoder"
+    shutil.copytree(ensure_part(tiny_cache, "tiny:sd15-image-encoder"), encoder)
+    pins = {
+        "house-ip": hashlib.sha256(adapter_file.read_bytes()).hexdigest(),
+        "house-encoder": hashlib.sha256(
+            "".join(
+                f"{hashlib.sha256(f.read_bytes()).hexdigest()}  {f.relative_to(encoder)}\n"
+                for f in sorted(encoder.glob("*.safetensors"))
+            ).encode()
+        ).hexdigest(),
+    }
+
+    def registry(wrong: str = "") -> Registry:
+        pin = {name: "0" * 64 if name == wrong else digest for name, digest in pins.items()}
+        path = tmp_path / f"models-{wrong or 'right'}.toml"
+        path.write_text(f"""
+default = "b"
+[models.b]
+kind = "base"
+family = "sd15"
+source = "dir:{tiny_dir(tiny_cache, "sd15")}"
+[models.house-ip]
+kind = "ip_adapter"
+family = "sd15"
+source = "dir:{studio}"
+weight = "models/ip-adapter_sd15.safetensors"
+encoder = "house-encoder"
+sha256 = "{pin["house-ip"]}"
+[models.house-encoder]
+kind = "image_encoder"
+family = "sd15"
+source = "dir:{studio}"
+weight = "models/image_encoder"
+sha256 = "{pin["house-encoder"]}"
+""")
+        return Registry.load(path)
+
+    directed = replace(job(seed=2, model="b", steps=2), references=(ref(),))
+    out = run(Engine(registry(), cache_dir=tiny_cache, device="cpu"), directed)
+    assert {k: out.hashes[k] for k in pins} == pins and out.images[0].shape == (64, 64, 3)
+    for wrong in pins:
+        eng = Engine(registry(wrong), cache_dir=tiny_cache, device="cpu")
+        with pytest.raises(ModelUnavailable) as caught:
+            run(eng, directed)
+        error = caught.value
+        assert (error.code, error.field, error.model) == (
+            ErrorCode.MODEL_UNAVAILABLE, "inputs.references", wrong
+        )  # fmt: skip
+        assert f"{wrong!r}" in error.message and "re-approved" in error.message
+        assert run(eng, job(seed=2, model="b", steps=2)).images  # no reference: no adapter

@@ -3,16 +3,18 @@ and recorded in the content credentials."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sfumato.client import Client, JobFailed, make_job
-from sfumato.protocol import Error, ErrorCode, LoraRef
+from sfumato.protocol import Array, Error, ErrorCode, LoraRef, Reference
 from sfumato.provenance import verify_png
 
 from ..conftest import running_server
@@ -56,6 +58,13 @@ kind = "base"
 family = "sd15"
 source = "tiny:sd15"
 license = "House licence 7"
+sha256 = "{"0" * 64}"
+
+[models.stale-ip-adapter]
+kind = "ip_adapter"
+family = "sd15"
+source = "tiny:sd15-ip-adapter"
+encoder = "tiny-sd-image-encoder"
 sha256 = "{"0" * 64}"
 
 [models.unvetted-sd]
@@ -122,3 +131,24 @@ def test_pinned_hash_is_enforced_and_recorded(studio) -> None:
             client.run(make_job("generate", prompt="x", model="stale-sd", **SMALL), timeout=120)
     assert failed.value.error.code is ErrorCode.MODEL_UNAVAILABLE
     assert "do not match the registry's sha256" in failed.value.error.message
+
+
+def test_a_wrong_pin_on_the_ip_adapter_refuses_the_reference_job(studio) -> None:
+    """The adapter a reference job loads is checked against its pin as a base or LoRA is:
+    the typed error names the entry and the fix, and nothing is stored."""
+    picture = Array.from_numpy(np.full((24, 24, 3), 90, np.uint8))
+    job = dataclasses.replace(
+        make_job("generate", prompt="x", seed=1, **SMALL), references=(Reference(picture),)
+    )
+    with Client(studio.url) as client:
+        with pytest.raises(JobFailed) as failed:
+            client.run(job, timeout=120)
+        plain = client.run(make_job("generate", prompt="x", seed=1, **SMALL), timeout=120)
+    error = failed.value.error
+    assert (error.code, error.field, error.id) == (
+        ErrorCode.MODEL_UNAVAILABLE, "inputs.references", job.id
+    )  # fmt: skip
+    assert "'stale-ip-adapter'" in error.message and "re-approved" in error.message
+    assert "do not match the registry's sha256" in error.message
+    assert not any((owner / job.id).exists() for owner in studio.results.iterdir())
+    assert plain.images  # the same server still serves jobs without references

@@ -23,6 +23,8 @@ from ..protocol.errors import ErrorCode
 from ..protocol.messages import SEED_MAX, Job, JobParams, Task
 from ..protocol.multiview import Coverage, Paint
 from ..registry import ModelEntry, NoControlNet, Registry
+from ..registry.adapters import FIELD as REFERENCES
+from ..registry.adapters import ip_adapter
 from . import direction, lora, turbo
 from .control import PreparedControl
 from .controlnets import prepare_controls
@@ -134,6 +136,9 @@ class Engine:
             adapter = direction.prepare(job, loaded, self.registry, self.cache_dir)
             used = [entry, *(self.registry.get(lo.name) for lo in loras)]
             hashes = self._hashes.verify([*used, *(c.entry for c in controls)])
+            if adapter is not None:  # the IP-Adapter and its image encoder: pinned as any entry
+                pair = ip_adapter(self.registry, entry.family, tiny=entry.tiny)
+                hashes |= self._hashes.verify(pair, field=REFERENCES)
             pipe = self._pipeline(loaded, job.task, controls)
             plan = turbo.sampling(entry, [self.registry.get(lo.name) for lo in loras])
             job = turbo.adjust(job, plan)  # few-step models: their steps and guidance

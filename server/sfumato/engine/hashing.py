@@ -3,8 +3,11 @@
 
 A ``file:`` source hashes as the file's sha256. A folder (``dir:``, a hub snapshot, a tiny
 build) hashes as the sha256 of its manifest: one line ``<sha256>  <relative path>`` per weight
-file, sorted by path (registry/digest.py, which ``sfumato models pull`` checks with too). Hashing gigabytes
-takes seconds, so results are cached on disk by path, size and modification time.
+file, sorted by path (registry/digest.py, which ``sfumato models pull`` checks with too). An
+entry with a ``weight`` (an IP-Adapter file or image encoder folder inside its source) hashes
+as that file or folder alone: what the engine loads, so two entries sharing one hub repo keep
+their own hashes. Hashing gigabytes takes seconds, so results are cached on disk by path, size
+and modification time.
 """
 
 from __future__ import annotations
@@ -32,10 +35,12 @@ class WeightHashes:
         except (FileNotFoundError, json.JSONDecodeError):
             self._known = {}
         self.cache_dir = Path(cache_dir)
-        self._locations: dict[str, Path | None] = {}  # hub lookups are not free: once per source
+        # hub lookups are not free: once per (source, weight)
+        self._locations: dict[tuple[str, str], Path | None] = {}
 
-    def verify(self, entries: Iterable[ModelEntry]) -> dict[str, str]:
-        """Hash each entry's weights; an entry whose registry ``sha256`` differs is refused."""
+    def verify(self, entries: Iterable[ModelEntry], field: str = "params.model") -> dict[str, str]:
+        """Hash each entry's weights; an entry whose registry ``sha256`` differs is refused
+        (``model_unavailable`` at ``field``, the job field that asked for it)."""
         out = {}
         for entry in entries:
             digest = self.of(entry)
@@ -45,6 +50,7 @@ class WeightHashes:
                     f"the weights of {entry.name!r} do not match the registry's sha256 "
                     f"({digest[:16]}… found, {entry.sha256[:16]}… approved): they changed since "
                     "approval. Restore the approved weights or have the entry re-approved",
+                    field=field,
                 )
             out[entry.name] = digest
         return out
@@ -75,9 +81,11 @@ class WeightHashes:
         return digest
 
     def _location(self, entry: ModelEntry) -> Path | None:
-        if entry.source not in self._locations or self._locations[entry.source] is None:
-            self._locations[entry.source] = self._resolve(entry)
-        return self._locations[entry.source]
+        key = (entry.source, entry.weight)
+        if self._locations.get(key) is None:
+            root = self._resolve(entry)
+            self._locations[key] = root / entry.weight if root and entry.weight else root
+        return self._locations[key]
 
     def _resolve(self, entry: ModelEntry) -> Path | None:
         if entry.scheme == "tiny":
