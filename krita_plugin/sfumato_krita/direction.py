@@ -3,11 +3,13 @@
 krita-ai-diffusion's users expect two things: a *reference* is a control-list entry pointing
 at a layer or a picture file, with a weight and a start/end; a *region* is a layer of the
 stack (a paint layer, or a group whose merged alpha is the region's shape) with its own
-prompt. A region's text is stored in the document, in the annotation ``sfumato/regions``
-(JSON: the layer's unique id → prompt, negative): Krita saves annotations and layer ids in
-the .kra, so the regions survive save and reopen, and renaming or moving a layer keeps its
-prompt. ``directioncanvas`` reads the pixels; everything that decides is here, tested
-without Krita.
+prompt and negative. A reference's *kind* is named as krita-ai-diffusion names its control
+types: "Reference" steers the whole model, "Style" only the look, "Composition" only the
+layout (``KINDS``). A region's text is stored in the document, in the annotation
+``sfumato/regions`` (JSON: the layer's unique id → prompt, negative): Krita saves annotations
+and layer ids in the .kra, so the regions survive save and reopen, and renaming or moving a
+layer keeps its prompt. ``directioncanvas`` reads the pixels; everything that decides is
+here, tested without Krita.
 """
 
 from __future__ import annotations
@@ -23,11 +25,44 @@ REGIONS = "sfumato/regions"  # document annotation: {layer id: {"prompt", "negat
 _ALPHA_ZERO = bytes(256)
 
 
+@dataclass(frozen=True)
+class Kind:
+    """A reference kind as the docker offers it: ``label`` shown, ``value`` the combo's data
+    (the protocol's ``kind``, or "" for the whole model: no ``kind`` sent)."""
+
+    label: str
+    kind: ReferenceKind | None
+    tip: str
+
+    @property
+    def value(self) -> str:
+        return kind_value(self.kind)
+
+
+KINDS = (
+    Kind("Reference", None, "the whole picture steers: its look and its layout"),
+    Kind("Style", ReferenceKind.STYLE, "only the look (colours, texture, light), not the layout"),
+    Kind("Composition", ReferenceKind.CONTENT, "only the layout and subject, not the look"),
+)
+
+
+def kind_of(value: str | None) -> ReferenceKind | None:
+    """The kind a combo's data ``value`` stands for; "" (or anything unknown) is the whole
+    model, which is also what the server does without a ``kind``."""
+    return next((k.kind for k in KINDS if k.value == value), None)
+
+
+def kind_value(kind: ReferenceKind | None) -> str:
+    """The combo's data for ``kind`` (the inverse of :func:`kind_of`)."""
+    return kind.value if kind is not None else ""
+
+
 @dataclass
 class ReferenceLayer:
     """A reference in the docker's control list: a layer (``layer_id``) or a picture file
     (``path``), how strongly (``weight``, 0 … 2) and during which part of the denoising
-    (``start`` … ``end``, fractions of the steps)."""
+    (``start`` … ``end``, fractions of the steps), steering what (``kind``: None is the
+    whole model, see ``KINDS``)."""
 
     layer_id: str = ""
     path: str = ""
@@ -103,9 +138,17 @@ def dump_regions(texts: Mapping[str, RegionText]) -> bytes:
     return json.dumps(data, ensure_ascii=False, sort_keys=True).encode("utf-8")
 
 
+def region_fields(texts: Mapping[str, RegionText], layer_id: str) -> tuple[str, str]:
+    """What the docker's two fields show for ``layer_id``: its prompt and negative, or
+    blanks for a layer that is not a region."""
+    text = texts.get(layer_id)
+    return (text.prompt, text.negative) if text is not None else ("", "")
+
+
 def set_region(texts: Mapping[str, RegionText], layer_id: str, prompt: str,
                negative: str = "") -> dict[str, RegionText]:  # fmt: skip
-    """``texts`` with ``layer_id``'s prompt set; a blank prompt removes the region."""
+    """``texts`` with ``layer_id``'s prompt and negative set; a blank prompt removes the
+    region, negative and all (a negative alone steers nothing)."""
     out = dict(texts)
     if prompt.strip():
         out[layer_id] = RegionText(prompt, negative)

@@ -1,8 +1,9 @@
 """The docker's references and regions (issue 16 item 3), as krita-ai-diffusion users expect:
-references sit in a list like the control layers (a layer or a picture file, a weight, a
-start and an end), regions come from the layer stack (pick a paint layer or a group, type
-its prompt). Widgets only: references live in ``Settings.references``, region prompts in
-the document (``directioncanvas``), so they are saved with the .kra.
+references sit in a list like the control layers (a layer or a picture file, its kind —
+Reference, Style or Composition —, a weight, a start and an end), regions come from the
+layer stack (pick a paint layer or a group, type its prompt and, if it needs one, its
+negative). Widgets only: references live in ``Settings.references``, region prompts and
+negatives in the document (``directioncanvas``), so they are saved with the .kra.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 from krita import Krita
 
 from . import canvas, directioncanvas
-from .direction import ReferenceLayer, set_region
+from .direction import KINDS, ReferenceLayer, kind_of, kind_value, region_fields, set_region
 from .model import Settings
 from .qt import (
     QCheckBox,
@@ -36,7 +37,7 @@ Choices = Callable[[], list[tuple[str, str]]]
 
 
 class ReferenceRow(QWidget):
-    """One reference: its layer (or file), weight, start and end."""
+    """One reference: its layer (or file), kind, weight, start and end."""
 
     def __init__(self, ref: ReferenceLayer, choices: list[tuple[str, str]], remove: Any) -> None:
         super().__init__()
@@ -44,6 +45,13 @@ class ReferenceRow(QWidget):
         row = QHBoxLayout(self)
         row.setContentsMargins(0, 0, 0, 0)
         self.layer = QComboBox()
+        self.kind = QComboBox()
+        for n, kind in enumerate(KINDS):
+            self.kind.addItem(kind.label, kind.value)
+            self.kind.setItemData(n, kind.tip, Qt.ToolTipRole)
+        self.kind.setCurrentIndex(max(0, self.kind.findData(kind_value(ref.kind))))
+        self.kind.setToolTip("what the picture steers: Reference all of it, Style the look, "
+                             "Composition the layout")  # fmt: skip
         self.weight = _spin(ref.weight, 2.0, "weight: how strongly the picture steers (0 … 2)")
         self.start = _spin(ref.start, 1.0, "start: from this fraction of the steps")
         self.end = _spin(ref.end, 1.0, "end: until this fraction of the steps")
@@ -53,11 +61,12 @@ class ReferenceRow(QWidget):
         if ref.path:
             source = QLabel(ref.path.rsplit("/", 1)[-1])
             source.setToolTip(ref.path)
-        for widget in (source, self.weight, self.start, self.end, drop):
+        for widget in (source, self.kind, self.weight, self.start, self.end, drop):
             row.addWidget(widget)
         row.setStretch(0, 1)
         self.set_layers(choices)
         self.layer.currentIndexChanged.connect(self._store)
+        self.kind.currentIndexChanged.connect(self._store)
         for spin in (self.weight, self.start, self.end):
             spin.valueChanged.connect(self._store)
 
@@ -75,6 +84,7 @@ class ReferenceRow(QWidget):
     def _store(self) -> None:
         if not self.ref.path:
             self.ref.layer_id = self.layer.currentData() or ""
+        self.ref.kind = kind_of(self.kind.currentData())
         self.ref.weight = self.weight.value()
         self.ref.start = self.start.value()
         self.ref.end = self.end.value()
@@ -102,7 +112,7 @@ class DirectionBox(QWidget):
         box = QVBoxLayout(self)
         box.setContentsMargins(0, 0, 0, 0)
         self.references = QVBoxLayout()
-        box.addWidget(QLabel("References (weight, start, end)"))
+        box.addWidget(QLabel("References (kind, weight, start, end)"))
         box.addLayout(self.references)
         buttons = QHBoxLayout()
         add_layer, add_file = QPushButton("Add reference layer"), QPushButton("Add file…")
@@ -121,8 +131,15 @@ class DirectionBox(QWidget):
         box.addWidget(self.use_regions)
         edit = QHBoxLayout()
         self.region_prompt = QLineEdit(placeholderText="prompt for the active layer's area")
-        self.region_prompt.editingFinished.connect(self.store_region)
-        edit.addWidget(self.region_prompt)
+        self.region_negative = QLineEdit(placeholderText="its negative (optional)")
+        self.region_negative.setToolTip(
+            "what this area should not show (the main negative applies everywhere too)"
+        )
+        for field in (self.region_prompt, self.region_negative):
+            field.editingFinished.connect(self.store_region)
+            edit.addWidget(field)
+        edit.setStretch(0, 2)
+        edit.setStretch(1, 1)
         box.addLayout(edit)
         self.regions = QListWidget()
         self.regions.setMaximumHeight(80)
@@ -148,15 +165,18 @@ class DirectionBox(QWidget):
         row.deleteLater()
 
     def store_region(self) -> None:
-        """The typed prompt becomes the active layer's region prompt (blank: not a region)."""
+        """The typed prompt and negative become the active layer's region (a blank prompt:
+        not a region). A negative typed before the prompt waits in its field."""
         doc, node = self._document(), self._active()
         if doc is None or node is None:
             return
         texts = directioncanvas.read_texts(doc)
         layer_id = canvas.node_id(node)
-        if texts.get(layer_id, None) is None and not self.region_prompt.text().strip():
+        prompt, negative = self.region_prompt.text(), self.region_negative.text()
+        if texts.get(layer_id, None) is None and not prompt.strip():
             return
-        directioncanvas.write_texts(doc, set_region(texts, layer_id, self.region_prompt.text()))
+        if region_fields(texts, layer_id) != (prompt, negative):  # unchanged: not modified
+            directioncanvas.write_texts(doc, set_region(texts, layer_id, prompt, negative))
         self.refresh()
 
     def _select_region(self, item: QListWidgetItem) -> None:
@@ -165,23 +185,32 @@ class DirectionBox(QWidget):
         if node is not None:
             doc.setActiveNode(node)
             self.region_prompt.setText(item.data(Qt.UserRole + 1))
+            self.region_negative.setText(item.data(Qt.UserRole + 2))
 
     def refresh(self) -> None:
-        """Offer the active image's layers and list its regions (a view changed, or a prompt)."""
+        """Offer the active image's layers, list its regions and show the active layer's
+        (a view changed, or a region was stored)."""
         choices = self._choices()
         for row in self._rows:
             row.set_layers(choices)
         self.regions.clear()
         doc = self._document()
-        if doc is None:
-            return
-        texts = directioncanvas.read_texts(doc)
+        texts = directioncanvas.read_texts(doc) if doc is not None else {}
         for layer_id, name in choices:
             if layer_id in texts:
-                item = QListWidgetItem(f"{name}: {texts[layer_id].prompt}")
+                text = texts[layer_id]
+                item = QListWidgetItem(f"{name}: {text.prompt}")
                 item.setData(Qt.UserRole, layer_id)
-                item.setData(Qt.UserRole + 1, texts[layer_id].prompt)
+                item.setData(Qt.UserRole + 1, text.prompt)
+                item.setData(Qt.UserRole + 2, text.negative)
+                if text.negative:
+                    item.setToolTip(f"negative: {text.negative}")
                 self.regions.addItem(item)
+        node = self._active() if doc is not None else None
+        layer_id = canvas.node_id(node) if node is not None else ""
+        prompt, negative = region_fields(texts, layer_id)
+        self.region_prompt.setText(prompt)
+        self.region_negative.setText(negative)
 
 
 def _active_node(doc: Any) -> Any:

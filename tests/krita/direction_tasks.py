@@ -11,7 +11,7 @@ import os
 from typing import Any
 
 from krita import Krita
-from krita_tasks import connect, describe, new_doc, record_info, run_job, select, task
+from krita_tasks import b64, connect, describe, new_doc, record_info, run_job, select, task
 from sfumato_krita import canvas, directioncanvas
 from sfumato_krita.direction import ReferenceLayer, set_region
 
@@ -92,4 +92,98 @@ def direction_box(p: dict[str, Any]) -> dict[str, Any]:
         "after_clear": {k: t.prompt for k, t in directioncanvas.read_texts(doc).items()},
         "listed_after_clear": box.regions.count(),
         "reference": [ref.layer_id, ref.weight, ref.start, ref.end],
+    }
+
+
+@task
+def direction_fields(p: dict[str, Any]) -> dict[str, Any]:
+    """Each reference's kind and a region's negative typed into the docker's own widgets (keys
+    and combo choices, as an artist does), the document saved as .kra, closed and reopened;
+    then the box shows them again and the job it feeds is built (not sent) and decoded."""
+    from PyQt5.QtTest import QTest
+    from PyQt5.QtWidgets import QPushButton
+    from sfumato_krita._vendor.sfumato.protocol import Limits, decode_client_message, encode_bytes
+    from sfumato_krita.directionbox import DirectionBox
+    from sfumato_krita.jobs import build_job
+    from sfumato_krita.model import Settings
+    from sfumato_krita.qt import Qt
+
+    w, h = p["width"], p["height"]
+    doc = new_doc(w, h, base64.b64decode(p["bgra"]))
+    ids = {}
+    for name, bgra in p["layers"].items():
+        layer = doc.createNode(name, "paintlayer")
+        doc.rootNode().addChildNode(layer, None)
+        layer.setPixelData(base64.b64decode(bgra), 0, 0, w, h)
+        ids[name] = canvas.node_id(layer)
+    doc.refreshProjection()
+    here = {"doc": doc, "node": None}  # what the active view would answer
+    settings = Settings(prompt="a room")
+    box = DirectionBox(settings, lambda: canvas.layers(here["doc"]), lambda: here["doc"],
+                       lambda: here["node"])  # fmt: skip
+
+    def type_into(field: Any, text: str) -> None:
+        field.selectAll()
+        QTest.keyClicks(field, text)
+        QTest.keyClick(field, Qt.Key_Return)  # Enter: editingFinished, as in the docker
+
+    shown = {}
+    for name, (prompt, negative) in p["regions"].items():
+        here["node"] = canvas.find_node(doc, ids[name])
+        box.refresh()  # the active layer changed: its fields (blank: not a region yet)
+        shown[name] = [box.region_prompt.text(), box.region_negative.text()]
+        type_into(box.region_prompt, prompt)
+        if negative:
+            type_into(box.region_negative, negative)
+    add = next(b for b in box.findChildren(QPushButton) if b.text() == "Add reference layer")
+    for name, kind in p["references"]:
+        add.click()
+        row = box._rows[-1]
+        row.layer.setCurrentIndex(row.layer.findData(ids[name]))
+        row.kind.setCurrentIndex(row.kind.findText(kind))
+    offered = [box._rows[0].kind.itemText(i) for i in range(box._rows[0].kind.count())]
+    before = {k: [t.prompt, t.negative] for k, t in directioncanvas.read_texts(doc).items()}
+
+    path = os.path.join(os.path.dirname(p["out"]), "fields.kra")
+    assert doc.saveAs(path), "Krita could not save the test document"
+    doc.close()
+    doc = Krita.instance().openDocument(path)
+    doc.setBatchmode(True)
+    names = {canvas.node_id(n): n.name() for n in canvas.walk(doc.rootNode())}
+    here["doc"] = doc
+    here["node"] = canvas.find_node(doc, ids[p["show"]])
+    box.refresh()  # what the docker does when the reopened image's view becomes active
+    reopened = {
+        "fields": [box.region_prompt.text(), box.region_negative.text()],
+        "listed": [
+            [box.regions.item(i).text(), box.regions.item(i).toolTip()]
+            for i in range(box.regions.count())
+        ],
+        "rows": [[names.get(r.layer.currentData(), "?"), r.kind.currentText()] for r in box._rows],
+        "settings": [
+            [names.get(r.layer_id, "?"), r.kind.value if r.kind else None]
+            for r in settings.references
+        ],
+        "texts": {
+            names.get(k, k): [t.prompt, t.negative]
+            for k, t in directioncanvas.read_texts(doc).items()
+        },
+    }
+    inp = canvas.read_input(doc, settings)
+    job = build_job(settings.request(), inp, ("generate", "reference", "regions"), "fields")
+    back = decode_client_message(encode_bytes(job), Limits())
+    return {
+        "ids": ids,
+        "shown": shown,
+        "offered": offered,
+        "before": {names.get(k, k): v for k, v in before.items()},
+        "reopened": reopened,
+        "job": {
+            "references": [
+                [r.kind.value if r.kind else None, list(r.image.shape), b64(r.image.data)]
+                for r in back.references
+            ],
+            "regions": [[r.prompt, r.negative] for r in back.regions],
+            "size": [back.params.width, back.params.height],
+        },
     }

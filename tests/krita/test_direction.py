@@ -7,6 +7,7 @@ added as for any job."""
 
 from __future__ import annotations
 
+import base64
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -107,3 +108,55 @@ def test_the_docker_edits_region_prompts_in_the_document(krita_env: KritaEnv) ->
     assert out["listed"] == ["lamp: a brass lamp"]
     assert out["after_clear"] == {} and out["listed_after_clear"] == 0  # blank: not a region
     assert out["reference"] == [out["layer_id"], 0.4, 0.0, 1.0]
+
+
+def test_the_docker_keeps_a_references_kind_and_a_regions_negative(krita_env: KritaEnv) -> None:
+    """Kinds picked in each reference row's combo and a negative typed for the active layer
+    survive save/close/reopen, show again in the docker, and are what the job carries: each
+    reference's ``kind`` (absent for "Reference") and each region's ``negative``."""
+    w, h = 64, 48
+    rng = np.random.default_rng(22)
+    photo = rng.integers(0, 256, (h, w, 4), np.uint8)
+    photo[..., 3] = 255
+    lamp = np.zeros((h, w, 4), np.uint8)
+    lamp[:, :32] = (40, 80, 200, 255)
+    table = np.zeros((h, w, 4), np.uint8)
+    table[24:, 32:] = (20, 60, 90, 255)
+    out = krita_env.run_task(
+        "direction_fields",
+        {"width": w, "height": h, "bgra": b64(np.full((h, w, 4), 255, np.uint8)),
+         "layers": {"photo": b64(photo), "lamp": b64(lamp), "table": b64(table)},
+         "regions": {"lamp": ["a brass lamp", "rust, dents"], "table": ["a walnut table", ""]},
+         "references": [["photo", "Style"], ["photo", "Composition"], ["lamp", "Reference"]],
+         "show": "lamp"},
+        module="direction_tasks",
+    )  # fmt: skip
+    assert out["offered"] == ["Reference", "Style", "Composition"]
+    # a layer that is not a region yet shows blank fields: the lamp's negative typed just
+    # before is not left in the field for the table
+    assert out["shown"] == {"lamp": ["", ""], "table": ["", ""]}
+    texts = {"lamp": ["a brass lamp", "rust, dents"], "table": ["a walnut table", ""]}
+    assert out["before"] == texts
+    got = out["reopened"]
+    assert got["texts"] == texts  # from the reopened .kra's annotation
+    assert got["fields"] == ["a brass lamp", "rust, dents"]  # the active layer's, in the box
+    assert sorted(got["listed"]) == [
+        ["lamp: a brass lamp", "negative: rust, dents"],
+        ["table: a walnut table", ""],
+    ]
+    kinds = [["photo", "Style"], ["photo", "Composition"], ["lamp", "Reference"]]
+    assert got["rows"] == kinds
+    assert got["settings"] == [["photo", "style"], ["photo", "content"], ["lamp", None]]
+    job = out["job"]
+    assert job["size"] == [w, 64]  # the canvas, its height padded to the smallest side sent
+    assert [k for k, _, _ in job["references"]] == ["style", "content", None]
+    pictures = [
+        np.frombuffer(base64.b64decode(p), np.uint8).reshape(shape)
+        for _, shape, p in job["references"]
+    ]
+    np.testing.assert_array_equal(pictures[0], photo[..., 2::-1])  # the layer, whole canvas
+    np.testing.assert_array_equal(pictures[1], photo[..., 2::-1])
+    assert sorted(map(tuple, job["regions"])) == [
+        ("a brass lamp", "rust, dents"),
+        ("a walnut table", ""),
+    ]

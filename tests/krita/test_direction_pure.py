@@ -1,8 +1,10 @@
 """Krita's references and regions without Krita (sfumato_krita/direction.py and the job it
 feeds), under hypothesis: a region's mask from a layer's alpha at the job's size and
-position, the region texts the document stores (round trip, damaged annotations), which
-layers are regions and in what order, and the job build_job makes of them — checked by
-the protocol's own decoder, so what the plugin builds is what the server reads."""
+position, the region texts the document stores (round trip, damaged annotations, the
+docker's prompt and negative fields), which layers are regions and in what order, the
+reference kinds the docker offers, and the job build_job makes of them (each region's
+negative, each reference's kind) — checked by the protocol's own decoder, so what the
+plugin builds is what the server reads."""
 
 from __future__ import annotations
 
@@ -17,17 +19,21 @@ from hypothesis import strategies as st
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "krita_plugin"))
 
 from sfumato_krita.direction import (
+    KINDS,
     alpha_mask,
     covers,
     dump_regions,
+    kind_of,
+    kind_value,
     parse_regions,
+    region_fields,
     region_order,
     set_region,
 )
 from sfumato_krita.jobs import CanvasInput, Mode, PluginError, Rect, Request, build_job, round_up8
 
 from sfumato.hostdirection import RegionText, reference, region
-from sfumato.protocol import Limits, decode_client_message, encode_bytes
+from sfumato.protocol import Limits, ReferenceKind, decode_client_message, encode_bytes
 
 sides = st.integers(1, 40)
 
@@ -90,7 +96,41 @@ def test_regions_follow_the_stack_and_skip_blank_or_gone_layers(
 def test_set_region_with_a_blank_prompt_removes_it() -> None:
     t = set_region({}, "a", "brass lamp", "rust")
     assert t == {"a": RegionText("brass lamp", "rust")}
-    assert set_region(t, "a", "  ") == {}
+    assert set_region(t, "a", "  ", "rust") == {}  # a negative alone is no region
+
+
+@given(texts, st.text(min_size=1, max_size=12), st.text(max_size=30), st.text(max_size=30))
+def test_the_fields_typed_for_a_layer_are_what_the_document_gives_back(
+    t: dict[str, RegionText], layer_id: str, prompt: str, negative: str
+) -> None:
+    """What the docker's two fields store for the active layer is what they show again
+    after the annotation's round trip (the .kra keeps the annotation's bytes); the other
+    layers' regions are untouched."""
+    back = parse_regions(dump_regions(set_region(t, layer_id, prompt, negative)))
+    assert region_fields(back, layer_id) == ((prompt, negative) if prompt.strip() else ("", ""))
+    others = {k: v for k, v in t.items() if k != layer_id and v.prompt.strip()}
+    assert {k: v for k, v in back.items() if k != layer_id} == others
+
+
+kinds = st.sampled_from([None, *ReferenceKind])
+
+
+def test_the_kinds_are_named_as_krita_ai_diffusion_names_them() -> None:
+    assert [(k.label, k.kind) for k in KINDS] == [
+        ("Reference", None),  # the whole model: no kind sent
+        ("Style", ReferenceKind.STYLE),
+        ("Composition", ReferenceKind.CONTENT),
+    ]
+    assert {k.kind for k in KINDS} == {None, *ReferenceKind}  # every protocol kind offered
+
+
+@given(kinds, st.text(max_size=10))
+def test_a_kinds_combo_data_reads_back_and_unknown_data_is_the_whole_model(
+    kind: ReferenceKind | None, junk: str
+) -> None:
+    assert kind_of(kind_value(kind)) == kind
+    if junk not in {k.value for k in KINDS}:
+        assert kind_of(junk) is None
 
 
 def _job(region_rect: Rect, inp_regions: tuple, refs: tuple = ()) -> object:
@@ -99,27 +139,35 @@ def _job(region_rect: Rect, inp_regions: tuple, refs: tuple = ()) -> object:
 
 
 @settings(max_examples=30, deadline=None)
-@given(w=st.integers(1, 64), h=st.integers(1, 64), n=st.integers(1, 3), seed=st.integers(0, 99))
+@given(
+    w=st.integers(1, 64),
+    h=st.integers(1, 64),
+    negatives=st.lists(st.text(max_size=20), min_size=1, max_size=3),
+    kind=kinds,
+    seed=st.integers(0, 99),
+)
 def test_the_job_carries_each_region_at_its_size_and_reads_back(
-    w: int, h: int, n: int, seed: int
+    w: int, h: int, negatives: list[str], kind: ReferenceKind | None, seed: int
 ) -> None:
+    n = len(negatives)
     rng = np.random.default_rng(seed)
     out_w, out_h = round_up8(w), round_up8(h)
     regions = []
     for k in range(n):
         bgra = rng.integers(0, 256, (h, w, 4), np.uint8).tobytes()
         mask = alpha_mask(bgra, w, h, out_w, out_h)
-        regions.append(region(mask, out_w, out_h, RegionText(f"part {k}")))
+        regions.append(region(mask, out_w, out_h, RegionText(f"part {k}", negatives[k])))
     pic = rng.integers(0, 256, (5, 7, 3), np.uint8)
-    ref = reference(pic.tobytes(), 7, 5, weight=0.4, start=0.1, end=0.8)
+    ref = reference(pic.tobytes(), 7, 5, weight=0.4, start=0.1, end=0.8, kind=kind)
     job = _job(Rect(0, 0, w, h), tuple(regions), (ref,))
     back = decode_client_message(encode_bytes(job), Limits())
     assert [r.prompt for r in back.regions] == [f"part {k}" for k in range(n)]
+    assert [r.negative for r in back.regions] == negatives
     for sent, got in zip(regions, back.regions, strict=True):
         assert got.mask.shape == (out_h, out_w, 1)
         np.testing.assert_array_equal(got.mask.to_numpy(), sent.mask.to_numpy())
     (r,) = back.references
-    assert (r.weight, r.start, r.end) == (0.4, 0.1, 0.8)
+    assert (r.weight, r.start, r.end, r.kind) == (0.4, 0.1, 0.8, kind)
     np.testing.assert_array_equal(r.image.to_numpy(), pic)
 
 
