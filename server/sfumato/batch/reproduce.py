@@ -53,10 +53,12 @@ def reproduce(
             f"{file} has no valid Sfumato content credentials ({check.state}); nothing to reproduce"
         )
     facts = check.facts
-    if facts.get("controlnets"):
-        raise ReproduceError(
-            f"{file} was made with control images, which credentials record only by hash"
-        )
+    for key, what in (("controlnets", "control images"), ("references", "reference pictures"),
+                      ("regions", "region masks")):  # fmt: skip
+        if facts.get(key):
+            raise ReproduceError(
+                f"{file} was made with {what}, which credentials record only by hash"
+            )
     inputs = {"image": image and read_image(image), "mask": mask and read_mask(mask)}
     for name, recorded in facts.get("inputs", {}).items():
         given = inputs.get(name)

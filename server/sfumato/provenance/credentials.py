@@ -2,8 +2,9 @@
 
 The manifest says: this image was created (``c2pa.created``) by a trained algorithm
 (digitalSourceType trainedAlgorithmicMedia) using Sfumato, and a Sfumato assertion
-records what exactly made it — model and LoRA names with weight hashes, ControlNets,
-seed, prompt, parameters and the sha256 of every input — enough to reproduce it.
+records what exactly made it — model and LoRA names with weight hashes, ControlNets, the
+IP-Adapter of reference pictures, regions (prompt, negative, LoRAs), seed, prompt, parameters
+and the sha256 of every input — enough to reproduce it.
 """
 
 from __future__ import annotations
@@ -47,6 +48,11 @@ class GenerationFacts:
     # {name, weight, sha256}; a trained LoRA adds dataset_sha256, base_model, base_sha256
     loras: tuple[dict[str, Any], ...] = ()
     controlnets: tuple[dict[str, Any], ...] = ()  # {kind, model, sha256, strength, start, end}
+    # {model, sha256, encoder, encoder_sha256, weight, start, end, kind}: the IP-Adapter and
+    # its image encoder by name and weights hash; the picture's hash is inputs[references[n].image]
+    references: tuple[dict[str, Any], ...] = ()
+    # {prompt, negative, loras: as ``loras``}; the mask's hash is inputs[regions[n].mask]
+    regions: tuple[dict[str, Any], ...] = ()
     inputs: dict[str, str] = field(default_factory=dict)  # input name → sha256 of its bytes
     software: str = f"Sfumato {__version__}"
 
@@ -60,6 +66,7 @@ class GenerationFacts:
             negative=data.get("negative", ""), seed=int(data["seed"]),
             model=ModelRef(**data["model"]), params=dict(data["params"]),
             loras=tuple(data.get("loras", ())), controlnets=tuple(data.get("controlnets", ())),
+            references=tuple(data.get("references", ())), regions=tuple(data.get("regions", ())),
             inputs=dict(data.get("inputs", {})), software=data.get("software", ""),
         )  # fmt: skip
 
