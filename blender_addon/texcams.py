@@ -1,12 +1,15 @@
 """Texture cameras: where the views of a whole-object texture are taken from.
 
 Three placements: an orbit ring, an even spread over the sphere or the upper hemisphere, and
-greedy coverage — from many candidate directions, repeatedly the one that sees the most
-surface no camera picked so far sees. "Sees" is decided by ray casts (mathutils' BVHTree over
-every rendered mesh, so other objects occlude) from area-weighted sample points on the
-targets toward each candidate. Every camera looks at the centre of the targets' bounds from a
-distance that fits their bounding sphere in its frame. Cameras live in one collection and the
-order the server paints them in is the list ``Scene.sfumato.texturing.cameras``.
+greedy coverage — from many candidate directions, repeatedly the one that paints the most
+surface no camera picked so far paints. "Paints" is the server's own rule (docs/protocol.md
+4.2.4), worked out host-side: each candidate view's depth and object mask are rasterised
+from every rendered mesh (texmath.rasterise: the same pixels as Cycles' passes), and an
+area-weighted surface sample counts where the server would give it weight from that view
+(facing it, its footprint away from the mask's edge, its depth matching the pass). Every
+camera looks at the centre of the targets' bounds from a distance that fits their bounding
+sphere in its frame. Cameras live in one collection and the order the server paints them in
+is the list ``Scene.sfumato.texturing.cameras``.
 """
 
 from __future__ import annotations
@@ -18,17 +21,16 @@ from typing import Any
 
 import bpy
 import numpy as np
-from mathutils import Vector
-from mathutils.bvhtree import BVHTree
+from mathutils import Quaternion, Vector
 
 from . import texbake, texmath
 
 COLLECTION = "Sfumato Texture Cameras"
 TAG = "sfumato_texture_camera"  # marks cameras made here
-CANDIDATES = 64  # directions greedy coverage chooses from
-SAMPLES = 1500  # surface points per target set for the coverage estimate
-FACING = 0.5  # cos of the steepest angle a view counts as seeing a surface (60°)
+CANDIDATES = 256  # directions greedy coverage chooses from
+SAMPLES = 8000  # surface points per target set for the coverage estimate
 MIN_SIDE = 64
+RASTER_MAX = 256  # greedy's candidate views are rasterised at most this size a side
 
 
 @dataclass(frozen=True)
@@ -76,8 +78,9 @@ def place(
     """Make texture cameras for ``objects`` by ``strategy`` (ORBIT, SPHERE, HEMISPHERE,
     GREEDY) and put them, in order, into the list; ``replace`` deletes the cameras made
     earlier first (a camera the user made and added stays, only leaves the list).
-    ``view_side``: the views' size in pixels (greedy counts what survives the server's edge
-    rules at that size)."""
+    ``view_side``: the views' size in pixels (greedy counts what the server paints at that
+    size; larger views are counted at RASTER_MAX, where a little less is painted: a
+    cautious estimate that keeps placement about a second)."""
     scene, settings = context.scene, context.scene.sfumato.texturing
     centre, radius = bounds(objects)
     angle = bpy.data.cameras.new("probe")
@@ -92,8 +95,9 @@ def place(
         directions = texmath.fibonacci_directions(count, hemisphere=strategy == "HEMISPHERE")
     elif strategy == "GREEDY":
         candidates = texmath.fibonacci_directions(CANDIDATES)
-        pixel = 2.0 * math.tan(fov / 2.0) / max(MIN_SIDE, view_side)
-        seen = visibility(context, objects, centre + candidates * distance, pixel)
+        views = [(centre + d * distance, centre) for d in candidates]
+        side = min(RASTER_MAX, max(MIN_SIDE, view_side))
+        seen = visibility(context, objects, views, fov, side)
         picked, estimate = texmath.greedy_views(seen, target, budget)
         directions, coverage = candidates[picked], tuple(estimate)
         reachable = float(seen.any(axis=0).mean())
@@ -120,10 +124,24 @@ def _camera(
     cam = bpy.data.objects.new(name, data)
     cam[TAG] = True
     cam.location = Vector(centre + direction * distance)
-    look = Vector(-direction)
-    cam.rotation_euler = look.to_track_quat("-Z", "Y").to_euler()  # frame up: world up
+    cam.rotation_euler = _looking(-direction).to_euler()
     group.objects.link(cam)
     return cam
+
+
+def _looking(forward: np.ndarray) -> Quaternion:
+    """A camera's rotation looking along ``forward``, the frame's up toward world up."""
+    return Vector(forward).to_track_quat("-Z", "Y")
+
+
+def world_to_camera(position: np.ndarray, aim: np.ndarray) -> np.ndarray:
+    """The 4×4 world → camera matrix of a camera at ``position`` looking at ``aim``, as
+    ``place`` makes it (the inverse of its matrix_world)."""
+    rotation = np.array(_looking(np.asarray(aim) - position).to_matrix(), dtype=np.float64)
+    out = np.eye(4)
+    out[:3, :3] = rotation.T
+    out[:3, 3] = -rotation.T @ np.asarray(position, dtype=np.float64)
+    return out
 
 
 def clear(scene: Any) -> None:
@@ -153,69 +171,39 @@ def ordered(scene: Any) -> list[Any]:
 
 
 def visibility(
-    context: Any, objects: Sequence[Any], positions: np.ndarray, pixel: float = 0.0
+    context: Any,
+    objects: Sequence[Any],
+    cameras: Sequence[tuple[np.ndarray, np.ndarray]],
+    fov: float,
+    side: int,
 ) -> np.ndarray:
-    """C×N: which of ``SAMPLES`` area-weighted surface points on ``objects`` a camera at each
-    of ``positions`` sees — facing it by more than ``FACING`` and with nothing in between
-    (every rendered mesh occludes, the targets themselves too). With ``pixel`` (the size of
-    one view pixel per unit of distance) a point also needs the surface around it, 1.5
-    pixels each way across the frame, to be seen at about its depth: the server's depth test
-    drops texels next to an edge in the depth pass, so a point seen only at an edge is not
-    really painted from there."""
+    """C×N: which of ``SAMPLES`` area-weighted surface points on ``objects`` each camera
+    (its position and the point it looks at; field of view ``fov``, side×side pixels)
+    paints by the server's rules: the view's depth and each target's mask are rasterised
+    from every rendered mesh (other objects and the targets themselves occlude), and a
+    point counts where the server would give it weight (texmath.painted_from)."""
     depsgraph = context.evaluated_depsgraph_get()
-    triangles = np.concatenate([texbake.world_triangles(o, depsgraph) for o in objects])
-    points, normals = texmath.area_samples(triangles, SAMPLES)
-    tree = _scene_tree(context.scene, depsgraph)
-    seen = np.zeros((len(positions), len(points)), dtype=bool)
-    lift = 1e-4 * max(1.0, float(np.abs(triangles).max()))
-    for c, position in enumerate(positions):
-        to_camera = position - points
-        length = np.linalg.norm(to_camera, axis=1)
-        ray = to_camera / length[:, None]
-        facing = np.einsum("ij,ij->i", ray, normals) > FACING
-        across = _frame_axes(position - points.mean(axis=0))
-        eye = Vector(position)
-        for i in np.nonzero(facing)[0]:
-            start = Vector(points[i] + normals[i] * lift)
-            if tree.ray_cast(start, Vector(ray[i]), float(length[i]))[0] is not None:
-                continue
-            seen[c, i] = pixel <= 0.0 or _clear_around(
-                tree, eye, points[i], across * (1.5 * pixel * length[i]), length[i]
+    parts = [texbake.world_triangles(o, depsgraph) for o in objects]
+    triangles = np.concatenate(parts)
+    owner = np.repeat(np.arange(len(parts)), [len(p) for p in parts])
+    points, normals, chosen = texmath.area_samples(triangles, SAMPLES)
+    belongs = owner[chosen]
+    names = {o.name for o in objects}
+    others = [
+        texbake.world_triangles(o, depsgraph)
+        for o in context.scene.objects
+        if o.type == "MESH" and not o.hide_render and o.visible_get() and o.name not in names
+    ]
+    scene_tris = np.concatenate([triangles, *others])
+    scene_owner = np.concatenate([owner, np.full(len(scene_tris) - len(triangles), -1)])
+    focal = 1.0 / math.tan(fov / 2.0)
+    seen = np.zeros((len(cameras), len(points)), dtype=bool)
+    for c, (position, aim) in enumerate(cameras):
+        to_camera = world_to_camera(position, aim)
+        depth, found = texmath.rasterise(scene_tris, scene_owner, to_camera, focal, side)
+        for k in range(len(parts)):
+            mine = np.flatnonzero(belongs == k)
+            seen[c, mine] = texmath.painted_from(
+                points[mine], normals[mine], to_camera, focal, depth, found == k
             )
     return seen
-
-
-def _frame_axes(backward: np.ndarray) -> np.ndarray:
-    """The frame's right and up axes (2×3) for a camera looking along −``backward``."""
-    back = backward / np.linalg.norm(backward)
-    right = np.cross((0.0, 0.0, 1.0), back)
-    if np.linalg.norm(right) < 1e-6:
-        right = np.array([1.0, 0.0, 0.0])
-    right /= np.linalg.norm(right)
-    return np.stack([right, np.cross(back, right)])
-
-
-def _clear_around(
-    tree: BVHTree, eye: Vector, point: np.ndarray, offsets: np.ndarray, distance: float
-) -> bool:
-    """Whether rays from the camera to ``point`` ± each offset all meet a surface near the
-    point's own distance (nothing nearer in front, no fall past a silhouette)."""
-    slack = 0.02 * distance + 2.0 * float(np.linalg.norm(offsets[0]))
-    for offset in (*offsets, *(-offsets)):
-        target = Vector(point + offset) - eye
-        hit = tree.ray_cast(eye, target.normalized(), target.length + slack)
-        if hit[0] is None or abs(hit[3] - target.length) > slack:
-            return False
-    return True
-
-
-def _scene_tree(scene: Any, depsgraph: Any) -> BVHTree:
-    """One BVH over every rendered mesh's world-space triangles."""
-    parts = []
-    for obj in scene.objects:
-        if obj.type == "MESH" and not obj.hide_render and obj.visible_get():
-            parts.append(texbake.world_triangles(obj, depsgraph))
-    triangles = np.concatenate(parts) if parts else np.zeros((0, 3, 3))
-    verts = triangles.reshape(-1, 3)
-    polygons = np.arange(len(verts)).reshape(-1, 3)
-    return BVHTree.FromPolygons(verts.tolist(), polygons.tolist())

@@ -63,10 +63,15 @@ def bounding_sphere(points: np.ndarray) -> tuple[np.ndarray, float]:
 # ---------------------------------------------------------------------------- greedy coverage
 
 
-def area_samples(triangles: np.ndarray, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def area_samples(
+    triangles: np.ndarray, count: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``count`` points on the surface (T×3×3 world-space triangles), area-weighted: each
     stands for the same surface area, so the share of points seen is the share of area
-    seen. Returns the points and their unit face normals (N×3 each)."""
+    seen. The same points whatever order the triangles and their corners come in (Blender
+    hands a UV sphere's loop triangles over in another order in each process). Returns the
+    points, their unit face normals (N×3 each) and the triangle each lies on (N)."""
+    order, triangles = _canonical(triangles)
     edge1, edge2 = triangles[:, 1] - triangles[:, 0], triangles[:, 2] - triangles[:, 0]
     cross = np.cross(edge1, edge2)
     doubled = np.linalg.norm(cross, axis=1)
@@ -79,7 +84,24 @@ def area_samples(triangles: np.ndarray, count: int, seed: int = 0) -> tuple[np.n
     a, b = np.where(flip, 1.0 - a, a), np.where(flip, 1.0 - b, b)
     points = triangles[chosen, 0] + a[:, None] * edge1[chosen] + b[:, None] * edge2[chosen]
     normals = cross[chosen] / doubled[chosen, None]
-    return points, normals
+    return points, normals, order[chosen]
+
+
+def _canonical(triangles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The triangles in an order of their own (by corner positions, rounded to a millionth
+    of their extent so that float noise does not reorder them), each starting at its
+    smallest corner (the winding kept). Returns the order and the reordered triangles."""
+    scale = 1e6 / max(1e-12, float(np.abs(triangles).max()))
+    q = np.round(triangles * scale)
+    corners = np.lexsort((q[..., 2].ravel(), q[..., 1].ravel(), q[..., 0].ravel()))
+    rank = np.empty(corners.size, dtype=np.int64)
+    rank[corners] = np.arange(corners.size)
+    first = rank.reshape(-1, 3).argmin(axis=1)
+    roll = (np.arange(3)[None, :] + first[:, None]) % 3
+    rows = np.arange(len(triangles))[:, None]
+    q, turned = q[rows, roll], triangles[rows, roll]
+    order = np.lexsort(q.reshape(len(q), 9).T[::-1])
+    return order, turned[order]
 
 
 def greedy_views(seen: np.ndarray, target: float, budget: int) -> tuple[list[int], list[float]]:
@@ -103,6 +125,123 @@ def greedy_views(seen: np.ndarray, target: float, budget: int) -> tuple[list[int
         covered |= seen[best]
         coverage.append(float(covered.sum() / total))
     return picked, coverage
+
+
+# The server's rules for what a view paints (docs/protocol.md 4.2.4, step 3): greedy counts
+# a surface point as seen from a camera only where the server would give it weight.
+DEPTH_REL, DEPTH_ABS = 0.01, 1e-4  # |d − d_pass| ≤ DEPTH_REL · d_pass + DEPTH_ABS
+
+
+def rasterise(
+    triangles: np.ndarray, owner: np.ndarray, world_to_camera: np.ndarray, focal: float, side: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """What a square perspective camera (``focal`` = 1 / tan(fov / 2)) sees at each pixel
+    centre of a side×side frame, as Cycles' depth and object index passes give it: the
+    view-space depth of the nearest triangle (0 = none) and that triangle's ``owner`` (−1 =
+    none), row 0 at the top. All triangles at once: each one's rows, each row's span of
+    pixel centres inside its three edges, the depth (1/depth is linear across the screen)
+    and a z-buffer by minimum. A triangle reaching behind the camera is left out."""
+    cam = triangles.reshape(-1, 3) @ world_to_camera[:3, :3].T + world_to_camera[:3, 3]
+    cam = cam.reshape(-1, 3, 3)
+    z = -cam[..., 2]
+    front = (z > 1e-6).all(axis=1)
+    cam, z, owner = cam[front], z[front], np.asarray(owner)[front]
+    sx = (focal * cam[..., 0] / z + 1.0) * (side * 0.5) - 0.5  # pixel centres at integers
+    sy = (1.0 - focal * cam[..., 1] / z) * (side * 0.5) - 0.5
+    # corner k's barycentric weight at (x, y) is a_k x + b_k y + c_k (edge functions / area)
+    nxt, prv = [1, 2, 0], [2, 0, 1]
+    qx, qy, rx, ry = sx[:, nxt], sy[:, nxt], sx[:, prv], sy[:, prv]
+    area = (sx[:, 1] - sx[:, 0]) * (sy[:, 2] - sy[:, 0]) - (sy[:, 1] - sy[:, 0]) * (
+        sx[:, 2] - sx[:, 0]
+    )
+    flat = area == 0
+    area = np.where(flat, 1.0, area)[:, None]
+    a, b, c = (qy - ry) / area, (rx - qx) / area, (qx * ry - qy * rx) / area
+    y0 = np.clip(np.ceil(sy.min(axis=1)), 0, side).astype(np.int64)
+    y1 = np.clip(np.floor(sy.max(axis=1)), -1, side - 1).astype(np.int64)
+    rows = np.where(flat, 0, np.maximum(y1 - y0 + 1, 0))
+    tri, row = _runs(rows, y0)
+    slope, rest = a[tri], b[tri] * row[:, None] + c[tri]  # weight_k = slope_k x + rest_k
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bound = (-1e-9 - rest) / slope  # weight_k ≥ −1e-9: centres on an edge count
+    low = np.maximum(0.0, np.where(slope > 0, bound, -np.inf).max(axis=1))
+    high = np.minimum(side - 1.0, np.where(slope < 0, bound, np.inf).min(axis=1))
+    outside = ((slope == 0) & (rest < -1e-9)).any(axis=1)
+    start = np.ceil(low)
+    width = np.where(outside, 0, np.maximum(np.floor(high) - start + 1, 0)).astype(np.int64)
+    span, px = _runs(width, start)
+    t, py = tri[span], row[span]
+    inv = 1.0 / z
+    d = 1.0 / ((a * inv).sum(1)[t] * px + (b * inv).sum(1)[t] * py + (c * inv).sum(1)[t])
+    pixel = (py * side + px).astype(np.int64)
+    nearest = np.full(side * side, np.inf)
+    np.minimum.at(nearest, pixel, d)
+    found = np.full(side * side, -1, dtype=np.int64)
+    hit = d <= nearest[pixel]
+    found[pixel[hit]] = owner[t[hit]]
+    depth = np.where(np.isfinite(nearest), nearest, 0.0)
+    return depth.reshape(side, side), found.reshape(side, side)
+
+
+def _runs(counts: np.ndarray, first: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For items with ``counts`` consecutive values from ``first`` each: which item each
+    value belongs to, and the value (first, first + 1, …) as float."""
+    item = np.repeat(np.arange(len(counts)), counts)
+    step = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+    return item, (first[item] + step).astype(np.float64)
+
+
+def painted_from(
+    points: np.ndarray,
+    normals: np.ndarray,
+    world_to_camera: np.ndarray,
+    focal: float,
+    depth: np.ndarray,
+    mask: np.ndarray,
+) -> np.ndarray:
+    """Which surface points (N×3, unit normals N×3) the server gives weight to from this
+    view (``depth`` and the target's ``mask`` as ``rasterise`` makes them): facing the
+    camera, the 2×2 bilinear footprint on the frame and on mask pixels not next to its edge
+    (or the frame's), and the point's depth matching the depth pass sampled there."""
+    side = depth.shape[0]
+    rotation, shift = world_to_camera[:3, :3], world_to_camera[:3, 3]
+    eye = -rotation.T @ shift
+    cam = points @ rotation.T + shift
+    d = -cam[:, 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x = (focal * cam[:, 0] / d + 1.0) * (side * 0.5) - 0.5
+        y = (1.0 - focal * cam[:, 1] / d) * (side * 0.5) - 0.5
+    facing = np.einsum("ij,ij->i", normals, eye - points) > 0.0
+    ok = facing & (d > 0) & (x >= 0) & (x < side - 1) & (y >= 0) & (y < side - 1)
+    inner = interior(mask).reshape(-1)
+    flat = depth.reshape(-1)
+    sel = np.flatnonzero(ok)
+    x0, y0 = np.floor(x[sel]), np.floor(y[sel])
+    fx, fy = x[sel] - x0, y[sel] - y0
+    idx = y0.astype(np.int64) * side + x0.astype(np.int64)
+    corners = (idx, idx + 1, idx + side, idx + side + 1)
+    on = inner[corners[0]] & inner[corners[1]] & inner[corners[2]] & inner[corners[3]]
+    top = flat[corners[0]] * (1 - fx) + flat[corners[1]] * fx
+    bottom = flat[corners[2]] * (1 - fx) + flat[corners[3]] * fx
+    d_pass = top * (1 - fy) + bottom * fy
+    on &= np.abs(d[sel] - d_pass) <= DEPTH_REL * d_pass + DEPTH_ABS
+    seen = np.zeros(len(points), dtype=bool)
+    seen[sel[on]] = True
+    return seen
+
+
+def interior(mask: np.ndarray) -> np.ndarray:
+    """The mask's pixels whose eight neighbours are all on the mask and on the frame: where
+    the server's edge feather is above zero (distance to the edge at least 2 pixels)."""
+    out = np.zeros(mask.shape, dtype=bool)
+    out[1:-1, 1:-1] = mask[1:-1, 1:-1]
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            if dy or dx:
+                out[1:-1, 1:-1] &= mask[
+                    1 + dy : mask.shape[0] - 1 + dy, 1 + dx : mask.shape[1] - 1 + dx
+                ]
+    return out
 
 
 # ---------------------------------------------------------------------------- UV maps

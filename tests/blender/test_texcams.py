@@ -99,11 +99,12 @@ def test_greedy_cameras_see_the_whole_surface(addon: ModuleType, shape: str) -> 
     else:
         target = suzanne()
     scenes.select(target)
-    placed = texcams.place(bpy.context, [target], "GREEDY", target=0.995, budget=16)
+    placed = texcams.place(bpy.context, [target], "GREEDY", target=0.995, budget=16, view_side=128)
     seen, reachable = placed.coverage[-1], placed.reachable
     print(
-        f"greedy on {shape}: {len(placed.cameras)} views see {seen:.1%} of the surface, "
-        f"{seen / reachable:.1%} of the {reachable:.1%} that any of 64 directions sees"
+        f"greedy on {shape}: {len(placed.cameras)} views paint {seen:.1%} of the surface, "
+        f"{seen / reachable:.1%} of the {reachable:.1%} that any of {texcams.CANDIDATES} "
+        "directions paints (128² views)"
     )
     assert seen >= 0.99 * reachable
     if shape == "sphere":  # nothing of a sphere is hidden from every side
@@ -165,6 +166,18 @@ def test_views_matrices_uv_pass_and_bake_agree(addon: ModuleType) -> None:
     assert (normal_dot[baked.texels] > -0.5).mean() > 0.9  # outward, in world space
     np.testing.assert_allclose(np.linalg.norm(baked.normal[baked.texels], axis=-1), 1.0, atol=1e-3)
     assert blocker.name == "Cube"
+    # greedy's own view of that camera (texmath.rasterise) is Cycles' passes, pixel for pixel
+    hers, cube = (texbake.world_triangles(o, depsgraph) for o in (monkey, blocker))
+    tris, owner = (
+        np.concatenate([hers, cube]),
+        np.r_[np.zeros(len(hers), int), np.full(len(cube), -1)],
+    )
+    depth, found = texmath.rasterise(tris, owner, to_camera, projection[0, 0], VIEW)
+    surface = seen.depth.reshape(VIEW, VIEW) > 0
+    assert ((depth > 0) == surface).all() and ((found == 0) == seen.mask).all()
+    relative = np.abs(depth - seen.depth.reshape(VIEW, VIEW))[surface] / depth[surface]
+    print(f"rasterised vs Cycles: same {surface.sum()} pixels, depth within {relative.max():.1e}")
+    assert relative.max() < 1e-5
 
 
 def test_overlapping_or_missing_uvs_get_a_smart_uv_map_and_the_users_stay(

@@ -96,6 +96,24 @@ def in_front(cam: Any, blocker: Any, behind: Any) -> bool:
     return bool(inside and nearer)
 
 
+def painted(obj: Any, blocker: Any, cameras: list[Any], baked: Any, side: int) -> np.ndarray:
+    """The texels (H×W) that some camera paints by greedy's rule, from the baked maps."""
+    texbake, texmath, scene = submodule("texbake"), submodule("texmath"), submodule("scene")
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    parts = [texbake.world_triangles(o, depsgraph) for o in (obj, blocker) if o is not None]
+    owner = np.concatenate([np.full(len(p), -k) for k, p in enumerate(parts)])
+    points, normals = baked.position[baked.texels], baked.normal[baked.texels]
+    out = np.zeros(len(points), dtype=bool)
+    for cam in cameras:
+        to_camera, projection = scene.camera_matrices(cam, depsgraph, side, side)
+        focal = float(projection[0, 0])
+        depth, found = texmath.rasterise(np.concatenate(parts), owner, to_camera, focal, side)
+        out |= texmath.painted_from(points, normals, to_camera, focal, depth, found == 0)
+    texels = np.zeros(baked.texels.shape, dtype=bool)
+    texels[baked.texels] = out
+    return texels
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("shape", ["sphere", "suzanne"])
 def test_position_paint_bakes_the_objects_position_map(
@@ -105,7 +123,8 @@ def test_position_paint_bakes_the_objects_position_map(
     obj, blocker = target(shape)
     scenes.select(obj)
     settings.resolution = VIEWS[shape]
-    settings.texturing.strategy, settings.texturing.budget = "GREEDY", 16
+    t = settings.texturing
+    t.strategy, t.budget, t.coverage = "GREEDY", 16, 0.999  # the most views a job takes
     assert bpy.ops.sfumato.add_texture_cameras() == {"FINISHED"}
     views = len(texcams.ordered(bpy.context.scene))
     kept = spy_fill(monkeypatch)
@@ -136,10 +155,17 @@ def test_position_paint_bakes_the_objects_position_map(
     visible_missed = int((~hidden).sum())
     reachable = covered.sum() + visible_missed
     print(f"{shape}: {covered.sum() / reachable:.2%} of the visible texels covered")
+    assert covered.sum() >= 0.99 * reachable  # Suzanne: the rest is mostly inside her head
     if shape == "sphere":
-        assert share >= 0.99 and covered.sum() >= 0.99 * reachable
-    else:  # 94 % of all, the rest mostly inside her head; 98.9 % of the visible (128² views)
-        assert covered.sum() >= 0.985 * reachable
+        assert share >= 0.99
+    # greedy's rule (texmath.painted_from) is the server's: every texel the server covered
+    # some view paints by that rule. The rule gives a few more (Suzanne: 70, 0.65 %, most
+    # inside her head): texels a later view sees but leaves out of its inpaint mask, because
+    # their neighbours were covered well already (docs/protocol.md 4.2.4, step 1)
+    predicted = painted(obj, blocker, texcams.ordered(bpy.context.scene), baked, VIEWS[shape])
+    extra = int((predicted & ~covered).sum())
+    print(f"{shape}: greedy's rule paints all the covered texels and {extra} more")
+    assert not (covered & ~predicted).any() and extra <= 0.01 * covered.sum()
     # the fill: every island texel has colour; the report says both shares
     assert (got[..., 3][baked.texels] == 255).all()
     assert not (filled.filled & covered).any()
