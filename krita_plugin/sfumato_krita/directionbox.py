@@ -13,6 +13,8 @@ from typing import Any
 
 from krita import Krita
 
+from sfumato.hostdirection import RegionText
+
 from . import canvas, directioncanvas
 from .direction import KINDS, ReferenceLayer, kind_of, kind_value, region_fields, set_region
 from .model import Settings
@@ -28,12 +30,14 @@ from .qt import (
     QListWidgetItem,
     QPushButton,
     Qt,
+    QTimer,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 Choices = Callable[[], list[tuple[str, str]]]
+FOLLOW_MS = 250  # how often the region fields look whether the active layer changed
 
 
 class ReferenceRow(QWidget):
@@ -145,7 +149,12 @@ class DirectionBox(QWidget):
         self.regions.setMaximumHeight(80)
         self.regions.itemClicked.connect(self._select_region)
         box.addWidget(self.regions)
+        self._shown = ""  # the layer whose region the two fields show
         self.refresh()
+        # Krita's API has no signal for the active layer: one look at its id every FOLLOW_MS
+        self._follow = QTimer(self, interval=FOLLOW_MS)
+        self._follow.timeout.connect(self.follow_active)
+        self._follow.start()
 
     def add_reference(self, ref: ReferenceLayer) -> None:
         self.settings.references.append(ref)
@@ -206,8 +215,23 @@ class DirectionBox(QWidget):
                 if text.negative:
                     item.setToolTip(f"negative: {text.negative}")
                 self.regions.addItem(item)
+        self._show(texts, self._active_id(doc))
+
+    def follow_active(self) -> None:
+        """Another layer became active (in the Layers docker, say): the fields show its
+        region — unless the artist is typing in one of them."""
+        doc = self._document()
+        layer_id = self._active_id(doc)
+        typing = self.region_prompt.hasFocus() or self.region_negative.hasFocus()
+        if layer_id != self._shown and not typing:
+            self._show(directioncanvas.read_texts(doc) if doc is not None else {}, layer_id)
+
+    def _active_id(self, doc: Any) -> str:
         node = self._active() if doc is not None else None
-        layer_id = canvas.node_id(node) if node is not None else ""
+        return canvas.node_id(node) if node is not None else ""
+
+    def _show(self, texts: dict[str, RegionText], layer_id: str) -> None:
+        self._shown = layer_id
         prompt, negative = region_fields(texts, layer_id)
         self.region_prompt.setText(prompt)
         self.region_negative.setText(negative)

@@ -103,7 +103,7 @@ def direction_fields(p: dict[str, Any]) -> dict[str, Any]:
     from PyQt5.QtTest import QTest
     from PyQt5.QtWidgets import QPushButton
     from sfumato_krita._vendor.sfumato.protocol import Limits, decode_client_message, encode_bytes
-    from sfumato_krita.directionbox import DirectionBox
+    from sfumato_krita.directionbox import FOLLOW_MS, DirectionBox
     from sfumato_krita.jobs import build_job
     from sfumato_krita.model import Settings
     from sfumato_krita.qt import Qt
@@ -135,6 +135,9 @@ def direction_fields(p: dict[str, Any]) -> dict[str, Any]:
         type_into(box.region_prompt, prompt)
         if negative:
             type_into(box.region_negative, negative)
+    here["node"] = canvas.find_node(doc, ids[p["show"]])  # picked in the Layers docker:
+    QTest.qWait(4 * FOLLOW_MS)  # no refresh called, the box's own timer notices
+    followed = [box.region_prompt.text(), box.region_negative.text()]
     add = next(b for b in box.findChildren(QPushButton) if b.text() == "Add reference layer")
     for name, kind in p["references"]:
         add.click()
@@ -146,6 +149,7 @@ def direction_fields(p: dict[str, Any]) -> dict[str, Any]:
 
     path = os.path.join(os.path.dirname(p["out"]), "fields.kra")
     assert doc.saveAs(path), "Krita could not save the test document"
+    here["doc"] = here["node"] = None  # no image is active while it is closed and reopened
     doc.close()
     doc = Krita.instance().openDocument(path)
     doc.setBatchmode(True)
@@ -175,6 +179,7 @@ def direction_fields(p: dict[str, Any]) -> dict[str, Any]:
     return {
         "ids": ids,
         "shown": shown,
+        "followed": followed,
         "offered": offered,
         "before": {names.get(k, k): v for k, v in before.items()},
         "reopened": reopened,

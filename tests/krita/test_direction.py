@@ -135,6 +135,7 @@ def test_the_docker_keeps_a_references_kind_and_a_regions_negative(krita_env: Kr
     # a layer that is not a region yet shows blank fields: the lamp's negative typed just
     # before is not left in the field for the table
     assert out["shown"] == {"lamp": ["", ""], "table": ["", ""]}
+    assert out["followed"] == ["a brass lamp", "rust, dents"]  # the lamp made active again
     texts = {"lamp": ["a brass lamp", "rust, dents"], "table": ["a walnut table", ""]}
     assert out["before"] == texts
     got = out["reopened"]
