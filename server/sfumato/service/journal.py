@@ -12,6 +12,9 @@ the order jobs were accepted, or ends it as ``interrupted`` when it cannot run.
 A job is run again after at most :data:`MAX_RESTARTS` restarts: a job that itself kills the
 server (out of memory, say) must not hold it in a crash loop. The count lives in a tiny
 sidecar, ``<job id>.restarts``, so a large entry is never rewritten.
+
+Live jobs (``params.live``, service/live.py) are never written here: the router accepts them
+without an entry, so a restart does not run them again — their host has long sent a newer edit.
 """
 
 from __future__ import annotations
@@ -104,10 +107,13 @@ class Journal:
         logged: recovery finds the terminal record and drops the entry then."""
         folder = self._folder(owner)
         try:
+            removed = False
             for name in (f"{job_id}.job", f"{job_id}.restarts"):
                 with contextlib.suppress(FileNotFoundError):
                     (folder / name).unlink()
-            fsync_dir(folder)
+                    removed = True
+            if removed:  # a live job was never written (live.py): nothing to make durable
+                fsync_dir(folder)
         except OSError as exc:
             log.warning("job %s: could not remove its journal entry: %s", job_id, exc)
 

@@ -6,6 +6,12 @@ key at once and interrupts its running one at the next step, each ``cancelled`` 
 ``superseded``. Nothing else is touched — other identities, other keys, jobs that are not
 live. The router calls :func:`supersede` before it counts the queue, so a burst of edits
 never meets ``queue_full``.
+
+Live jobs are not journaled (journal.py): an edit is stale by the time a server is back, and
+its host has sent a newer one, so accepting one costs no fsync. A crash or SIGKILL forgets the
+queued and running live jobs (a ``fetch`` of one after the restart answers ``not_found``); a
+graceful stop ends each with ``interrupted`` (:func:`lost_to_stop`), recorded and sent before
+the connections close (docs/protocol.md 8.1).
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from ..protocol import SUPERSEDED, Cancelled, Job
+from ..protocol import SUPERSEDED, Cancelled, Error, ErrorCode, Job
 
 if TYPE_CHECKING:
     from .fair_queue import FairQueue, JobEntry
@@ -50,3 +56,14 @@ async def supersede(queue: FairQueue, worker: Worker, owner: str, job: Job) -> i
         log.info("job %s: superseded by %s (stops at its next step)", entry.job.id, job.id)
         worker.interrupt(entry)
     return len(queued) + len(running)
+
+
+def lost_to_stop(job_id: str) -> Error:
+    """How a live job that the server's graceful stop caught queued or running ends: it is not
+    journaled, so it does not run after the restart (protocol.md 8.1)."""
+    return Error(
+        ErrorCode.INTERRUPTED,
+        f"live job {job_id!r} was dropped by a server stop: live jobs are not kept across a "
+        "restart; send the current edit again once the server is back",
+        id=job_id,
+    )

@@ -1,6 +1,7 @@
 """What the server does with each client message once the session has decoded it: hello is
-welcomed, a job is admitted and journaled before it is accepted, a cancel ends a queued job or
-stops the running one, a fetch answers from the queue or the result store.
+welcomed, a job is admitted and journaled before it is accepted (a live job is not journaled:
+live.py), a cancel ends a queued job or stops the running one, a fetch answers from the queue or
+the result store.
 
 :class:`Router` holds no connection state of its own beyond the jobs being journaled; it works
 on the server's parts (queue, store, journal, worker), which the server (server.py) owns.
@@ -36,7 +37,7 @@ from .admission import Refusal, admit
 from .connection import Connection
 from .fair_queue import JobEntry
 from .health import system_info
-from .live import supersede
+from .live import lost_to_stop, supersede
 from .store import StoreError, owner_key
 
 if TYPE_CHECKING:
@@ -162,15 +163,22 @@ class Router:
             return refuse(ErrorCode.ENGINE_UNAVAILABLE, server.worker_dead)
         self._keeping.add(key)
         try:  # accepted means kept: journaled durably before the client hears `accepted`
-            await asyncio.to_thread(self._keep, conn.owner, job, model)
+            if job.params.live:  # never journaled: stale after a restart (live.py)
+                server.store.forget_end(conn.owner, job.id)  # an unlink: no fsync
+            else:
+                await asyncio.to_thread(self._keep, conn.owner, job, model)
         except StoreError as exc:
             log.error("job %s refused: %s", job.id, exc)
             return refuse(ErrorCode.STORE_FAILED, str(exc))
         finally:
             self._keeping.discard(key)
-        position = server.queue.push(JobEntry(job, conn.owner, conn.number, model))
-        conn.post(Accepted(job.id, position))
+        entry = JobEntry(job, conn.owner, conn.number, model)
         assert server.worker is not None
+        if job.params.live and server.worker.stopping:  # nothing keeps it past the stop
+            conn.post(Accepted(job.id, 0))
+            return await server.worker.end(entry, lost_to_stop(job.id))
+        position = server.queue.push(entry)
+        conn.post(Accepted(job.id, position))
         if server.worker.stopping:  # accepted during a stop: it runs after the restart
             conn.post(Progress(job.id, 0, 0, stage=SUSPENDED))
         server.worker.kick()

@@ -41,6 +41,7 @@ from .fair_queue import FairQueue
 from .inputrefs import ConnectionResolver, InputCache, Probe, make_probe
 from .intake import Holds, receive
 from .journal import Journal, recover
+from .live import lost_to_stop
 from .outbox import Outbox, Pool
 from .resources import ByteBudget, SocketGate, ensure_descriptors, return_big_buffers
 from .routing import SUSPENDED, Router
@@ -199,12 +200,17 @@ class SfumatoServer:
         """Stop gracefully (SIGTERM): take no new connections; let the running job finish
         within ``shutdown_grace`` seconds, else interrupt it. Unfinished jobs stay journaled
         and run again after the restart; each one's owner hears one ``progress`` with stage
-        ``suspended``, then every connection closes with 1012 (service restart)."""
+        ``suspended`` — a live job, not journaled, ends ``interrupted`` instead — then every
+        connection closes with 1012 (service restart)."""
         if self._server is not None:
             self._server.close(close_connections=False)  # stop listening
         if self.worker is not None:
             for entry in await self.worker.stop(self.config.shutdown_grace):
-                self._notify(entry.owner, Progress(entry.job.id, 0, 0, stage=SUSPENDED))
+                if entry.job.params.live:  # not journaled: it ends now (live.py)
+                    self.queue.remove(entry)
+                    await self.worker.end(entry, lost_to_stop(entry.job.id))
+                else:
+                    self._notify(entry.owner, Progress(entry.job.id, 0, 0, stage=SUSPENDED))
             self.worker.shutdown()
         reason = "server restarting: unfinished jobs are kept; reconnect and fetch them"
         await asyncio.gather(
