@@ -4,8 +4,8 @@
 rights, the options) before torch is imported, so a refused dataset costs no model load;
 then it trains in this process on this machine's device (``sfumato.engine.training``, the
 one place the CLI imports the engine), shows a progress bar with the loss, and adds the LoRA
-to the registry file **unapproved**. ``approve`` flips that flag; a server reads the registry
-at start, so restart it to offer the LoRA.
+to the registry file **unapproved**. ``approve`` flips that flag; a running server reads the
+changed file at its next hello, job or models request (service/registry_watch.py): no restart.
 
 The registry file is ``--registry`` (default ``$XDG_DATA_HOME/sfumato/registry.toml``, created
 with the built-in models included); serve it with ``sfumato serve --registry <file>``.
@@ -134,8 +134,8 @@ def _approve(args: argparse.Namespace) -> int:
     entry, changed = approve(path, args.name)
     what = "approved" if changed else "was already approved"
     print(
-        f"{entry.name} {what} in {path}; restart the server (sfumato serve --registry {path}) "
-        "to offer it",
+        f"{entry.name} {what} in {path}; a server serving this registry (sfumato serve "
+        f"--registry {path}) offers it from its next hello, job or models request",
         file=sys.stderr,
     )
     return 0

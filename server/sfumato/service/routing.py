@@ -71,6 +71,8 @@ class Router:
         """One message at a time per connection: a job is journaled before the next message
         of its connection (a cancel of it, say) is read."""
         server = self.server
+        if isinstance(message, (Hello, Job, ListModels)):
+            server.refresh_registry()  # `sfumato approve` takes effect now (registry_watch.py)
         if isinstance(message, Hello):
             self._hello(conn, message)
         elif isinstance(message, Job):

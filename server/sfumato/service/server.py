@@ -43,6 +43,7 @@ from .intake import Holds, receive
 from .journal import Journal, recover
 from .live import lost_to_stop
 from .outbox import Outbox, Pool
+from .registry_watch import RegistryWatch, weights_changed
 from .resources import ByteBudget, SocketGate, ensure_descriptors, return_big_buffers
 from .routing import SUSPENDED, Router
 from .store import ResultStore
@@ -62,6 +63,7 @@ class SfumatoServer:
         self.registry = registry or Registry.load(config.registry)
         self.default_model = config.model or self.registry.default
         self.registry.get(self.default_model)  # fail at start, not at the first job
+        self.watch = RegistryWatch(self.registry, config.registry, self.default_model)
         if config.cluster.ray:  # Ray must import before anything binds (cluster extra)
             from .cluster import connect_check
 
@@ -86,6 +88,16 @@ class SfumatoServer:
         cache = config.resources.input_cache_bytes
         self.input_cache = InputCache(cache) if cache else None  # input_ref (inputrefs.py)
         self.probe: Probe | None = None  # shm: made at start, where the platform has it
+
+    def refresh_registry(self) -> None:
+        """Read the registry file again if it changed (one stat; registry_watch.py)."""
+        old = self.registry
+        new = self.watch.check()
+        if new is None:
+            return
+        self.registry = new
+        if self.worker is not None:
+            self.worker.use_registry(new, weights_changed(old, new))
 
     @property
     def tiny(self) -> bool:

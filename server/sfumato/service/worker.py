@@ -117,6 +117,23 @@ class Worker:
         """A job was queued."""
         self._wakeup.set()
 
+    def use_registry(self, registry: Registry, changed: tuple[str, ...]) -> None:
+        """The registry file changed (registry_watch.py): jobs run from now on use
+        ``registry``. The engine takes it on its own thread, between two jobs; it unloads
+        first when an entry it may hold (``changed``: weights changed or gone) changed."""
+        self.registry = registry
+        engine = self._engine
+        if engine is None:  # made later, from self.registry
+            return
+
+        def swap() -> None:
+            if changed and engine.model is not None:
+                log.info("registry: %s changed; the engine unloads", ", ".join(changed))
+                engine.unload()
+            engine.registry = registry
+
+        self._executor.submit(swap)
+
     def interrupt(self, entry: JobEntry) -> None:
         """Stop a running job: the engine sees the flag at its next step."""
         entry.cancel.set()
