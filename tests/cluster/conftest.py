@@ -68,7 +68,13 @@ def replicas() -> list[Any]:
     names = sorted(
         a["name"] for a in list_named_actors(all_namespaces=True) if a["namespace"] == NAMESPACE
     )
-    return [ray.get_actor(name, namespace=NAMESPACE) for name in names]
+    found = []
+    for name in names:
+        try:
+            found.append(ray.get_actor(name, namespace=NAMESPACE))
+        except ValueError:  # killed for good between the listing and the lookup (CI saw it)
+            continue
+    return found
 
 
 def infos() -> list[Any]:

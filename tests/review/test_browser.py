@@ -47,9 +47,13 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 def until(driver: Any, condition: Any, what: str) -> Any:
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, WAIT).until(lambda d: condition(d), message=what)
+    # the grid re-renders as decisions and images arrive: an element read mid-render is retried
+    retried = (NoSuchElementException, StaleElementReferenceException)
+    wait = WebDriverWait(driver, WAIT, ignored_exceptions=retried)
+    return wait.until(lambda d: condition(d), message=what)
 
 
 def cards(driver: Any) -> list[Any]:
@@ -67,7 +71,7 @@ def card(driver: Any, key: str) -> Any:
 def loaded(driver: Any, n: int) -> None:
     """The grid shows n cards and every image arrived (fetched with the token)."""
     until(driver, lambda d: len(cards(d)) == n and all(
-        c.find_element("css selector", "img").get_attribute("src").startswith("blob:")
+        (c.find_element("css selector", "img").get_attribute("src") or "").startswith("blob:")
         for c in cards(d)), f"{n} cards with their images")  # fmt: skip
 
 
