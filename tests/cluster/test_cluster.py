@@ -9,6 +9,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -171,20 +172,36 @@ def test_a_replica_killed_mid_job_the_job_finishes_on_the_other_once(
     peer.close()
 
 
-def running_on(job_id: str, timeout: float = 180) -> object:
-    """The replica actor running ``job_id`` now (waits for a restarting one to answer)."""
+def running_on(
+    job_id: str, timeout: float = 180, *, skip: Any = None, peer: Peer | None = None
+) -> object:
+    """The replica actor running ``job_id`` now (waits for a restarting one to answer).
+    ``skip``: a replica killed for good, not asked again (a call on it may hang while Ray
+    frees its name). ``peer``: the job's client, read meanwhile (its keepalive stays
+    answered) and checked: a job that ends before it is seen running fails at once."""
     import ray
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for actor in replicas():
-            try:
-                info = ray.get(actor.info.options(concurrency_group="control").remote())
-            except ray.exceptions.RayActorError:  # killed for good, its name not yet free
+            if skip is not None and actor._actor_id == skip._actor_id:
                 continue
+            try:
+                call = actor.info.options(concurrency_group="control").remote()
+                info = ray.get(call, timeout=5)
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+                continue  # killed for good, or restarting: ask again
             if info.running == job_id:
                 return actor
-        time.sleep(0.05)
+        if peer is not None:
+            try:
+                message = peer.recv(timeout=0.05)
+            except TimeoutError:
+                continue
+            ended = getattr(message, "id", None) == job_id and not isinstance(message, Progress)
+            assert not ended, f"{job_id} ended before it was seen running again: {message}"
+        else:
+            time.sleep(0.05)
     raise AssertionError(f"{job_id} did not start on a replica")
 
 
@@ -199,7 +216,7 @@ def test_a_job_whose_replica_dies_twice_ends_replica_lost_and_then_no_replica_is
     long_job_running(peer, "lost-1")
     first = running_on("lost-1")
     ray.kill(first, no_restart=True)
-    second = running_on("lost-1")  # the run again, on the other replica
+    second = running_on("lost-1", skip=first, peer=peer)  # the run again, on the other one
     assert second != first
     ray.kill(second, no_restart=True)
     got = peer.until(finished("lost-1"), timeout=180)
