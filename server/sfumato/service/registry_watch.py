@@ -25,8 +25,6 @@ from ..registry import ModelEntry, Registry
 
 log = logging.getLogger("sfumato.server")
 Stamp = tuple[int, int, int]  # inode, size, mtime in ns: os.replace gives a new inode
-# What a client may see change without the weights changing (approval is policy, not weights).
-_POLICY = ("approved", "license", "description")
 
 
 def stamp(path: Path) -> Stamp | None:
@@ -40,10 +38,9 @@ def stamp(path: Path) -> Stamp | None:
 def weights_changed(old: Registry, new: Registry) -> tuple[str, ...]:
     """Entries of ``old`` that ``new`` drops or whose weights it changes (anything but
     approval, license and description): what an engine must not keep loaded."""
-    cleared = {field: "" for field in _POLICY if field != "approved"}
 
-    def weights(entry: ModelEntry) -> ModelEntry:
-        return replace(entry, approved=True, **cleared)
+    def weights(entry: ModelEntry) -> ModelEntry:  # policy set alike: entries compare by weights
+        return replace(entry, approved=True, license="", description="")
 
     return tuple(
         name
