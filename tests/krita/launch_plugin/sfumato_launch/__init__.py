@@ -37,6 +37,7 @@ class Launch(Extension):
         self._hook = sys.excepthook
         sys.excepthook = self.excepthook
         self.started = time.monotonic()
+        self.run = 1  # which start of the server "seen" is watching: the first, then "again"
         self.doc: Any = None
         self.docker: Any = None
         Krita.instance().notifier().windowCreated.connect(
@@ -63,7 +64,7 @@ class Launch(Extension):
     def poll(self, ready: Any, then: Any) -> None:
         def tick() -> None:
             box = self.docker.server_box
-            seen = [box.toggle.text(), box.progress.value(), box.progress.isVisible()]
+            seen = [box.toggle.text(), box.progress.value(), box.progress.isVisible(), self.run]
             if not self.report["seen"] or self.report["seen"][-1] != seen:
                 self.report["seen"].append(seen)
             if time.monotonic() - self.started > TIMEOUT:
@@ -139,6 +140,7 @@ class Launch(Extension):
             "state": status.state.value, "gone": gone(pid), "title": box.toggle.text(),
             "session": self.docker.session.status, "retry": self.docker.session.retry,
         }  # fmt: skip
+        self.run = 2
         box.start_button.click()  # again, then quit Krita while it starts
         self.poll(lambda: box.runner.status.pid is not None or not box.runner.status.state.alive,
                   lambda: self.guarded(self.quit))  # fmt: skip
