@@ -366,3 +366,140 @@ def test_a_second_pull_of_the_same_model_at_once_is_refused(tmp_path: Path, hub:
     assert not listing(tmp_path, reg)["cn"]["present"]
     assert run(tmp_path, hub, "pull", "cn", "--registry", str(reg)).returncode == 0
     assert listing(tmp_path, reg)["cn"]["present"]
+
+
+ADAPTER = "models/ip-adapter_sd15.safetensors"
+ENCODER = "models/image_encoder"
+
+
+def shared_repo() -> dict[str, bytes]:
+    """An h94/IP-Adapter-shaped repo: two entries' weights and big files neither loads."""
+    return {
+        ADAPTER: os.urandom(3000),
+        f"{ENCODER}/config.json": b'{"hidden_size": 8}',
+        f"{ENCODER}/model.safetensors": os.urandom(5000),
+        f"{ENCODER}/pytorch_model.bin": os.urandom(5000),  # the twin a load never reads
+        "models/ip-adapter-plus_sd15.safetensors": os.urandom(7000),
+        "sdxl_models/ip-adapter_sdxl.safetensors": os.urandom(9000),
+        "sdxl_models/image_encoder/model.safetensors": os.urandom(6000),
+        "README.md": b"# card",
+    }
+
+
+def adapter_registry(tmp: Path, adapter_pin: str = "", encoder_pin: str = "") -> Path:
+    """A registry whose IP-Adapter and image encoder share one hub repo (as builtin.py's do)."""
+    pins = [f'\nsha256 = "{p}"' if p else "" for p in (adapter_pin, encoder_pin)]
+    path = tmp / "registry.toml"
+    path.write_text(
+        'default = "tiny"\n'
+        '[models.tiny]\nkind = "base"\nfamily = "sd15"\nsource = "tiny:sd15"\n'
+        f'[models.ipa]\nkind = "ip_adapter"\nfamily = "sd15"\nsource = "hub:org/ipa"\n'
+        f'weight = "{ADAPTER}"\nencoder = "enc"{pins[0]}\n'
+        f'[models.enc]\nkind = "image_encoder"\nfamily = "sd15"\nsource = "hub:org/ipa"\n'
+        f'weight = "{ENCODER}"{pins[1]}\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+def engine_hash(tmp: Path, reg: Path, name: str) -> str:
+    """engine/hashing.py's hash of ``name`` in a fresh process reading this test's cache."""
+    code = (
+        "import sys; from pathlib import Path; from sfumato.registry import Registry;"
+        "from sfumato.engine.hashing import WeightHashes;"
+        "print(WeightHashes(Path(sys.argv[1])).of(Registry.load(Path(sys.argv[2])).get(sys.argv[3])))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(tmp / "engine-cache"), str(reg), name],
+        env={**hub_env(tmp, None), "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+def test_adapter_then_encoder_of_one_repo_fetch_only_their_paths_and_both_stay_present(
+    tmp_path: Path, hub: FakeHub
+) -> None:
+    files = shared_repo()
+    hub.put("org/ipa", files)
+    adapter_pin = hashlib.sha256(files[ADAPTER]).hexdigest()  # a file entry: its own sha256
+    encoder_pin = manifest({"model.safetensors": files[f"{ENCODER}/model.safetensors"]})
+    reg = adapter_registry(tmp_path, adapter_pin, encoder_pin)
+
+    first = run(tmp_path, hub, "pull", "ipa", "--registry", str(reg))
+    assert first.returncode == 0, first.stderr
+    assert f"sha256 {adapter_pin}" in first.stdout
+    state = listing(tmp_path, reg)
+    assert state["ipa"]["present"] and state["ipa"]["size"] == len(files[ADAPTER])
+    assert str(state["ipa"]["where"]).endswith(ADAPTER)
+    assert not state["enc"]["present"], "the adapter's file is not the encoder's folder"
+    assert engine_hash(tmp_path, reg, "enc") == ""
+
+    second = run(tmp_path, hub, "pull", "enc", "--registry", str(reg))
+    assert second.returncode == 0, second.stderr
+    assert f"sha256 {encoder_pin}" in second.stdout
+    state = listing(tmp_path, reg)
+    assert state["ipa"]["present"] and state["enc"]["present"]
+    snap = Path(str(state["enc"]["where"])).parent.parent
+    assert (snap / ADAPTER).read_bytes() == files[ADAPTER], "the encoder pull dropped the adapter"
+    assert (snap / ENCODER / "model.safetensors").read_bytes() == files[
+        f"{ENCODER}/model.safetensors"
+    ]
+    assert state["enc"]["size"] == len(files[f"{ENCODER}/model.safetensors"]) + len(
+        files[f"{ENCODER}/config.json"]
+    )
+
+    wanted = {ADAPTER, f"{ENCODER}/config.json", f"{ENCODER}/model.safetensors"}
+    fetched = {key.split("/", 2)[2] for key in hub.sent}
+    assert fetched == wanted, f"only the entries' weight paths may cross, got {sorted(fetched)}"
+    assert all(hub.sent[f"org/ipa/{p}"] == len(files[p]) for p in wanted), "each sent once"
+    for path in set(files) - wanted:
+        assert not hub.downloads(path), f"{path} belongs to no pulled entry and was requested"
+
+    # the engine's hash (what it checks before weights make an image) is the pin pull checked
+    assert engine_hash(tmp_path, reg, "ipa") == adapter_pin
+    assert engine_hash(tmp_path, reg, "enc") == encoder_pin
+
+    again = run(tmp_path, hub, "pull", "ipa", "--registry", str(reg))
+    assert again.returncode == 0 and "ipa: already here" in again.stdout, again.stderr
+
+
+def test_a_wrong_pin_on_a_weight_entry_fails_with_the_pin_mismatch_and_keeps_the_other_entry(
+    tmp_path: Path, hub: FakeHub
+) -> None:
+    files = shared_repo()
+    hub.put("org/ipa", files)
+    wrong = hashlib.sha256(b"not these weights").hexdigest()
+    reg = adapter_registry(tmp_path, hashlib.sha256(files[ADAPTER]).hexdigest(), wrong)
+    assert run(tmp_path, hub, "pull", "ipa", "--registry", str(reg)).returncode == 0
+
+    proc = run(tmp_path, hub, "pull", "enc", "--registry", str(reg))
+    assert proc.returncode == 1
+    got = manifest({"model.safetensors": files[f"{ENCODER}/model.safetensors"]})
+    assert (
+        f"the weights of 'enc' from org/ipa ({ENCODER}) @ {hub.commit('org/ipa')[:12]} hash to "
+        f"{got}, but the registry pins {wrong}" in proc.stderr
+    ), proc.stderr
+    assert "kept" in proc.stderr and "re-approved" in proc.stderr
+    state = listing(tmp_path, reg)
+    assert state["ipa"]["present"] and not state["enc"]["present"]
+    assert not list(tmp_path.rglob(".sfumato-pull/*/*")) and not list(tmp_path.rglob("*.part"))
+
+    # the PinMismatch type itself, from the library call the CLI makes (in a fresh process:
+    # this one's huggingface_hub read HF_HUB_OFFLINE=1 when it was imported)
+    code = (
+        "import sys; from pathlib import Path; from sfumato.registry import Registry;"
+        "from sfumato.registry.pull import PinMismatch, pull\n"
+        "try: pull(Registry.load(Path(sys.argv[1])).get('enc'), say=lambda _l: None)\n"
+        "except PinMismatch as exc: print('PinMismatch', exc)"
+    )
+    caught = subprocess.run(
+        [sys.executable, "-c", code, str(reg)], env=hub_env(tmp_path, hub),
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert caught.returncode == 0, caught.stderr
+    assert caught.stdout.startswith("PinMismatch ") and wrong in caught.stdout, caught.stdout
+    assert got in caught.stdout

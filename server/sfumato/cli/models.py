@@ -43,7 +43,8 @@ def add_models_command(sub: Any) -> None:
     p.add_argument(
         "--with-family",
         action="store_true",
-        help="also the ControlNets and preview decoders of each base model's family",
+        help="also the ControlNets, preview decoders and IP-Adapters (with their image "
+        "encoders) of each base model's family",
     )
     p.add_argument(
         "--to",
@@ -129,10 +130,12 @@ def _pull(args: argparse.Namespace) -> int:
             continue
         done = pull(entry, to=args.to, say=lambda line: print(line, file=sys.stderr))
         got = f"{human(done.fetched)} downloaded" if done.fetched else "already here"
-        print(f"{entry.name}: {got}, {human(done.size)} in {done.path} (sha256 {done.digest})")
+        where = done.path / entry.weight if entry.weight else done.path
+        print(f"{entry.name}: {got}, {human(done.size)} in {where} (sha256 {done.digest})")
         if args.to is not None:
+            weight = f' weight = "{entry.weight}"' if entry.weight else ""
             print(
-                f'  use it: [models.{entry.name}] source = "dir:{done.path}" '
+                f'  use it: [models.{entry.name}] source = "dir:{done.path}"{weight} '
                 f'sha256 = "{done.digest}" in your registry'
             )
     return 0

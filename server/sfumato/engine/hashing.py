@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ..registry import ModelEntry
-from ..registry.digest import WEIGHT_SUFFIXES, file_sha256, folder_sha256
+from ..registry.digest import WEIGHT_SUFFIXES, file_sha256, sha256_at
 from .errors import ModelUnavailable
 from .tiny import tiny_dir
 
@@ -35,7 +35,7 @@ class WeightHashes:
         except (FileNotFoundError, json.JSONDecodeError):
             self._known = {}
         self.cache_dir = Path(cache_dir)
-        # hub lookups are not free: once per (source, weight)
+        # hub lookups are not free: once per (source, weight); the source's root folder
         self._locations: dict[tuple[str, str], Path | None] = {}
 
     def verify(self, entries: Iterable[ModelEntry], field: str = "params.model") -> dict[str, str]:
@@ -57,12 +57,11 @@ class WeightHashes:
 
     def of(self, entry: ModelEntry) -> str:
         """The entry's weights hash, or "" when its weights are not on this machine."""
-        path = self._location(entry)
-        if path is None or not path.exists():
+        root = self._location(entry)
+        if root is None:
             return ""
-        if path.is_file():
-            return self._file_hash(path)
-        return folder_sha256(path, self._file_hash)  # the definition pull checks with too
+        # registry/digest.py's rule, the one `sfumato models pull` checks a download with
+        return sha256_at(root, entry.weight, self._file_hash)
 
     def _file_hash(self, path: Path) -> str:
         real = path.resolve()
@@ -83,8 +82,7 @@ class WeightHashes:
     def _location(self, entry: ModelEntry) -> Path | None:
         key = (entry.source, entry.weight)
         if self._locations.get(key) is None:
-            root = self._resolve(entry)
-            self._locations[key] = root / entry.weight if root and entry.weight else root
+            self._locations[key] = self._resolve(entry)
         return self._locations[key]
 
     def _resolve(self, entry: ModelEntry) -> Path | None:

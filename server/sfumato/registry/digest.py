@@ -6,12 +6,18 @@ file, sorted by path (what ``sha256sum`` prints for the sorted files). The engin
 with this before weights make an image (engine/hashing.py, which caches the file hashes), and
 ``sfumato models pull`` checks a download with it before the download replaces anything, so
 both sides must agree on every byte of this definition: it lives here, once.
+
+An entry with a ``weight`` (an IP-Adapter file or image-encoder folder inside a shared hub
+repo) hashes as that file or folder alone, paths in the manifest relative to it. ``pin_of``
+states the whole rule over a listing (``path in the source → sha256``), so pull can check a
+download before its files are where the engine looks; ``sha256_at`` is the same rule over
+the files on disk (what the engine runs).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth")
@@ -41,10 +47,34 @@ def manifest_sha256(files: Iterable[tuple[str, str]]) -> str:
     return hashlib.sha256(lines.encode()).hexdigest()
 
 
-def folder_sha256(folder: Path, file_hash: Callable[[Path], str] = file_sha256) -> str:
-    """The pin of ``folder``: its weight files found on disk (symlinks followed, as a hub
-    snapshot's are), hashed with ``file_hash`` (the engine passes its cached one)."""
-    files = sorted(
-        p for p in Path(folder).rglob("*") if p.suffix in WEIGHT_SUFFIXES and p.is_file()
+def pin_of(files: Mapping[str, str], weight: str = "") -> str:
+    """The pin of the weights at ``weight`` ("" = the whole source) from a listing of the
+    source's files (posix path relative to the source → sha256): a file's own sha256 when
+    ``weight`` names one, else the manifest of the weight files under it, relative to it."""
+    weight = weight.strip("/")
+    if weight in files:
+        return files[weight]
+    prefix = f"{weight}/" if weight else ""
+    return manifest_sha256(
+        (path[len(prefix) :], digest)
+        for path, digest in files.items()
+        if path.startswith(prefix) and is_weight(path)
     )
-    return manifest_sha256((f.relative_to(folder).as_posix(), file_hash(f)) for f in files)
+
+
+def sha256_at(root: Path, weight: str = "", file_hash: Callable[[Path], str] = file_sha256) -> str:
+    """``pin_of`` over what is on disk: ``root`` a file, or a folder whose weight files are
+    found by walking it (symlinks followed, as a hub snapshot's are), hashed with
+    ``file_hash`` (the engine passes its cached one). "" when ``root / weight`` is absent."""
+    target = Path(root) / weight if weight else Path(root)
+    if target.is_file():
+        return pin_of({weight: file_hash(target)}, weight)
+    if not target.is_dir():
+        return ""
+    files = sorted(p for p in target.rglob("*") if is_weight(p.name) and p.is_file())
+    return pin_of({f.relative_to(target).as_posix(): file_hash(f) for f in files})
+
+
+def folder_sha256(folder: Path, file_hash: Callable[[Path], str] = file_sha256) -> str:
+    """The pin of ``folder``'s weight files (``sha256_at`` of a folder)."""
+    return sha256_at(folder, "", file_hash)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from .digest import is_weight
@@ -39,6 +39,9 @@ class Snapshot:
     repo: str
     commit: str
     files: tuple[RemoteFile, ...]
+    # every file of the commit (path → blob name), fetched or not: what a file already in the
+    # cache must match to stay in this commit's snapshot
+    blobs: dict[str, str] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
@@ -81,22 +84,48 @@ def select(paths: Iterable[str], components: set[str] | None = None) -> list[str
     return [p for p in paths if p in keep or p.endswith(CONFIG_SUFFIXES)]
 
 
+def select_weight(paths: Iterable[str], weight: str) -> list[str]:
+    """What an entry with a ``weight`` loads from a shared repo: that file alone, or the
+    folder's configs and one plain weight format (``select`` inside it: an encoder folder
+    holding ``model.safetensors`` and its ``pytorch_model.bin`` twin gets the first); the
+    engine reads nothing beside it (engine/references.py: ``hf_hub_download`` of the file,
+    ``from_pretrained(subfolder=…)`` of the folder). [] when the repo has no such path."""
+    paths = list(paths)
+    weight = weight.strip("/")
+    if weight in paths:
+        return [weight]
+    return select([p for p in paths if p.startswith(weight + "/")])
+
+
 def snapshot_from_api(
-    repo: str, commit: str, siblings: Iterable[object], components: set[str] | None = None
+    repo: str,
+    commit: str,
+    siblings: Iterable[object],
+    components: set[str] | None = None,
+    weight: str = "",
 ) -> Snapshot:
-    """A :class:`Snapshot` of the selected files from huggingface_hub's ``RepoSibling`` list."""
+    """A :class:`Snapshot` of the selected files from huggingface_hub's ``RepoSibling`` list
+    (``weight``: only what an entry with that sub-path loads, see ``select_weight``)."""
     by_path = {getattr(s, "rfilename", ""): s for s in siblings}
+    blobs = {
+        path: _lfs_sha256(sib) or getattr(sib, "blob_id", None) or ""
+        for path, sib in by_path.items()
+    }
     files = []
-    for path in select(by_path, components):
+    for path in select_weight(by_path, weight) if weight else select(by_path, components):
         sib = by_path[path]
         lfs = getattr(sib, "lfs", None)
-        sha256 = (lfs.get("sha256") if isinstance(lfs, dict) else getattr(lfs, "sha256", "")) or ""
         size = getattr(sib, "size", None)
         if size is None and lfs is not None:
             size = lfs.get("size") if isinstance(lfs, dict) else getattr(lfs, "size", None)
-        blob = sha256 or getattr(sib, "blob_id", None) or ""
-        files.append(RemoteFile(path=path, size=int(size or 0), blob=blob, sha256=sha256))
-    return Snapshot(repo=repo, commit=commit, files=tuple(files))
+        sha256 = _lfs_sha256(sib)
+        files.append(RemoteFile(path=path, size=int(size or 0), blob=blobs[path], sha256=sha256))
+    return Snapshot(repo=repo, commit=commit, files=tuple(files), blobs=blobs)
+
+
+def _lfs_sha256(sibling: object) -> str:
+    lfs = getattr(sibling, "lfs", None)
+    return (lfs.get("sha256") if isinstance(lfs, dict) else getattr(lfs, "sha256", "")) or ""
 
 
 def components(model_index: str) -> set[str]:
@@ -124,6 +153,15 @@ def cached_snapshot(cache: Path, repo: str, revision: str = "main") -> Path | No
         sorted(snapshots.iterdir(), key=lambda p: p.stat().st_mtime) if snapshots.is_dir() else []
     )
     return found[-1] if found else None
+
+
+def has_weight(snapshot: Path, weight: str) -> bool:
+    """Whether a snapshot holds an entry's ``weight``: that file, or that folder with a weight
+    file in it ("" = the snapshot itself); a folder of configs alone loads nothing."""
+    target = Path(snapshot) / weight if weight else Path(snapshot)
+    if target.is_file():
+        return True
+    return target.is_dir() and any(is_weight(p.name) and p.is_file() for p in target.rglob("*"))
 
 
 def folder_size(folder: Path) -> int:

@@ -7,16 +7,20 @@ that fail the registry's sha256 pin would already have replaced the approved one
 file goes to a staging folder under a stable ``.part`` name and resumes with an HTTP Range
 request (huggingface_hub's own ``http_get`` does the transfer, its retries and its progress bar);
 only when the whole set matches the pin (registry/digest.py, the definition the engine checks)
-does it move into place: the Hugging Face cache's layout (blobs, snapshot links, refs/main),
-or a plain diffusers folder for ``--to DIR``. No torch: this runs beside a server or on a
+does it move into place (registry/placing.py): the Hugging Face cache's layout (blobs,
+snapshot links, refs/main), or a plain diffusers folder for ``--to DIR``. No torch: this runs beside a server or on a
 machine without a GPU.
+
+An entry with a ``weight`` (IP-Adapters and image encoders: a file or folder of a repo several
+entries share, such as h94/IP-Adapter) fetches only that path, is pinned as that path, and
+merges into the repo's snapshot: the snapshot's files outside that path (another entry's) are
+kept when the hub's commit still holds them unchanged.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -24,15 +28,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..protocol.errors import SfumatoError
-from .digest import file_sha256, is_weight, manifest_sha256
+from .digest import file_sha256, is_weight, pin_of
 from .hubfiles import (
-    RemoteFile,
     Snapshot,
     cached_snapshot,
     components,
+    has_weight,
     repo_folder,
     snapshot_from_api,
 )
+from .placing import into_cache, into_folder, same, size_of
 from .rules import ModelEntry, Registry
 from .weights import hub_cache
 
@@ -69,16 +74,24 @@ def endpoint() -> str:
 
 
 def family(registry: Registry, entry: ModelEntry) -> list[ModelEntry]:
-    """``entry`` and, for a base model, the registry's ControlNets and preview decoders of its
-    family that have hub sources (its VAE lives in the base repo's ``vae/`` and comes with it).
-    Tiny entries are built locally and never pulled."""
+    """``entry`` and, for a base model, the registry's ControlNets, preview decoders and
+    IP-Adapters of its family that have hub sources, each adapter with the image encoder it
+    names (its VAE lives in the base repo's ``vae/`` and comes with it). An encoder the
+    registry lacks is left out (a reference job names it: adapters.py). Tiny entries are
+    built locally and never pulled."""
     if entry.kind != "base" or entry.tiny:  # a tiny base's parts are tiny too (built locally)
         return [entry]
     extra = [
         e
         for e in registry.entries.values()
-        if e.kind in ("controlnet", "preview") and e.family == entry.family and e.scheme == "hub"
+        if e.kind in ("controlnet", "preview", "ip_adapter")
+        and e.family == entry.family
+        and e.scheme == "hub"
     ]
+    for adapter in [e for e in extra if e.kind == "ip_adapter"]:
+        encoder = registry.entries.get(adapter.encoder)
+        if encoder is not None and encoder.scheme == "hub" and encoder not in extra:
+            extra.append(encoder)
     return [entry, *sorted(extra, key=lambda e: (e.kind, e.name))]
 
 
@@ -89,13 +102,16 @@ def pull(entry: ModelEntry, *, to: Path | None = None, say: Say = print) -> Pull
     (the download is not what the registry approved; the old files stay)."""
     if entry.scheme != "hub":
         raise PullError(_not_pullable(entry))
-    snapshot = remote(entry.location)
+    snapshot = remote(entry.location, weight=entry.weight)
     dest = Path(to).expanduser().resolve() / entry.name if to else None
     root = dest.parent if dest else hub_cache()
     root.mkdir(parents=True, exist_ok=True)
+    # one staging folder (and lock) per repo in the cache: entries sharing a repo share its
+    # snapshot folder, so their pulls take turns
     stage = root / STAGING / (entry.name if dest else repo_folder(root, entry.location).name)
+    what = f"{entry.location}: {entry.weight}" if entry.weight else entry.location
     say(
-        f"pulling {entry.name} ({entry.location} @ {snapshot.commit[:12]}): "
+        f"pulling {entry.name} ({what} @ {snapshot.commit[:12]}): "
         f"{len(snapshot.files)} files, {human(snapshot.size)} → {dest or hub_cache()}"
     )
     with _only_pull(stage, entry):
@@ -106,12 +122,13 @@ def pull(entry: ModelEntry, *, to: Path | None = None, say: Say = print) -> Pull
         }
         digest = _check(entry, snapshot, local, stage / snapshot.commit, say)
         path = (
-            _into_cache(snapshot, local, root, stage)
+            into_cache(snapshot, local, root, stage, entry.weight, say)
             if dest is None
-            else _into_folder(local, dest, stage)
+            else into_folder(local, dest, stage)
         )
         shutil.rmtree(stage, ignore_errors=True)
-    return Pulled(entry, path, snapshot.size, digest, fetched)
+    size = sum(f.size for f in snapshot.files)
+    return Pulled(entry, path, size, digest, fetched)
 
 
 @contextlib.contextmanager
@@ -134,8 +151,9 @@ def _only_pull(stage: Path, entry: ModelEntry) -> Iterator[None]:
         lock.release()
 
 
-def remote(repo: str, revision: str = "main") -> Snapshot:
-    """The repo's commit at ``revision`` and the files to fetch (one hub API request)."""
+def remote(repo: str, revision: str = "main", weight: str = "") -> Snapshot:
+    """The repo's commit at ``revision`` and the files to fetch (one hub API request; with
+    ``weight``, only that file or folder's)."""
     try:
         from huggingface_hub import HfApi
     except ImportError as exc:  # pragma: no cover - the server extras bring it
@@ -150,6 +168,15 @@ def remote(repo: str, revision: str = "main") -> Snapshot:
     if not info.sha:
         raise PullError(f"{endpoint()} gave no commit for {repo}; retry, or check HF_ENDPOINT")
     siblings = info.siblings or ()
+    if weight:
+        snap = snapshot_from_api(repo, info.sha, siblings, weight=weight)
+        if not snap.files:
+            raise PullError(
+                f"{repo} at {endpoint()} @ {info.sha[:12]} has no file or folder {weight!r}; "
+                "check the registry entry's weight (a path inside the repo, as the hub's "
+                f"file list at {endpoint()}/{repo}/tree/main shows it)"
+            )
+        return snap
     parts = None
     if any(getattr(s, "rfilename", "") == "model_index.json" for s in siblings):
         parts = components(_small_file(repo, info.sha, "model_index.json"))
@@ -187,19 +214,9 @@ def _already_here(snapshot: Snapshot, dest: Path | None, root: Path) -> dict[str
             where = repo_folder(root, snapshot.repo) / "blobs" / f.blob if f.blob else None
         if where is None or not where.is_file() or where.stat().st_size != f.size:
             continue
-        if dest is None or _same(where, f):  # a folder's file is only a name: check its bytes
+        if dest is None or same(where, f):  # a folder's file is only a name: check its bytes
             found[f.path] = where
     return found
-
-
-def _same(path: Path, f: RemoteFile) -> bool:
-    """Whether ``path`` holds ``f``'s bytes: its sha256 (LFS) or git blob id (small files)."""
-    if f.sha256:
-        return file_sha256(path) == f.sha256
-    if len(f.blob) == 40:
-        data = path.read_bytes()
-        return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest() == f.blob
-    return False
 
 
 def _fetch(snapshot: Snapshot, stage: Path, have: dict[str, Path], say: Say = print) -> int:
@@ -218,7 +235,7 @@ def _fetch(snapshot: Snapshot, stage: Path, have: dict[str, Path], say: Say = pr
         if f.path not in have
         and not ((stage / f.path).is_file() and (stage / f.path).stat().st_size == f.size)
     ]
-    partial = sum(_size(stage / (f.path + ".part")) for f in todo)
+    partial = sum(size_of(stage / (f.path + ".part")) for f in todo)
     room(sum(f.size for f in todo) - partial, stage)
     fetched = 0
     headers = build_hf_headers()
@@ -243,7 +260,7 @@ def _fetch(snapshot: Snapshot, stage: Path, have: dict[str, Path], say: Say = pr
                 )
         except KeyboardInterrupt:
             say(
-                f"interrupted: {human(_size(part))} of {f.path} kept in {stage}; run the same pull to resume"
+                f"interrupted: {human(size_of(part))} of {f.path} kept in {stage}; run the same pull to resume"
             )
             raise
         except Exception as exc:
@@ -257,10 +274,6 @@ def _fetch(snapshot: Snapshot, stage: Path, have: dict[str, Path], say: Say = pr
         fetched += f.size - done
         os.replace(part, target)
     return fetched
-
-
-def _size(path: Path) -> int:
-    return path.stat().st_size if path.is_file() else 0
 
 
 def room(needed: int, folder: Path) -> None:
@@ -280,29 +293,34 @@ def room(needed: int, folder: Path) -> None:
 def _check(
     entry: ModelEntry, snapshot: Snapshot, local: dict[str, Path], stage: Path, say: Say
 ) -> str:
-    """The pin over the weight files (registry/digest.py); a mismatch removes the download."""
-    weights = [f for f in snapshot.files if is_weight(f.path)]
+    """The pin over the weight files (registry/digest.py ``pin_of``: for an entry with a
+    ``weight``, that file or folder, as the engine hashes it); a mismatch removes the download.
+
+    The files fetched are everything the snapshot will hold at the pinned path: for a
+    ``weight`` entry the files outside it are another entry's and count in its pin only."""
+    weights = [f for f in snapshot.files if is_weight(f.path) or f.path == entry.weight]
+    where = f" ({entry.weight})" if entry.weight else ""
     say(
-        f"checking {len(weights)} weight files against the registry's sha256 pin"
+        f"checking {len(weights)} weight files{where} against the registry's sha256 pin"
         if entry.sha256
         else f"{entry.name} has no sha256 pin in the registry: each file is checked against "
         "the hub's own sha256 only"
     )
-    digest = manifest_sha256(
-        # a file staged by this pull was checked against the hub's sha256 when it arrived;
-        # one already in place is hashed again (a blob's name is no proof of its bytes)
-        (
-            f.path,
-            f.sha256
+    digest = pin_of(
+        {
+            # a file staged by this pull was checked against the hub's sha256 when it arrived;
+            # one already in place is hashed again (a blob's name is no proof of its bytes)
+            f.path: f.sha256
             if f.sha256 and local[f.path].is_relative_to(stage)
-            else file_sha256(local[f.path]),
-        )
-        for f in weights
+            else file_sha256(local[f.path])
+            for f in weights
+        },
+        entry.weight,
     )
     if entry.sha256 and digest != entry.sha256.lower():
         shutil.rmtree(stage, ignore_errors=True)
         raise PinMismatch(
-            f"the weights of {entry.name!r} from {snapshot.repo} @ {snapshot.commit[:12]} hash to "
+            f"the weights of {entry.name!r} from {snapshot.repo}{where} @ {snapshot.commit[:12]} hash to "
             f"{digest}, but the registry pins {entry.sha256}: the download was removed and the "
             "files already on this machine were kept as they were. If the hub repo changed on "
             "purpose, have the entry re-approved with that sha256; otherwise check HF_ENDPOINT "
@@ -312,66 +330,13 @@ def _check(
     return digest
 
 
-def _into_cache(snapshot: Snapshot, local: dict[str, Path], cache: Path, stage: Path) -> Path:
-    """Move the files into huggingface_hub's layout, then switch ``refs/main`` to them.
-
-    The snapshot folder is assembled in the staging folder (its links already relative to
-    where it will be) and renamed into ``snapshots/``, so a stop half way never leaves a
-    partial snapshot there for a loader (or ``present``) to take for a complete one."""
-    repo = repo_folder(cache, snapshot.repo)
-    blobs = repo / "blobs"
-    blobs.mkdir(parents=True, exist_ok=True)
-    (repo / "snapshots").mkdir(exist_ok=True)
-    final = repo / "snapshots" / snapshot.commit
-    fresh = stage / "snapshot"
-    shutil.rmtree(fresh, ignore_errors=True)
-    for f in snapshot.files:
-        blob = blobs / (f.blob or f"sfumato-{snapshot.commit[:12]}-{f.path.replace('/', '--')}")
-        if local[f.path] != blob:
-            os.replace(local[f.path], blob)
-        link = fresh / f.path
-        link.parent.mkdir(parents=True, exist_ok=True)
-        try:  # relative to the link's final place: snapshots/<commit>/<path>
-            os.symlink(os.path.relpath(blob, (final / f.path).parent), link)
-        except OSError:  # no symlinks (Windows without developer mode): a copy, as hf does
-            shutil.copy2(blob, link)
-    _swap(fresh, final, stage / "old")
-    (repo / "refs").mkdir(exist_ok=True)
-    (repo / "refs" / "main").write_text(snapshot.commit, encoding="utf-8")
-    return final
-
-
-def _into_folder(local: dict[str, Path], dest: Path, stage: Path) -> Path:
-    """Build the new folder beside the old one, then swap them in two renames."""
-    fresh = stage / "folder"
-    shutil.rmtree(fresh, ignore_errors=True)
-    for rel, src in local.items():
-        target = fresh / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_relative_to(stage):
-            os.replace(src, target)
-        else:
-            try:  # a file of the old folder that is still current: link it, do not copy GBs
-                os.link(src, target)
-            except OSError:
-                shutil.copy2(src, target)
-    _swap(fresh, dest, stage / "old")
-    return dest
-
-
-def _swap(fresh: Path, final: Path, old: Path) -> None:
-    """``fresh`` becomes ``final`` in two renames; the replaced folder goes to ``old`` (in the
-    staging folder, on the same disk) and is deleted."""
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        os.replace(final, old)
-    os.replace(fresh, final)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def local_snapshot(entry: ModelEntry) -> Path | None:
-    """Where a hub entry's weights are in the local cache, if they are."""
-    return cached_snapshot(hub_cache(), entry.location) if entry.scheme == "hub" else None
+    """Where a hub entry's weights are in the local cache (its ``weight`` inside the
+    snapshot, for an entry with one), if they are."""
+    snap = cached_snapshot(hub_cache(), entry.location) if entry.scheme == "hub" else None
+    if snap is None or not has_weight(snap, entry.weight):
+        return None
+    return snap / entry.weight if entry.weight else snap
 
 
 def _refuse_offline() -> None:

@@ -6,7 +6,9 @@ File checks only: no torch, no download, no hub request. A ``tiny`` model is bui
 use, so it is always available; a ``dir`` base model needs its ``model_index.json`` (a LoRA or
 ControlNet folder only needs to exist); a ``file`` must exist; a ``hub`` repo must have a
 snapshot in the local Hugging Face cache (``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, else
-``~/.cache/huggingface/hub``).
+``~/.cache/huggingface/hub``); a hub entry with a ``weight`` (an IP-Adapter or image encoder in
+a repo several entries share) needs that file or folder in the snapshot ``refs/main`` names,
+the one its loader reads, not just any copy of the repo.
 """
 
 from __future__ import annotations
@@ -35,5 +37,10 @@ def present(entry: ModelEntry) -> bool:
         return (folder / "model_index.json").is_file() if entry.kind == "base" else folder.is_dir()
     if scheme == "file":
         return Path(location).is_file()
+    if entry.weight:
+        from .hubfiles import cached_snapshot, has_weight
+
+        snap = cached_snapshot(hub_cache(), location)
+        return snap is not None and has_weight(snap, entry.weight)
     snapshots = hub_cache() / ("models--" + location.replace("/", "--")) / "snapshots"
     return snapshots.is_dir() and any(snapshots.iterdir())
