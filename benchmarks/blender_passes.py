@@ -4,8 +4,10 @@ writing a result back takes. Prints JSON.
     .venv-blender/bin/python benchmarks/blender_passes.py [--sizes 512 1024] [--repeat 3]
 
 ``bare_s``: Cycles rendering the same passes with the same settings, nothing written.
-``passes_s``: the add-on's ``render_passes`` — the same render plus the multi-layer EXR
-write, the OpenEXR read and the camera-space conversion. ``ratio`` = passes / bare (goal
+``passes_s``: the add-on's ``passcapture.render_passes`` (Texture from View, Camera Backdrop,
+the live viewport) — the same render under the add-on's capture engine, the passes copied out of
+the render result and the camera-space conversion. ``exr_s``: the same passes through the
+multi-layer EXR (the fallback where Cycles' engine class cannot be found). ``ratio`` = passes / bare (goal
 ≤ 1.1). ``write_back_s``: a result image into a packed Blender image, camera-projection UVs
 (the projection modifier, see blender_addon/projection.py) for the scene's meshes, and a material per mesh. Bare and passes runs alternate after one
 warm-up each; min and median over ``--repeat`` runs (on a shared machine the min is the
@@ -33,7 +35,7 @@ import numpy as np
 from _blender import install_addon, module  # benchmarks/_blender.py
 
 install_addon()
-passes, scene = module("passes"), module("scene")
+passes, capture, scene = module("passes"), module("passcapture"), module("scene")
 geometry = module("geometry")
 uv_projection = module("projection")
 
@@ -60,17 +62,20 @@ def timed(run: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def interleaved(
-    a: Callable[[], object], b: Callable[[], object], repeat: int
-) -> tuple[list[float], list[float]]:
-    """Run a and b alternately (after one warm-up each: kernels, BVH), so that load from other
-    processes on a shared machine falls on both alike."""
-    a(), b()
-    times_a, times_b = [], []
+def interleaved(runs: list[Callable[[], object]], repeat: int) -> list[list[float]]:
+    """Run each of ``runs`` in turn (after one warm-up each: kernels, BVH), so that load from
+    other processes on a shared machine falls on all alike."""
+    for run in runs:
+        run()
+    times: list[list[float]] = [[] for _ in runs]
     for _ in range(repeat):
-        times_a.append(timed(a))
-        times_b.append(timed(b))
-    return times_a, times_b
+        for run, seen in zip(runs, times, strict=True):
+            seen.append(timed(run))
+    return times
+
+
+def spread(times: list[float]) -> dict[str, float]:
+    return {"min": round(min(times), 4), "median": round(statistics.median(times), 4)}
 
 
 def measure(size: int, repeat: int) -> dict[str, object]:
@@ -83,7 +88,10 @@ def measure(size: int, repeat: int) -> dict[str, object]:
             bpy.ops.render.render(write_still=False, scene=s.name, layer=layer.name)
 
     def extract() -> None:
-        passes.render_passes(s, cam, layer, size, size)
+        capture.render_passes(s, cam, layer, size, size)
+
+    def through_exr() -> None:
+        passes.passes_of(passes.render_layers(s, cam, layer, size, size), cam)
 
     pixels = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
     depsgraph = bpy.context.evaluated_depsgraph_get()
@@ -96,22 +104,18 @@ def measure(size: int, repeat: int) -> dict[str, object]:
             uv_projection.project(obj, "bench", rows)
             scene.assign_material(obj, scene.texture_material("bench", image, "bench"))
 
-    bare_t, passes_t = interleaved(bare, extract, repeat)
+    bare_t, passes_t, exr_t = interleaved([bare, extract, through_exr], repeat)
     write_back()
     back_t = [timed(write_back) for _ in range(repeat)]
     return {
         "size": size,
-        "bare_s": {"min": round(min(bare_t), 4), "median": round(statistics.median(bare_t), 4)},
-        "passes_s": {
-            "min": round(min(passes_t), 4),
-            "median": round(statistics.median(passes_t), 4),
-        },
+        "bare_s": spread(bare_t),
+        "passes_s": spread(passes_t),
+        "exr_s": spread(exr_t),
         "ratio_min": round(min(passes_t) / min(bare_t), 3),
         "ratio_median": round(statistics.median(passes_t) / statistics.median(bare_t), 3),
-        "write_back_s": {
-            "min": round(min(back_t), 4),
-            "median": round(statistics.median(back_t), 4),
-        },
+        "exr_ratio_median": round(statistics.median(exr_t) / statistics.median(bare_t), 3),
+        "write_back_s": spread(back_t),
         "vertices": sum(len(o.data.vertices) for o in meshes),
     }
 

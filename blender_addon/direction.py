@@ -22,7 +22,7 @@ from bpy.props import FloatProperty, PointerProperty, StringProperty
 from sfumato import hostdirection
 from sfumato.protocol import Job, Reference, Region
 
-from . import jobs, panels, passes
+from . import jobs, panels, passcapture, passes
 
 INDEX_CHANNELS = ("IndexOB.X", "Object Index.X")  # 4.2's name, then 5.x's
 
@@ -126,7 +126,7 @@ def passes_and_regions(
     alias ours) and put back afterwards, also when the render fails."""
     texts = texts_of(objects)
     if not texts:
-        return passes.render_passes(scene, camera, view_layer, width, height), ()
+        return passcapture.render_passes(scene, camera, view_layer, width, height), ()
     if not jobs.offer_of(server).has("regions"):
         raise jobs.UserError(
             "this server cannot give objects their own prompts (no 'regions' capability): "
@@ -141,7 +141,7 @@ def passes_and_regions(
         for i, obj in enumerate(objects, start=1):
             obj.pass_index = i if i in texts else 0
         extra = [(view_layer, "use_pass_object_index", True)]
-        layers = passes.render_layers(scene, camera, view_layer, width, height, extra)
+        layers = passcapture.render_layers(scene, camera, view_layer, width, height, extra)
     finally:
         for o, index in saved:
             o.pass_index = index

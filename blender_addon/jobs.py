@@ -28,7 +28,7 @@ from sfumato.protocol import (
 )
 from sfumato.protocol.messages import SEED_MAX
 
-from . import geometry, passes, scene
+from . import geometry, passcapture, passes, scene
 from .pending import BackdropTarget, InpaintTarget, Pending, TextureTarget, matrix
 
 Server = Offer | Welcome  # what the server offers: the session's Offer (a Welcome in tests)
@@ -227,7 +227,7 @@ def prepare_backdrop(context: Any, settings: Any, welcome: Server) -> Pending:
     _require_control(welcome)
     width, height = _camera_frame(context, settings, welcome)
     job_params = params(settings, welcome, width=width, height=height)
-    found = passes.render_passes(context.scene, camera, context.view_layer, width, height)
+    found = passcapture.render_passes(context.scene, camera, context.view_layer, width, height)
     far = max(found.far, scene.farthest_depth(context.scene, camera)) * 1.1
     far = far or min(camera.data.clip_end * 0.5, 50.0)  # an empty frame: halfway out
     job = Job(

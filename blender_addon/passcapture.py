@@ -1,5 +1,6 @@
-"""Cycles passes read from memory, without the multi-layer EXR: the texture cameras' render
-(depth, normal, UV, object index) at the cost of the render alone.
+"""Cycles passes read from memory, without the multi-layer EXR: every pass render of the
+add-on (depth, normal, and for the texture cameras UV and object index) at the cost of the
+render alone.
 
 Writing the EXR cost more than the render's own time at 512² (Blender encoding twelve float
 channels, then reading them back; docs/benchmarks.md, Texture Object), and bpy offers no
@@ -28,6 +29,15 @@ ENGINE = "SFUMATO_PASSES"
 SKIP = frozenset({"Combined"})  # Cycles always makes it; the texture passes never use it
 
 
+def render_passes(
+    scene: Any, camera: Any, view_layer: Any, width: int, height: int
+) -> passes.Passes:
+    """Depth and camera-space normals of ``scene`` from ``camera`` at width×height (Texture
+    from View, Camera Backdrop, the live viewport). The scene's render settings are restored
+    afterwards, whatever happens."""
+    return passes.passes_of(render_layers(scene, camera, view_layer, width, height), camera)
+
+
 def render_layers(
     scene: Any,
     camera: Any,
@@ -48,9 +58,14 @@ def render_layers(
         passes.pass_settings(scene, camera, view_layer, width, height, unused, extra),
     ):
         scene.render.engine = ENGINE  # put back with every other render setting
-        engine.captured = {}
+        engine.captured, engine.failure = {}, ""
         bpy.ops.render.render(write_still=False, scene=scene.name, layer=view_layer.name)
-        found, engine.captured = engine.captured, {}
+        found, failure, engine.captured, engine.failure = engine.captured, engine.failure, {}, ""
+    if failure:
+        raise RuntimeError(
+            f"the depth, normal and UV passes could not be read from the render ({failure}); "
+            "nothing in the scene was changed: try again, and report it if it repeats"
+        )
     if not found:
         raise RuntimeError(
             "the pass render left no passes in its result (was it cancelled?); the depth, "
@@ -97,13 +112,15 @@ def _engine_class() -> Any:
         bl_idname = ENGINE
         bl_label = "Sfumato passes"
         captured: ClassVar[dict[str, np.ndarray]] = {}
+        failure: ClassVar[str] = ""  # why the passes could not be copied out, when they could not
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.session = None
 
         def __del__(self) -> None:
-            cycles.free(self)
+            with contextlib.suppress(ReferenceError):  # Blender freed the struct first
+                cycles.free(self)
 
         def update(self, data: Any, depsgraph: Any) -> None:
             if not self.session:
@@ -115,7 +132,10 @@ def _engine_class() -> Any:
 
         def render_frame_finish(self) -> None:
             cycles.render_frame_finish(self)
-            type(self).captured = result_channels(self.get_result())
+            try:  # Blender only prints what a callback raises: keep the reason for the caller
+                type(self).captured = result_channels(self.get_result())
+            except Exception as exc:  # any failure: render_layers reports it
+                type(self).failure = f"{type(exc).__name__}: {exc}"  # not exc: it holds self
 
         def update_render_passes(self, scene: Any, view_layer: Any) -> None:
             cycles.register_passes(self, scene, view_layer)

@@ -43,12 +43,6 @@ class Passes:
         return float(hit.max()) if hit.size else 0.0
 
 
-def render_passes(scene: Any, camera: Any, view_layer: Any, width: int, height: int) -> Passes:
-    """Render depth and normals of ``scene`` from ``camera`` at width×height. The scene's
-    render settings are restored afterwards, whatever happens."""
-    return passes_of(render_layers(scene, camera, view_layer, width, height), camera)
-
-
 def render_layers(
     scene: Any,
     camera: Any,

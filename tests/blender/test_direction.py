@@ -99,7 +99,7 @@ def test_objects_own_prompts_are_regions_of_their_silhouettes(offer: Any) -> Non
 
 
 def test_pass_index_is_restored_when_the_render_fails(offer: Any, monkeypatch: Any) -> None:
-    passes, direction = submodule("passes"), submodule("direction")
+    capture, direction = submodule("passcapture"), submodule("direction")
     cam = scenes.camera()
     box = scenes.cube()
     box.sfumato_prompt.prompt, box.pass_index = "a crate", 4
@@ -108,7 +108,7 @@ def test_pass_index_is_restored_when_the_render_fails(offer: Any, monkeypatch: A
         assert box.pass_index == 1  # ours, during the render
         raise RuntimeError("render failed")
 
-    monkeypatch.setattr(passes, "render_layers", broken)
+    monkeypatch.setattr(capture, "render_layers", broken)
     with pytest.raises(RuntimeError, match="render failed"):
         direction.passes_and_regions(bpy.context.scene, cam, bpy.context.view_layer, [box],
                                      128, 64, offer)  # fmt: skip

@@ -72,3 +72,28 @@ def test_a_render_that_leaves_no_passes_is_an_error(
     with pytest.raises(RuntimeError, match="no passes"):
         capture.render_layers(scene, cam, layer, 96, 64, extra)
     assert scene.render.engine == before and capture.ENGINE not in engines()
+
+
+def test_an_exception_inside_the_capture_engine_fails_the_render_and_changes_nothing(
+    addon: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exception in the engine's own callback (Blender calls it, not us: it would only
+    print the traceback) ends in an error that gives the reason, the scene's settings and
+    engine list as they were, and the next render works."""
+    capture = submodule("passcapture")
+    cam, extra = scene_with_two_objects()
+    scene, layer = bpy.context.scene, bpy.context.view_layer
+    before = scene.render.engine, scene.render.resolution_x, scene.render.filepath
+    real = capture.result_channels
+
+    def broken(result: object) -> dict[str, np.ndarray]:
+        raise ValueError("a pass could not be read")
+
+    monkeypatch.setattr(capture, "result_channels", broken)
+    with pytest.raises(RuntimeError, match=r"could not be read .*ValueError: a pass could not"):
+        capture.render_layers(scene, cam, layer, 96, 64, extra)
+    assert (scene.render.engine, scene.render.resolution_x, scene.render.filepath) == before
+    assert capture.ENGINE not in engines()
+    monkeypatch.setattr(capture, "result_channels", real)
+    found = capture.render_passes(scene, cam, layer, 96, 64)
+    assert found.depth.shape == (64, 96) and not found.background.all()

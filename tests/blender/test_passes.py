@@ -33,11 +33,11 @@ def camera_at_origin() -> object:
 
 
 def test_depth_is_planar_distance_and_background_is_masked(addon: ModuleType) -> None:
-    passes = submodule("passes")
+    capture = submodule("passcapture")
     cam = camera_at_origin()
     wall(3.0)
     scene = bpy.context.scene
-    found = passes.render_passes(scene, cam, bpy.context.view_layer, 96, 64)
+    found = capture.render_passes(scene, cam, bpy.context.view_layer, 96, 64)
     assert found.depth.shape == (64, 96) and found.depth.dtype == np.float32
     hit = ~found.background
     assert hit[32, 48] and found.background[0, 0]  # 1.5 wide at 3 m: the corners miss it
@@ -50,14 +50,14 @@ def test_depth_is_planar_distance_and_background_is_masked(addon: ModuleType) ->
 def test_normals_are_in_camera_space(addon: ModuleType) -> None:
     """Tilt the wall 30° about x and turn the camera: the camera-space normal is the tilt
     alone, whatever the camera's turn in the world."""
-    passes = submodule("passes")
+    capture = submodule("passcapture")
     cam = camera_at_origin()
     plane = wall(3.0, tilt=math.radians(30), size=4.0)
     turn = Matrix.Rotation(math.radians(40), 4, "Z")
     for obj in (cam, plane):  # turn the whole rig: nothing changes as seen from the camera
         obj.matrix_world = turn @ obj.matrix_world
     bpy.context.view_layer.update()
-    found = passes.render_passes(bpy.context.scene, cam, bpy.context.view_layer, 96, 64)
+    found = capture.render_passes(bpy.context.scene, cam, bpy.context.view_layer, 96, 64)
     centre = found.normal[32, 48]
     expected = [0.0, -math.sin(math.radians(30)), math.cos(math.radians(30))]
     np.testing.assert_allclose(centre, expected, atol=1e-3)
@@ -65,22 +65,22 @@ def test_normals_are_in_camera_space(addon: ModuleType) -> None:
 
 def test_rows_top_first(addon: ModuleType) -> None:
     """Something only in the upper half of the frame shows in the arrays' first rows."""
-    passes = submodule("passes")
+    capture = submodule("passcapture")
     cam = camera_at_origin()
     bpy.ops.mesh.primitive_plane_add(size=1.0, location=(0.0, 0.6, -3.0))
-    found = passes.render_passes(bpy.context.scene, cam, bpy.context.view_layer, 96, 64)
+    found = capture.render_passes(bpy.context.scene, cam, bpy.context.view_layer, 96, 64)
     rows = np.nonzero(~found.background)[0]
     assert rows.size and rows.max() < 32
 
 
 def test_settings_are_restored(addon: ModuleType) -> None:
-    passes = submodule("passes")
+    capture = submodule("passcapture")
     scene = bpy.context.scene
     cam = camera_at_origin()
     scene.render.engine, scene.render.filepath = "BLENDER_WORKBENCH", "//mine"
     scene.render.resolution_x = 321
     engine = scene.render.engine
-    passes.render_passes(scene, cam, bpy.context.view_layer, 64, 64)
+    capture.render_passes(scene, cam, bpy.context.view_layer, 64, 64)
     assert (scene.render.engine, scene.render.filepath, scene.render.resolution_x) == (
         engine, "//mine", 321,
     )  # fmt: skip
@@ -120,5 +120,5 @@ def test_a_pass_setting_this_blender_lacks_raises_before_anything_changes(
 
     monkeypatch.setattr(passes, "check_settings", with_a_missing_one)
     with pytest.raises(RuntimeError, match=r"CyclesRenderSettings\.samples_of_old"):
-        passes.render_passes(scene, camera, bpy.context.view_layer, 64, 64)
+        submodule("passcapture").render_passes(scene, camera, bpy.context.view_layer, 64, 64)
     assert (passes.snapshot(scene.render), passes.snapshot(scene.cycles)) == before

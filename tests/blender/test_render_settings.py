@@ -133,7 +133,7 @@ def test_a_pass_render_puts_every_setting_back(addon: ModuleType, fmt: str, data
     set_output(scene, fmt)
     user_settings(scene, data)
     before = everything(scene)
-    found = submodule("passes").render_passes(scene, cam, bpy.context.view_layer, 64, 48)
+    found = submodule("passcapture").render_passes(scene, cam, bpy.context.view_layer, 64, 48)
     assert found.depth.shape == (48, 64) and (~found.background).any()
     assert_same(before, everything(scene))
     assert scene.render.image_settings.file_format == FORMATS[fmt]["file_format"]
@@ -202,7 +202,9 @@ def test_non_square_pixels_render_and_line_up_with_the_projection(
     r = scene.render
     shown = geometry_aspect(r)
     width, height = submodule("geometry").frame_size(shown, 1.0, 96)
-    found = submodule("passes").render_passes(scene, cam, bpy.context.view_layer, width, height)
+    found = submodule("passcapture").render_passes(
+        scene, cam, bpy.context.view_layer, width, height
+    )
     rows, cols = np.nonzero(~found.background)
     assert rows.size, "the plane is not in the passes"
     to_camera, projection = submodule("scene").camera_matrices(
