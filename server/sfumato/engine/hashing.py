@@ -7,13 +7,18 @@ file, sorted by path (registry/digest.py, which ``sfumato models pull`` checks w
 entry with a ``weight`` (an IP-Adapter file or image encoder folder inside its source) hashes
 as that file or folder alone: what the engine loads, so two entries sharing one hub repo keep
 their own hashes. Hashing gigabytes takes seconds, so results are cached on disk by path, size
-and modification time.
+and modification time, in one file that every process sharing the cache folder writes (the
+Ray replicas, a front door, ``sfumato models``): each write merges what is there and goes
+through a name of its own, so they never trip over each other.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
+import tempfile
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -25,15 +30,14 @@ from .tiny import tiny_dir
 
 __all__ = ["WEIGHT_SUFFIXES", "WeightHashes", "file_sha256"]
 
+log = logging.getLogger(__name__)
+
 
 class WeightHashes:
     def __init__(self, cache_dir: Path) -> None:
         self._file = Path(cache_dir) / "weight-hashes.json"
         self._lock = threading.Lock()
-        try:
-            self._known: dict[str, str] = json.loads(self._file.read_text(encoding="utf-8"))
-        except (FileNotFoundError, json.JSONDecodeError):
-            self._known = {}
+        self._known: dict[str, str] = self._read()
         self.cache_dir = Path(cache_dir)
         # hub lookups are not free: once per (source, weight); the source's root folder
         self._locations: dict[tuple[str, str], Path | None] = {}
@@ -73,11 +77,38 @@ class WeightHashes:
         digest = file_sha256(real)
         with self._lock:
             self._known[key] = digest
-            self._file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self._file.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self._known, indent=1), encoding="utf-8")
-            os.replace(tmp, self._file)
+            self._save()
         return digest
+
+    def _read(self) -> dict[str, str]:
+        try:
+            known = json.loads(self._file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # none yet, or unreadable: a cache, rebuilt as it goes
+            return {}
+        return {str(k): str(v) for k, v in known.items()} if isinstance(known, dict) else {}
+
+    def _save(self) -> None:
+        """Best effort (a cache): the file's entries merged with ours, written under a name of
+        this write's own and renamed over it, so concurrent writers each leave a whole file."""
+        tmp = ""
+        try:
+            self._known = {**self._read(), **self._known}
+            self._file.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(
+                prefix=".weight-hashes-", suffix=".tmp", dir=self._file.parent
+            )
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                json.dump(self._known, out, indent=1)
+            os.replace(tmp, self._file)
+        except OSError as exc:
+            log.warning(
+                "could not save the weights hash cache %s (%s): hashing again next start",
+                self._file,
+                exc,
+            )
+            if tmp:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
 
     def _location(self, entry: ModelEntry) -> Path | None:
         key = (entry.source, entry.weight)
