@@ -36,6 +36,7 @@ from .hostserver import (
 
 STOP_GRACE = 10.0  # seconds SIGTERM gets (the server's own shutdown_grace) before SIGKILL
 QUIT_GRACE = 5.0  # the same when the host quits: it waits for us
+STOP_WITH_STDIN = "SFUMATO_STOP_WITH_STDIN"  # read by service.run (not imported: no service here)
 PROBE_TIMEOUT = 3.0
 LOCAL_HOSTS = {"127.0.0.1": "127.0.0.1", "localhost": "127.0.0.1", "::1": "::1"}
 # The host's Python settings would point the server's Python at the host's own packages
@@ -80,6 +81,10 @@ def child_environment(token: str, environ: Mapping[str, str] | None = None) -> d
         env.pop(name, None)
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONIOENCODING"] = "utf-8"
+    # the server stops when its standard input (a pipe only this host holds) closes: when the
+    # host quits or crashes, the server goes too (service.run); a server older than this
+    # variable ignores it
+    env[STOP_WITH_STDIN] = "1"
     if token:
         env["SFUMATO_TOKEN"] = token
     else:
@@ -210,7 +215,7 @@ class LocalServer:
             try:
                 proc = subprocess.Popen(
                     command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL, text=True, encoding="utf-8", errors="replace",
+                    stdin=subprocess.PIPE, text=True, encoding="utf-8", errors="replace",
                     bufsize=1, env=child_environment(token), start_new_session=OWN_GROUP,
                     creationflags=GROUP_FLAGS,
                 )  # fmt: skip
@@ -227,6 +232,8 @@ class LocalServer:
             with self._lock:
                 tracker.feed(line)
         code = proc.wait()
+        if proc.stdin is not None:
+            proc.stdin.close()
         with self._lock:
             tracker.exited(code)
             if self._proc is proc:

@@ -6,8 +6,10 @@ reaches: dying at start, ignoring SIGTERM."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import stat
+import subprocess
 import sys
 import threading
 import time
@@ -106,6 +108,53 @@ def test_a_real_server_starts_is_reused_and_stops(quiet_home: Path) -> None:
     assert gone(status.pid)
     with socket.socket() as s:  # the port is free again
         assert s.connect_ex(local_address(url)) != 0
+
+
+HOST = """
+import os, signal, sys, time
+from sfumato.hostlaunch import LocalServer
+from sfumato.hostserver import ServerState
+
+server = LocalServer(None, "crashing-host")
+server.start(sys.argv[1], environment=sys.argv[2], args=["--no-preload"])
+deadline = time.monotonic() + 120
+while (status := server.status()).state is not ServerState.READY:
+    if not status.state.alive or time.monotonic() > deadline:
+        sys.exit(f"no server: {status}")
+    time.sleep(0.05)
+print(status.pid, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)  # a host crash: no close(), no atexit, no SIGTERM sent
+"""
+
+
+def ended(pid: int) -> bool:
+    """Gone, or a zombie nobody reaped yet (its parent, the host, was killed)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return gone(pid)
+    return state in ("Z", "X")
+
+
+@pytest.mark.slow
+def test_a_server_goes_when_the_host_that_started_it_is_killed(quiet_home: Path) -> None:
+    """Its standard input is a pipe only the host holds: the host killed, the pipe closes and
+    the server stops as on SIGTERM (the port free again), instead of running for nobody."""
+    if not (SERVER_ENV / "bin" / "sfumato").exists():
+        pytest.fail(f"the server environment {SERVER_ENV} is missing: run ./dev setup")
+    url = f"ws://127.0.0.1:{free_port()}"
+    host = subprocess.run(
+        [sys.executable, "-c", HOST, url, str(SERVER_ENV)],
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert host.returncode == -signal.SIGKILL, host.stderr
+    pid = int(host.stdout.split()[0])
+    deadline = time.monotonic() + 30
+    while not ended(pid):
+        assert time.monotonic() < deadline, f"server {pid} outlived the host that started it"
+        time.sleep(0.1)
+    with socket.socket() as s:
+        assert s.connect_ex(local_address(url)) != 0, "the port is still held"
 
 
 def test_a_port_held_by_another_program_is_reported_and_nothing_starts(

@@ -12,6 +12,8 @@ import logging
 import os
 import signal
 import sys
+import threading
+from collections.abc import Callable
 
 from .config import ConfigError, ServerConfig
 from .server import SfumatoServer
@@ -20,9 +22,16 @@ __all__ = ["ConfigError", "ServerConfig", "SfumatoServer", "run"]
 
 log = logging.getLogger("sfumato.server")
 
+# Set by a plugin that starts the server (hostlaunch.py): stop, as on SIGTERM, when standard
+# input closes. Its other end is a pipe only the host app holds, so the server goes with the
+# host even when the host crashes or is killed, instead of holding the port for nobody.
+STOP_WITH_STDIN = "SFUMATO_STOP_WITH_STDIN"
+
 
 def run(config: ServerConfig) -> None:
-    """Serve until SIGINT/SIGTERM. Prints the URL once listening (tests and scripts wait on it)."""
+    """Serve until SIGINT/SIGTERM (or, under ``$SFUMATO_STOP_WITH_STDIN``, until standard
+    input closes). Prints the URL once listening (tests and scripts wait on it)."""
+    with_stdin = os.environ.pop(STOP_WITH_STDIN, "") == "1"  # not for our own children
 
     async def main() -> None:
         server = SfumatoServer(config)
@@ -32,6 +41,11 @@ def run(config: ServerConfig) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        if with_stdin:
+            threading.Thread(
+                target=_until_stdin_closes, args=(lambda: loop.call_soon_threadsafe(stop.set),),
+                name="sfumato-stdin", daemon=True,
+            ).start()  # fmt: skip
         await stop.wait()
         log.info("stopping: unfinished jobs stay journaled and run after the restart")
         await server.close()
@@ -51,3 +65,15 @@ def run(config: ServerConfig) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+def _until_stdin_closes(then: Callable[[], object]) -> None:
+    """Read standard input to its end (what arrives is ignored), then ``then()``."""
+    try:
+        fd = sys.stdin.fileno()
+        while os.read(fd, 4096):
+            pass
+    except (OSError, ValueError, AttributeError):  # no usable stdin: the host is gone
+        pass
+    log.info("standard input closed: the program that started this server is gone; stopping")
+    then()
