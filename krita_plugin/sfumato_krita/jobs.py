@@ -358,7 +358,10 @@ def history_entry(
         "controls": [[c.kind.value, c.strength, c.preprocess] for c in inp.controls],
         "region": inp.region.to_list(),
         "selection": inp.mask is not None,
-        "references": [[r.weight, r.start, r.end] for r in inp.references],
+        # weight, start, end, kind ("style", "content"; null: the whole picture steers)
+        "references": [
+            [r.weight, r.start, r.end, r.kind.value if r.kind else None] for r in inp.references
+        ],
         "regions": [[r.prompt, r.negative] for r in inp.regions],
         "layers": names,
     }

@@ -8,6 +8,7 @@ plugin builds is what the server reads."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -30,10 +31,28 @@ from sfumato_krita.direction import (
     region_order,
     set_region,
 )
-from sfumato_krita.jobs import CanvasInput, Mode, PluginError, Rect, Request, build_job, round_up8
+from sfumato_krita.jobs import (
+    CanvasInput,
+    Mode,
+    PluginError,
+    Rect,
+    Request,
+    build_job,
+    history_entry,
+    round_up8,
+)
 
 from sfumato.hostdirection import RegionText, reference, region
-from sfumato.protocol import Limits, ReferenceKind, decode_client_message, encode_bytes
+from sfumato.protocol import (
+    Array,
+    DType,
+    Limits,
+    ReferenceKind,
+    Result,
+    Task,
+    decode_client_message,
+    encode_bytes,
+)
 
 sides = st.integers(1, 40)
 
@@ -179,3 +198,40 @@ def test_too_many_regions_or_references_is_refused_naming_the_field() -> None:
     pic = reference(bytes(3 * 4), 2, 2)
     with pytest.raises(PluginError, match=r"inputs\.references"):
         _job(Rect(0, 0, 64, 64), (), (pic,) * 5)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    refs=st.lists(
+        st.tuples(kinds, st.floats(0, 2), st.floats(0, 0.5), st.floats(0.5, 1)), max_size=4
+    ),
+    negatives=st.lists(st.text(max_size=12), max_size=3),
+)
+def test_the_history_remembers_each_references_kind_and_each_regions_negative(
+    refs: list[tuple[ReferenceKind | None, float, float, float]], negatives: list[str]
+) -> None:
+    """What the .kra's history annotation keeps of a job: per reference its weight, start,
+    end and kind (null: the whole picture), per region its prompt and negative."""
+    pic = bytes(3 * 4)
+    references = tuple(
+        reference(pic, 2, 2, weight=w, start=a, end=b, kind=k) for k, w, a, b in refs
+    )
+    regions = tuple(
+        region(b"\xff" * 64 * 64, 64, 64, RegionText(f"part {n}", neg))
+        for n, neg in enumerate(negatives)
+    )
+    inp = CanvasInput(
+        64, 64, Rect(0, 0, 64, 64), None, None, references=references, regions=regions
+    )
+    request = Request(Mode.GENERATE, prompt="a room", seed=3)
+    job = build_job(request, inp, ("generate",), "j")
+    result = Result(
+        "j", Task.GENERATE, (Array(DType.UINT8, (64, 64, 3), bytes(64 * 64 * 3)),), (3,), "m"
+    )
+    entry = history_entry(job, request, inp, result, ["generate · seed 3"])
+    stored = json.loads(json.dumps([entry], ensure_ascii=False))[0]  # as canvas.py stores it
+    assert stored["references"] == [
+        [r.weight, r.start, r.end, r.kind.value if r.kind else None] for r in references
+    ]
+    assert [kind for *_, kind in stored["references"]] == [k.value if k else None for k, *_ in refs]
+    assert stored["regions"] == [[f"part {n}", neg] for n, neg in enumerate(negatives)]
