@@ -42,16 +42,24 @@ def ray_address() -> Iterator[str]:
 
 
 @pytest.fixture(scope="package")
+def cluster_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The front door's registry file (the built-in entries); a test adds one while it runs."""
+    registry = tmp_path_factory.mktemp("cluster") / "registry.toml"
+    registry.write_text("include_builtin = true\n")
+    return registry
+
+
+@pytest.fixture(scope="package")
 def cluster_server(
-    ray_address: str, tmp_path_factory: pytest.TempPathFactory, model_cache: Path
+    ray_address: str, cluster_registry: Path, model_cache: Path
 ) -> Iterator[ServerProcess]:
-    folder = tmp_path_factory.mktemp("cluster")
+    folder = cluster_registry.parent
     config = folder / "sfumato.toml"
     config.write_text("[limits]\nmax_queued_jobs = 10\n\n[cluster]\nray = true\n")
     server = ServerProcess(
         folder / "results", model_cache, folder / "server.log",
         "--config", str(config), "--ray", ray_address, "--replicas", "2", "--no-preload",
-        timeout=120,
+        "--registry", str(cluster_registry), timeout=120,
     )  # fmt: skip
     try:
         yield server

@@ -5,9 +5,11 @@ kill them (they run in file order: the kill test leaves one restarting, the last
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from sfumato.protocol import (
     ErrorCode,
     Job,
     JobParams,
+    LoraRef,
     Progress,
     Result,
     ServerMessage,
@@ -117,6 +120,50 @@ def test_a_job_goes_to_the_replica_that_has_its_model(cluster_server: ServerProc
     assert len({where[f"aff-{n}"] for n in (1, 3, 5)}) == 1  # every tiny-sdxl job on one
     assert len({where[f"aff-{n}"] for n in (2, 4)}) == 1  # tiny-sd's after that on the other
     assert where["aff-1"] != where["aff-2"]
+
+
+LATE_ENTRY = """
+[models."late-style"]
+kind = "lora"
+family = "sd15"
+source = "tiny:sd15-lora-style"
+license = "House licence 7"
+approved = true
+"""
+
+
+def test_an_entry_added_while_serving_reaches_every_replica(
+    cluster_server: ServerProcess, cluster_registry: Path
+) -> None:
+    """The front door reads its registry file again when it changes (registry_watch.py), and
+    the replicas take that registry before their next job: a LoRA entry added while the
+    cluster serves is usable on both replicas, at once, without a restart."""
+    first = Peer(cluster_server.url)
+    assert "late-style" not in {m.name for m in first.hello(client_id="late-entry").models}
+    ends = [run_one(first, small(f"before-late-{n}", n, "tiny-sd"))[-1] for n in range(2)]
+    assert all(isinstance(end, Result) for end in ends), ends  # the replicas are up, made
+    first.close()  # with the registry as it was
+    tmp = cluster_registry.with_name("registry.edit")
+    tmp.write_text(cluster_registry.read_text() + LATE_ENTRY)
+    os.replace(tmp, cluster_registry)  # an editor's save (or `sfumato train-lora`'s entry)
+    peer = Peer(cluster_server.url)
+    assert "late-style" in {m.name for m in peer.hello(client_id="late-entry").models}
+    lora = (LoraRef("late-style", 0.8),)
+    jobs = []
+    for n in range(4):
+        job = small(f"late-{n}", n, "tiny-sd", steps=6, side=128)
+        jobs.append(replace(job, params=replace(job.params, loras=lora)))
+    for job in jobs:  # at once: both replicas run some of them
+        peer.send(job)
+    ends = {}
+    while len(ends) < len(jobs):
+        message = peer.recv(120)
+        if isinstance(message, (Result, Error, Cancelled)):
+            ends[message.id] = message
+    assert all(isinstance(end, Result) for end in ends.values()), ends
+    where = {job: info.name for info in infos() for job in info.finished if job.startswith("late-")}
+    assert len(set(where.values())) == 2, f"one replica ran them all: {where}"
+    peer.close()
 
 
 def long_job_running(peer: Peer, job_id: str) -> tuple[Job, int]:

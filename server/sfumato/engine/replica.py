@@ -65,5 +65,12 @@ class Replica:
         self.load(job.params.model, on_status)
         return self.engine.run(job, on_step=on_step, is_cancelled=is_cancelled, on_stage=on_stage)
 
+    def use_registry(self, registry: Registry, changed: tuple[str, ...]) -> None:
+        """The front door's registry file changed: jobs from now on use ``registry``; the
+        loaded model goes first when an entry it may hold (``changed``) changed."""
+        if changed and self.engine.model is not None:
+            self.engine.unload()
+        self.engine.registry = registry
+
     def describe(self) -> str:
         return self.engine.describe()

@@ -39,7 +39,7 @@ from .config import ServerConfig
 from .fair_queue import FairQueue, JobEntry
 from .journal import Journal
 from .placement import Slot, all_down, choose
-from .replica_actor import CONTROL, Finished, ReplicaActor, ReplicaInfo
+from .replica_actor import CONTROL, Finished, ReplicaActor, ReplicaInfo, SentRegistry
 from .store import ResultStore
 from .worker import STOP_TIMEOUT, Notify, Worker, _wait
 
@@ -83,6 +83,8 @@ class ClusterWorker(Worker):
         self._tasks: set[asyncio.Task[None]] = set()
         self._ready = asyncio.Event()  # the replicas exist (or could not be made: .problem)
         self._started_ray = False
+        self._generation = 0  # registry files read again since start (use_registry)
+        self._registry_ref: Any = None  # ray.ObjectRef of self.registry, put once per change
 
     # ---------------------------------------------------------------- the Worker interface
 
@@ -93,6 +95,23 @@ class ClusterWorker(Worker):
             self._place()
             self._wakeup.clear()
             await self._wakeup.wait()
+
+    def use_registry(self, registry: Registry, changed: tuple[str, ...]) -> None:
+        """The registry file changed: admission uses it now, and every replica takes it
+        before its next job (``ReplicaActor.run``'s ``registry``), unloading only what
+        ``changed`` — also a replica Ray restarts, which starts from its first registry."""
+        self.registry = registry
+        self._generation += 1
+        self._registry_ref = None  # put into Ray's object store at the next job
+
+    def _sent_registry(self) -> SentRegistry:
+        if not self._generation:
+            return None  # the replicas were made with this one
+        if self._registry_ref is None:
+            import ray
+
+            self._registry_ref = ray.put(self.registry)
+        return (self._generation, [self._registry_ref])
 
     async def preload(self, model: str) -> None:
         """Load the default model on every replica, in the background."""
@@ -352,7 +371,8 @@ class ClusterWorker(Worker):
         out: Finished | None = None
         end: Error | Cancelled | None = None
         try:
-            async for ref in self._actors[slot.index].run.remote(job, attempt.ticket):
+            sent = self._sent_registry()
+            async for ref in self._actors[slot.index].run.remote(job, attempt.ticket, sent):
                 for item in await ref:  # a batch: what the replica reported since the last
                     if isinstance(item, Progress):
                         self.notify(owner, item)

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..protocol import Array, Cancelled, Coverage, Error, Job, Progress
 from ..registry import Registry
+from .registry_watch import weights_changed
 from .worker import EngineUnavailable, engine_problem, failure_event
 
 if TYPE_CHECKING:
@@ -77,6 +78,11 @@ class ReplicaInfo:
 
 
 _END = object()  # the engine thread is done
+
+# What ``run`` gets of the front door's registry: None while it is the one the replica was
+# made with, else (its generation, [a Ray ObjectRef of it]) — in a list, so Ray hands the
+# reference over instead of fetching the value for every job; the replica fetches it once.
+SentRegistry = tuple[int, list[Any]] | None
 Item = Progress | Finished | Error | Cancelled  # what a run streams, in batches
 
 
@@ -93,6 +99,7 @@ class ReplicaActor:
         self._lock = threading.Lock()
         self._finished: deque[str] = deque(maxlen=HISTORY)
         self._running: str | None = None
+        self._generation = 0  # of the registry in use: 0, the one this replica was made with
         try:
             from ..engine.replica import Replica
 
@@ -109,8 +116,27 @@ class ReplicaActor:
         replica.load(model)
         return replica.describe()
 
-    def run(self, job: Job, ticket: str) -> Iterator[tuple[Item, ...]]:
-        """Run ``job`` (its ``params.model`` resolved), yielding its progress, then its end.
+    def _take_registry(self, replica: Replica, generation: int, holder: list[Any]) -> None:
+        """Between two jobs (``run`` is this actor's one-at-a-time group): the registry the
+        front door read again (``sfumato approve``, an added entry); a replica restarted by
+        Ray starts from the one it was made with and takes the newest at its first job."""
+        import ray
+
+        (ref,) = holder
+        new: Registry = ref if isinstance(ref, Registry) else ray.get(ref)
+        changed = weights_changed(replica.engine.registry, new)
+        replica.use_registry(new, changed)
+        self._generation = generation
+        log.info(
+            "replica %s: registry %d taken (%d entries%s)", self.name, generation,
+            len(new.entries), f"; {', '.join(changed)} changed, unloaded" if changed else "",
+        )  # fmt: skip
+
+    def run(
+        self, job: Job, ticket: str, registry: SentRegistry = None
+    ) -> Iterator[tuple[Item, ...]]:
+        """Run ``job`` (its ``params.model`` resolved), yielding its progress, then its end;
+        first taking the front door's newer ``registry``, if it sent one (``SentRegistry``).
 
         Each yield is a batch: what the engine reported since the last one. A yield costs an
         object in Ray's store and a message to the front door, so steps that come faster than
@@ -120,6 +146,8 @@ class ReplicaActor:
         except EngineUnavailable as exc:
             yield (failure_event(job.id, exc),)
             return
+        if registry is not None and registry[0] != self._generation:
+            self._take_registry(replica, *registry)
         items: queue.SimpleQueue[Any] = queue.SimpleQueue()
         stop = threading.Event()
 
@@ -166,6 +194,8 @@ class ReplicaActor:
                 batch = [item for item in batch if item is not _END]
                 if any(isinstance(item, Finished) for item in batch):
                     self._finished.append(job.id)
+                if ended:  # the engine thread is done: the job's end goes out with nothing
+                    self._running = None  # running here (info says so from now on)
                 if batch:
                     yield tuple(batch)
         finally:  # the consumer went away (GeneratorExit): stop the engine at its next step
