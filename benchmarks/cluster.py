@@ -1,7 +1,7 @@
 """What ``serve --ray`` buys and costs on one machine: throughput with 1 vs 2 CPU replicas, and
 one job through a Ray replica vs the in-process worker. Prints JSON.
 
-    .venv/bin/python benchmarks/cluster.py [--jobs 16] [--runs 5] [--side 256] [--steps 8]
+    .venv/bin/python benchmarks/cluster.py [--jobs 16] [--rounds 3] [--runs 7] [--side 256] [--steps 8]
 
 One local Ray cluster (``ray.init(num_cpus=2)``) is started here; each ``sfumato serve --ray
 ADDRESS`` front door joins it. Tiny model, txt2img at ``--side``², ``--steps`` steps, fixed
