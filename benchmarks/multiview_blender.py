@@ -14,7 +14,7 @@ same ``view_passes`` on its fallback path (where Cycles' engine class is not fou
 render written to a multi-layer EXR and read back: what the add-on did before capture.
 Bare, add-on and EXR runs alternate over the views after one warm-up each; min and median
 over ``--repeat`` rounds of all views. ``bake_s``: the position + normal bake at ``--texture``²
-(once per job). ``cameras_s``: greedy placement (64 candidates, BVH ray casts). Runs offline,
+(once per job). ``cameras_s``: greedy placement (256 candidate views rasterised in numpy, 8000 surface samples). Runs offline,
 without a server.
 """
 

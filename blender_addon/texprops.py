@@ -12,8 +12,9 @@ from bpy.props import (
 )
 
 STRATEGIES = (
-    ("GREEDY", "Greedy Coverage", "From 64 directions, add the view that sees the most "
-     "surface not seen yet, until the coverage or the budget is reached"),
+    ("GREEDY", "Greedy Coverage", "From 256 directions, add the view that paints the most "
+     "surface not painted yet (by the server's rules), until the coverage or the budget is "
+     "reached"),
     ("ORBIT", "Orbit Ring", "Cameras on a ring around the objects at one elevation"),
     ("SPHERE", "Sphere", "Cameras spread evenly over the whole sphere"),
     ("HEMISPHERE", "Hemisphere", "Cameras spread evenly over the upper half"),
