@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from sfumato.protocol import (
 from sfumato.provenance import verify_png
 
 from .conftest import Peer, finished, rgb
+from .procs import ServerProcess
 from .test_approval import tiny_weights_sha256
 
 SMALL = {"width": 64, "height": 64, "steps": 3, "seed": 4, "prompt": "a room"}
@@ -127,7 +129,45 @@ def test_credentials_name_every_reference_and_region(
     (folder,) = [d / job.id for d in server.results.iterdir() if (d / job.id).is_dir()]  # type: ignore[attr-defined]
     sidecar = json.loads((folder / "image-0.json").read_text())
     assert sidecar["credentials"] == facts
+    stored = json.loads((folder / "result.json").read_text())["conditioning"]
+    assert stored == {
+        k: facts[k] for k in ("loras", "controlnets", "references", "regions", "inputs")
+    }
     signed = tmp_path / "directed.png"
     signed.write_bytes(bytes(result.files[0]))
     with pytest.raises(ReproduceError, match="reference pictures"):  # hashes only: no pictures
         reproduce(signed, server.url, None, None, None, 30)  # type: ignore[attr-defined]
+
+
+def test_without_credentials_result_json_still_says_what_steered_the_job(
+    serve: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    """``credentials = false``: no signature, no sidecar, but the store's result.json keeps
+    each reference's parameters and each region's words, with every picture's and mask's
+    sha256, so nothing about what made a result is lost."""
+    config = tmp_path / "sfumato.toml"
+    config.write_text("[server]\ncredentials = false\n")
+    server = serve("--config", str(config))
+    mask = np.zeros((64, 64, 1), np.uint8)
+    mask[16:48, 16:48] = 255
+    picture = rgb(20, 28, seed=5)
+    job = dataclasses.replace(
+        make_job("generate", **SMALL),
+        references=(Reference(Array.from_numpy(picture), 0.6, 0.1, 0.9, ReferenceKind.CONTENT),),
+        regions=(Region(Array.from_numpy(mask), "a copper kettle", negative="rust"),),
+    )
+    peer = Peer(server.url)
+    peer.hello()
+    assert isinstance(outcome(peer, job), Result)
+    peer.close()
+    (folder,) = [d / job.id for d in server.results.iterdir() if (d / job.id).is_dir()]
+    assert not list(folder.glob("image-*.json")), "no credentials were asked for"
+    stored = json.loads((folder / "result.json").read_text())["conditioning"]
+    (ref,) = stored["references"]
+    assert (ref["weight"], ref["start"], ref["end"], ref["kind"]) == (0.6, 0.1, 0.9, "content")
+    assert ref["model"] == "tiny-sd-ip-adapter" and ref["encoder"] == "tiny-sd-image-encoder"
+    assert stored["regions"] == [{"prompt": "a copper kettle", "negative": "rust", "loras": []}]
+    assert stored["inputs"] == {
+        "references[0].image": hashlib.sha256(picture.tobytes()).hexdigest(),
+        "regions[0].mask": hashlib.sha256(mask.tobytes()).hexdigest(),
+    }

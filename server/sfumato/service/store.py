@@ -175,6 +175,7 @@ class ResultStore:
                 "model": result.model,
                 "tiny": result.tiny,
                 "params": asdict(params),
+                "conditioning": _conditioning(facts),
                 "timings": result.timings,
                 "images": names,
                 "coverage": None if result.coverage is None else result.coverage.to_wire(),
@@ -278,6 +279,22 @@ class ResultStore:
         """A job id used again: its old terminal record no longer describes it."""
         with contextlib.suppress(FileNotFoundError):
             self._ended_path(owner, job_id).unlink()
+
+
+def _conditioning(facts: Sequence[GenerationFacts]) -> dict[str, Any] | None:
+    """What besides ``params`` steered the job, as its content credentials record it (the
+    same for every image): LoRAs, ControlNets, references (adapter, encoder, weight,
+    schedule, kind) and regions (words, LoRAs) with their weights hashes, and each input
+    picture's or mask's sha256 — kept here too, so a store without credentials (``credentials
+    = false``) still says what made each result. None when there are no facts."""
+    if not facts:
+        return None
+    first = facts[0]
+    return {
+        "loras": list(first.loras), "controlnets": list(first.controlnets),
+        "references": list(first.references), "regions": list(first.regions),
+        "inputs": dict(first.inputs),
+    }  # fmt: skip
 
 
 def _coverage(stored: Any) -> Coverage | None:

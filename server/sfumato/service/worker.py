@@ -41,7 +41,7 @@ from ..protocol import (
     Task,
 )
 from ..protocol.text import loggable
-from ..provenance import GenerationFacts, SigningIdentity
+from ..provenance import SigningIdentity
 from ..registry import Registry
 from .config import ServerConfig
 from .facts import job_facts
@@ -269,9 +269,8 @@ class Worker:
             coverage=getattr(out, "coverage", None),  # multiview (a cluster replica: none yet)
             trained=getattr(out, "trained", None),  # task train (trainjob.py)
         )
-        facts: tuple[GenerationFacts, ...] = ()
-        if self.identity is not None:
-            facts = job_facts(job, out.model, out.seeds, self.registry, out.hashes)
+        # what made each image: signed into it with credentials on, and in result.json always
+        facts = job_facts(job, out.model, out.seeds, self.registry, out.hashes)
         timings["total"] = time.monotonic() - entry.submitted  # store write included below
         paths = self.store.write(entry.owner, result, job.params, facts, self.identity)
         if self.journal is not None:  # the result is kept: the job will not run again
