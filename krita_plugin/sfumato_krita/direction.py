@@ -8,20 +8,23 @@ types: "Reference" steers the whole model, "Style" only the look, "Composition" 
 layout (``KINDS``). A region's text is stored in the document, in the annotation
 ``sfumato/regions`` (JSON: the layer's unique id → prompt, negative): Krita saves annotations
 and layer ids in the .kra, so the regions survive save and reopen, and renaming or moving a
-layer keeps its prompt. ``directioncanvas`` reads the pixels; everything that decides is
-here, tested without Krita.
+layer keeps its prompt. The docker's reference list is stored per document the same way, in
+``sfumato/references`` (JSON: layer id or file, kind, weight, start, end), so a reopened
+.kra — also after a Krita restart — comes back with its references. ``directioncanvas``
+reads the pixels; everything that decides is here, tested without Krita.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sfumato.hostdirection import RegionText
 from sfumato.protocol import ReferenceKind
 
 REGIONS = "sfumato/regions"  # document annotation: {layer id: {"prompt", "negative"}}
+REFERENCES = "sfumato/references"  # document annotation: the reference list, in order
 _ALPHA_ZERO = bytes(256)
 
 
@@ -155,3 +158,45 @@ def set_region(texts: Mapping[str, RegionText], layer_id: str, prompt: str,
     else:
         out.pop(layer_id, None)
     return out
+
+
+def dump_references(refs: Sequence[ReferenceLayer]) -> bytes:
+    """The docker's reference list as the document's annotation stores it, in order."""
+    data = [
+        {"layer": r.layer_id, "path": r.path, "kind": kind_value(r.kind), "weight": r.weight,
+         "start": r.start, "end": r.end}
+        for r in refs
+    ]  # fmt: skip
+    return json.dumps(data, ensure_ascii=False).encode("utf-8")
+
+
+def parse_references(data: bytes | None) -> list[ReferenceLayer]:
+    """The document's reference list; an entry that is not one (no layer and no file, a
+    damaged or foreign annotation) is left out, and numbers out of range are clamped into
+    the docker's fields' ranges, so a reopened document never fails a job over them."""
+    try:
+        raw = json.loads(bytes(data or b"").decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return []
+    out = []
+    for item in raw if isinstance(raw, list) else ():
+        if not isinstance(item, dict):
+            continue
+        layer, path = item.get("layer"), item.get("path")
+        layer = layer if isinstance(layer, str) else ""
+        path = path if isinstance(path, str) and not layer else ""
+        if not (layer or path):
+            continue
+        kind = item.get("kind")
+        out.append(ReferenceLayer(
+            layer_id=layer, path=path,
+            weight=_number(item.get("weight"), 1.0, 2.0), start=_number(item.get("start"), 0.0),
+            end=_number(item.get("end"), 1.0), kind=kind_of(kind if isinstance(kind, str) else None),
+        ))  # fmt: skip
+    return out
+
+
+def _number(value: object, default: float, top: float = 1.0) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        return default
+    return min(top, max(0.0, float(value)))

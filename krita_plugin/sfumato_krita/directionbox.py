@@ -43,9 +43,11 @@ FOLLOW_MS = 250  # how often the region fields look whether the active layer cha
 class ReferenceRow(QWidget):
     """One reference: its layer (or file), kind, weight, start and end."""
 
-    def __init__(self, ref: ReferenceLayer, choices: list[tuple[str, str]], remove: Any) -> None:
+    def __init__(self, ref: ReferenceLayer, choices: list[tuple[str, str]], remove: Any,
+                 changed: Callable[[], None] = lambda: None) -> None:  # fmt: skip
         super().__init__()
         self.ref = ref
+        self._changed = changed  # the box keeps the list with the document
         row = QHBoxLayout(self)
         row.setContentsMargins(0, 0, 0, 0)
         self.layer = QComboBox()
@@ -92,6 +94,7 @@ class ReferenceRow(QWidget):
         self.ref.weight = self.weight.value()
         self.ref.start = self.start.value()
         self.ref.end = self.end.value()
+        self._changed()
 
 
 def _spin(value: float, top: float, tip: str) -> QDoubleSpinBox:
@@ -113,6 +116,7 @@ class DirectionBox(QWidget):
         self._document = document or (lambda: Krita.instance().activeDocument())
         self._active = active_node or (lambda: _active_node(self._document()))
         self._rows: list[ReferenceRow] = []
+        self._doc_key: str | None = None  # the image the reference list belongs to
         box = QVBoxLayout(self)
         box.setContentsMargins(0, 0, 0, 0)
         self.references = QVBoxLayout()
@@ -158,9 +162,38 @@ class DirectionBox(QWidget):
 
     def add_reference(self, ref: ReferenceLayer) -> None:
         self.settings.references.append(ref)
-        row = ReferenceRow(ref, self._choices(), self._remove)
+        self._add_row(ref)
+        self._keep_references()
+
+    def _add_row(self, ref: ReferenceLayer) -> None:
+        row = ReferenceRow(ref, self._choices(), self._remove, self._keep_references)
         self._rows.append(row)
         self.references.addWidget(row)
+
+    def _keep_references(self) -> None:
+        """The list as it is now goes into the active image's annotation (its .kra)."""
+        doc = self._document()
+        if doc is not None and self._doc_key == _doc_key(doc):
+            directioncanvas.store_references(doc, self.settings.references)
+
+    def _follow_document(self, doc: Any) -> None:
+        """Another image became active: show its own reference list (stored with it). One
+        that has none starts empty — but the list made while no image was open goes to the
+        first image that opens."""
+        key = _doc_key(doc) if doc is not None else None
+        if key == self._doc_key:
+            return
+        stored = directioncanvas.stored_references(doc) if doc is not None else None
+        had_image, self._doc_key = self._doc_key is not None, key
+        if stored is None and not had_image:
+            self._keep_references()
+            return
+        for row in self._rows:
+            row.deleteLater()
+        self._rows = []
+        self.settings.references[:] = stored or []  # the list Settings holds, kept
+        for ref in self.settings.references:
+            self._add_row(ref)
 
     def _pick_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Reference picture", "",
@@ -172,6 +205,7 @@ class DirectionBox(QWidget):
         self.settings.references.remove(row.ref)
         self._rows.remove(row)
         row.deleteLater()
+        self._keep_references()
 
     def store_region(self) -> None:
         """The typed prompt and negative become the active layer's region (a blank prompt:
@@ -199,11 +233,12 @@ class DirectionBox(QWidget):
     def refresh(self) -> None:
         """Offer the active image's layers, list its regions and show the active layer's
         (a view changed, or a region was stored)."""
+        doc = self._document()
+        self._follow_document(doc)
         choices = self._choices()
         for row in self._rows:
             row.set_layers(choices)
         self.regions.clear()
-        doc = self._document()
         texts = directioncanvas.read_texts(doc) if doc is not None else {}
         for layer_id, name in choices:
             if layer_id in texts:
@@ -235,6 +270,11 @@ class DirectionBox(QWidget):
         prompt, negative = region_fields(texts, layer_id)
         self.region_prompt.setText(prompt)
         self.region_negative.setText(negative)
+
+
+def _doc_key(doc: Any) -> str:
+    """Which image ``doc`` is (Krita's Python wrappers are new objects at every call)."""
+    return f"{doc.fileName()}|{canvas.node_id(doc.rootNode())}"
 
 
 def _active_node(doc: Any) -> Any:

@@ -16,11 +16,14 @@ from sfumato.protocol import Reference, Region
 
 from . import canvas
 from .direction import (
+    REFERENCES,
     REGIONS,
     ReferenceLayer,
     alpha_mask,
     covers,
+    dump_references,
     dump_regions,
+    parse_references,
     parse_regions,
     region_order,
 )
@@ -38,6 +41,23 @@ def write_texts(doc: Any, texts: dict[str, RegionText]) -> None:
     """Store the region prompts with the document (saved in the .kra; marks it modified)."""
     doc.setAnnotation(REGIONS, "Sfumato: the prompt of each region layer",
                       QByteArray(dump_regions(texts)))  # fmt: skip
+
+
+def stored_references(doc: Any) -> list[ReferenceLayer] | None:
+    """The document's reference list (None: it never had one stored)."""
+    if REFERENCES not in doc.annotationTypes():
+        return None
+    return parse_references(bytes(doc.annotation(REFERENCES)))
+
+
+def store_references(doc: Any, refs: list[ReferenceLayer]) -> None:
+    """Keep the docker's reference list with the document (saved in the .kra); unchanged,
+    the document is not touched (storing marks it modified)."""
+    data = dump_references(refs)
+    if REFERENCES in doc.annotationTypes() and bytes(doc.annotation(REFERENCES)) == data:
+        return
+    doc.setAnnotation(REFERENCES, "Sfumato: the docker's reference layers and files",
+                      QByteArray(data))  # fmt: skip
 
 
 def read_regions(doc: Any, r: Rect) -> tuple[Region, ...]:

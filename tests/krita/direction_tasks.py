@@ -144,6 +144,7 @@ def direction_fields(p: dict[str, Any]) -> dict[str, Any]:
         row = box._rows[-1]
         row.layer.setCurrentIndex(row.layer.findData(ids[name]))
         row.kind.setCurrentIndex(row.kind.findText(kind))
+    box._rows[0].weight.setValue(0.4)  # typed into the first row's weight
     offered = [box._rows[0].kind.itemText(i) for i in range(box._rows[0].kind.count())]
     before = {k: [t.prompt, t.negative] for k, t in directioncanvas.read_texts(doc).items()}
 
@@ -173,8 +174,29 @@ def direction_fields(p: dict[str, Any]) -> dict[str, Any]:
             for k, t in directioncanvas.read_texts(doc).items()
         },
     }
-    inp = canvas.read_input(doc, settings)
-    job = build_job(settings.request(), inp, ("generate", "reference", "regions"), "fields")
+    # Krita restarted: a new docker with nothing in memory finds the list in the image; another
+    # image has a list of its own (none yet: empty), and coming back brings this one's again
+    fresh = Settings(prompt="a room")
+    again = DirectionBox(fresh, lambda: canvas.layers(here["doc"]), lambda: here["doc"],
+                         lambda: here["node"])  # fmt: skip
+
+    def rows_of(b: Any) -> list[list[Any]]:
+        return [[names.get(r.layer.currentData(), "?"), r.kind.currentText(),
+                 round(r.weight.value(), 3)] for r in b._rows]  # fmt: skip
+
+    restarted = {"rows": rows_of(again), "settings": len(fresh.references)}
+    other = new_doc(w, h)
+    here["doc"], here["node"] = other, None
+    again.refresh()
+    restarted["other"] = [len(again._rows), len(fresh.references), other.modified()]
+    here["doc"] = doc
+    here["node"] = canvas.find_node(doc, ids[p["show"]])
+    again.refresh()
+    restarted["back"] = rows_of(again)
+    other.setModified(False)
+    other.close()
+    inp = canvas.read_input(doc, fresh)
+    job = build_job(fresh.request(), inp, ("generate", "reference", "regions"), "fields")
     back = decode_client_message(encode_bytes(job), Limits())
     return {
         "ids": ids,
@@ -183,6 +205,7 @@ def direction_fields(p: dict[str, Any]) -> dict[str, Any]:
         "offered": offered,
         "before": {names.get(k, k): v for k, v in before.items()},
         "reopened": reopened,
+        "restarted": restarted,
         "job": {
             "references": [
                 [r.kind.value if r.kind else None, list(r.image.shape), b64(r.image.data)]

@@ -148,6 +148,11 @@ def test_the_docker_keeps_a_references_kind_and_a_regions_negative(krita_env: Kr
     kinds = [["photo", "Style"], ["photo", "Composition"], ["lamp", "Reference"]]
     assert got["rows"] == kinds
     assert got["settings"] == [["photo", "style"], ["photo", "content"], ["lamp", None]]
+    # the list is the image's own, in its .kra: a new docker (Krita restarted) finds it there,
+    # another image starts with none (untouched), and coming back shows this one's again
+    weighted = [[name, kind, 0.4 if n == 0 else 1.0] for n, (name, kind) in enumerate(kinds)]
+    assert out["restarted"] == {"rows": weighted, "settings": 3, "other": [0, 0, False],
+                                "back": weighted}  # fmt: skip
     job = out["job"]
     assert job["size"] == [w, 64]  # the canvas, its height padded to the smallest side sent
     assert [k for k, _, _ in job["references"]] == ["style", "content", None]

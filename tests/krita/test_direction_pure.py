@@ -21,11 +21,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "krita_plugin"))
 
 from sfumato_krita.direction import (
     KINDS,
+    ReferenceLayer,
     alpha_mask,
     covers,
+    dump_references,
     dump_regions,
     kind_of,
     kind_value,
+    parse_references,
     parse_regions,
     region_fields,
     region_order,
@@ -203,7 +206,7 @@ def test_too_many_regions_or_references_is_refused_naming_the_field() -> None:
 @settings(max_examples=40, deadline=None)
 @given(
     refs=st.lists(
-        st.tuples(kinds, st.floats(0, 2), st.floats(0, 0.5), st.floats(0.5, 1)), max_size=4
+        st.tuples(kinds, st.floats(0, 2), st.floats(0, 0.45), st.floats(0.5, 1)), max_size=4
     ),
     negatives=st.lists(st.text(max_size=12), max_size=3),
 )
@@ -235,3 +238,48 @@ def test_the_history_remembers_each_references_kind_and_each_regions_negative(
     ]
     assert [kind for *_, kind in stored["references"]] == [k.value if k else None for k, *_ in refs]
     assert stored["regions"] == [[f"part {n}", neg] for n, neg in enumerate(negatives)]
+
+
+references = st.builds(
+    ReferenceLayer,
+    layer_id=st.text(min_size=1, max_size=40),
+    weight=st.floats(0, 2),
+    start=st.floats(0, 1),
+    end=st.floats(0, 1),
+    kind=kinds,
+) | st.builds(
+    ReferenceLayer,
+    path=st.text(min_size=1, max_size=60),
+    weight=st.floats(0, 2),
+    start=st.floats(0, 1),
+    end=st.floats(0, 1),
+    kind=kinds,
+)
+
+
+@given(st.lists(references, max_size=6))
+def test_the_reference_list_survives_the_documents_annotation(refs: list[ReferenceLayer]) -> None:
+    assert parse_references(dump_references(refs)) == refs
+
+
+@given(
+    st.one_of(
+        st.binary(max_size=80),
+        st.lists(
+            st.dictionaries(
+                st.sampled_from(["layer", "path", "kind", "weight", "start", "end", "x"]),
+                st.one_of(
+                    st.none(), st.booleans(), st.integers(-5, 5), st.floats(), st.text(max_size=8)
+                ),
+            ),
+            max_size=5,
+        ).map(lambda items: json.dumps(items).encode()),
+    )
+)
+def test_a_damaged_reference_annotation_gives_only_usable_references(data: bytes) -> None:
+    """Another tool's annotation or a damaged file: what comes back is only references the
+    docker can show — a layer or a file, numbers inside its fields' ranges — never an error."""
+    for ref in parse_references(data):
+        assert bool(ref.layer_id) != bool(ref.path)
+        assert 0.0 <= ref.weight <= 2.0 and 0.0 <= ref.start <= 1.0 and 0.0 <= ref.end <= 1.0
+        assert ref.kind is None or ref.kind in set(ReferenceKind)
