@@ -273,8 +273,9 @@ class DirectionBox(QWidget):
 
 
 def _doc_key(doc: Any) -> str:
-    """Which image ``doc`` is (Krita's Python wrappers are new objects at every call)."""
-    return f"{doc.fileName()}|{canvas.node_id(doc.rootNode())}"
+    """Which image ``doc`` is (Krita's Python wrappers are new objects at every call): its
+    root node's id, which Save As keeps (a file name would change under the list's feet)."""
+    return canvas.node_id(doc.rootNode())
 
 
 def _active_node(doc: Any) -> Any:

@@ -150,6 +150,8 @@ def direction_fields(p: dict[str, Any]) -> dict[str, Any]:
 
     path = os.path.join(os.path.dirname(p["out"]), "fields.kra")
     assert doc.saveAs(path), "Krita could not save the test document"
+    box._rows[1].weight.setValue(0.7)  # an edit after Save As goes with the next save
+    assert doc.save(), "Krita could not save the test document again"
     here["doc"] = here["node"] = None  # no image is active while it is closed and reopened
     doc.close()
     doc = Krita.instance().openDocument(path)

@@ -150,7 +150,7 @@ def test_the_docker_keeps_a_references_kind_and_a_regions_negative(krita_env: Kr
     assert got["settings"] == [["photo", "style"], ["photo", "content"], ["lamp", None]]
     # the list is the image's own, in its .kra: a new docker (Krita restarted) finds it there,
     # another image starts with none (untouched), and coming back shows this one's again
-    weighted = [[name, kind, 0.4 if n == 0 else 1.0] for n, (name, kind) in enumerate(kinds)]
+    weighted = [[name, kind, [0.4, 0.7, 1.0][n]] for n, (name, kind) in enumerate(kinds)]
     assert out["restarted"] == {"rows": weighted, "settings": 3, "other": [0, 0, False],
                                 "back": weighted}  # fmt: skip
     job = out["job"]
