@@ -232,3 +232,22 @@ def test_a_terminal_record_the_disk_refuses_is_a_store_error_with_the_fix(
     assert str(tmp_path) not in str(caught.value)
     monkeypatch.undo()
     assert store.ended("me", "job-1") is None
+
+
+@given(durable=st.booleans(), reason=st.sampled_from(["", "superseded"]))
+def test_a_live_jobs_end_is_recorded_whole_but_not_synced(
+    tmp_path_factory: pytest.TempPathFactory, durable: bool, reason: str
+) -> None:
+    """``durable=False`` (a live job's end: a crash forgets the live job itself) writes the
+    record whole and readable, with no fsync; every other end is fsync'd, file and folder."""
+    store = ResultStore(tmp_path_factory.mktemp("ends"))
+    synced: list[int] = []
+    real = store_module.os.fsync
+    store_module.os.fsync = lambda fd: synced.append(fd)  # type: ignore[assignment]
+    try:
+        store.end("o", Cancelled("live-1", reason), durable=durable)
+    finally:
+        store_module.os.fsync = real  # type: ignore[assignment]
+    assert store.ended("o", "live-1") == Cancelled("live-1", reason)
+    assert len(synced) == (2 if durable else 0)
+    assert not list((store.root / "o" / ENDED).glob(".*.tmp"))

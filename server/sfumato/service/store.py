@@ -236,9 +236,11 @@ class ResultStore:
     def _ended_path(self, owner: str, job_id: str) -> Path:
         return self.root / owner / ENDED / f"{job_id}.json"
 
-    def end(self, owner: str, message: Error | Cancelled) -> None:
-        """Record how a job ended without a result, durably, so ``fetch`` can answer it.
-        Blocking. Raises :class:`StoreError` when the disk fails."""
+    def end(self, owner: str, message: Error | Cancelled, durable: bool = True) -> None:
+        """Record how a job ended without a result, so ``fetch`` can answer it: durably
+        (fsync'd), unless ``durable`` is off — a live job's end, which a crash may forget as
+        it forgets the live job itself (not journaled: protocol.md 4.2.7); still written
+        whole (renamed into place). Blocking. Raises :class:`StoreError` when the disk fails."""
         record: dict[str, Any] = {"type": message.TYPE, "id": message.id}
         if isinstance(message, Error):
             record |= {"code": message.code.value, "message": message.message}
@@ -251,9 +253,13 @@ class ResultStore:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.tmp")
-            _write_synced(tmp, json.dumps(record).encode())
+            if durable:
+                _write_synced(tmp, json.dumps(record).encode())
+            else:
+                tmp.write_bytes(json.dumps(record).encode())
             os.replace(tmp, path)
-            fsync_dir(path.parent)
+            if durable:
+                fsync_dir(path.parent)
         except OSError as exc:
             doing = f"could not record the end of job {message.id!r}"
             raise StoreError(disk_problem(exc, doing)) from None

@@ -207,7 +207,8 @@ class Worker:
 
         def keep() -> None:
             try:
-                self.store.end(entry.owner, message)
+                # a live job's end need not outlive a crash: the job itself would not
+                self.store.end(entry.owner, message, durable=not entry.job.params.live)
             except StoreError as exc:  # the client still hears of it, once
                 log.error("job %s: %s", entry.job.id, exc)
             if self.journal is not None:
