@@ -57,6 +57,26 @@ def _queue_behind_a_long_job(peer: Peer) -> tuple[Job, Job, Job]:
     return long, live, normal
 
 
+def _started_with_jobs_queued(
+    serve: Callable[..., ServerProcess], tmp_path: Path, grace: float
+) -> tuple[ServerProcess, Peer, str, tuple[Job, Job, Job]]:
+    """A server (``shutdown_grace``), a client, and its long, live and normal jobs (above)."""
+    server = serve("--config", _config(tmp_path, grace))
+    peer = Peer(server.url)
+    client_id = peer.hello().client_id
+    return server, peer, client_id, _queue_behind_a_long_job(peer)
+
+
+def _restarted(
+    serve: Callable[..., ServerProcess], tmp_path: Path, client_id: str
+) -> tuple[ServerProcess, Peer]:
+    """The server started again on the same folders, and the same client connected to it."""
+    server = serve("--config", _config(tmp_path, 10))
+    peer = Peer(server.url)
+    peer.hello(client_id=client_id)
+    return server, peer
+
+
 def _journaled(server: ServerProcess, client_id: str) -> set[str]:
     folder = server.results / owner_key(None, client_id) / JOURNAL
     return {p.stem for p in folder.glob("*.job")}
@@ -73,17 +93,12 @@ def _fetch(peer: Peer, job: Job) -> ServerMessage:
 def test_after_sigkill_the_normal_job_is_recovered_and_the_live_job_is_gone(
     serve: Callable[..., ServerProcess], tmp_path: Path
 ) -> None:
-    first = serve("--config", _config(tmp_path, 10))
-    peer = Peer(first.url)
-    client_id = peer.hello().client_id
-    long, live, normal = _queue_behind_a_long_job(peer)
+    first, peer, client_id, (long, live, normal) = _started_with_jobs_queued(serve, tmp_path, 10)
     assert _journaled(first, client_id) == {long.id, normal.id}  # the live one never written
     first.kill()
     assert first.started(live.id) == 0
 
-    second = serve("--config", _config(tmp_path, 10))
-    peer = Peer(second.url)
-    peer.hello(client_id=client_id)
+    second, peer = _restarted(serve, tmp_path, client_id)
     for job in (long, normal):
         ended = _fetch(peer, job)
         assert isinstance(ended, Result), ended
@@ -99,10 +114,7 @@ def test_after_sigkill_the_normal_job_is_recovered_and_the_live_job_is_gone(
 def test_a_graceful_stop_ends_the_live_job_interrupted_and_keeps_the_normal_one(
     serve: Callable[..., ServerProcess], tmp_path: Path
 ) -> None:
-    first = serve("--config", _config(tmp_path, 0.2))
-    peer = Peer(first.url)
-    client_id = peer.hello().client_id
-    long, live, normal = _queue_behind_a_long_job(peer)
+    first, peer, client_id, (long, live, normal) = _started_with_jobs_queued(serve, tmp_path, 0.2)
     first.proc.terminate()
     heard: dict[str, list[ServerMessage]] = {}
     try:
@@ -119,9 +131,7 @@ def test_a_graceful_stop_ends_the_live_job_interrupted_and_keeps_the_normal_one(
         stages = [m.stage for m in heard.get(job.id, []) if isinstance(m, Progress)]
         assert stages[-1:] == ["suspended"], heard.get(job.id)
 
-    second = serve("--config", _config(tmp_path, 10))
-    peer = Peer(second.url)
-    peer.hello(client_id=client_id)
+    second, peer = _restarted(serve, tmp_path, client_id)
     again = _fetch(peer, live)  # its end was recorded: the restarted server answers it
     assert isinstance(again, Error) and again.code is ErrorCode.INTERRUPTED, again
     assert isinstance(_fetch(peer, normal), Result)
