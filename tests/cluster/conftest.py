@@ -9,6 +9,7 @@ did (``info``) or kill it (``ray.kill``) while the front door runs jobs on it.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,10 @@ def ray_address() -> Iterator[str]:
         import ray
     except ImportError:
         missing("Ray is not installed", "pip install 'sfumato[cluster]' (./dev setup does)")
-    ray.init(
+    from sfumato.service.cluster import NICENESS
+
+    os.environ[NICENESS] = "0"  # the replicas compete for the CPU as they would on a node
+    ray.init(  # set up as docs/scaling.md says (Ray's own default is niceness 15)
         num_cpus=2,  # two CPU replicas of one core each
         include_dashboard=False,
         object_store_memory=OBJECT_STORE,

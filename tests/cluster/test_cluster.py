@@ -101,6 +101,16 @@ def test_the_front_door_never_loads_torch(cluster_server: ServerProcess) -> None
     assert "libtorch" not in maps and "torch/lib" not in maps
 
 
+def test_the_replicas_run_at_normal_priority_and_the_front_door_says_so_otherwise(
+    cluster_server: ServerProcess,
+) -> None:
+    """Ray starts its workers at niceness 15; a node started with RAY_worker_niceness=0 (as
+    this cluster is, and as serve --ray's own local cluster is) runs them at 0, and the front
+    door logs a warning with the fix for any replica that is not."""
+    assert [info.niceness for info in infos()] == [0, 0]
+    assert "niceness" not in cluster_server.log()
+
+
 def test_a_job_goes_to_the_replica_that_has_its_model(cluster_server: ServerProcess) -> None:
     before = {info.name: len(info.loads) for info in infos()}
     peer = Peer(cluster_server.url)

@@ -59,6 +59,9 @@ class Attempt:
     ticket: str
 
 
+NICENESS = "RAY_worker_niceness"  # Ray reads it when a node starts (its raylet)
+
+
 class ClusterWorker(Worker):
     """Runs the queue's jobs on Ray replicas, several at once (one per replica)."""
 
@@ -207,6 +210,13 @@ class ClusterWorker(Worker):
                     "replica %s on %s (pid %d, %s)%s", info.name, info.host, info.pid,
                     info.device, f": {info.problem}" if info.problem else "",
                 )  # fmt: skip
+                if info.niceness > 0:
+                    log.warning(
+                        "replica %s runs at niceness %d (Ray's default for its workers): any "
+                        "other busy process on %s gets the CPU first; start that node's Ray "
+                        "with %s=0 (docs/scaling.md)", info.name, info.niceness, info.host,
+                        NICENESS,
+                    )  # fmt: skip
         self._ready.set()
         self._wakeup.set()
 
@@ -246,6 +256,9 @@ class ClusterWorker(Worker):
             if settings.address:
                 ray.init(address=settings.address, namespace=settings.namespace)
             else:
+                # Ray runs its workers at niceness 15 unless told: the replicas are this
+                # server's work, so they get the CPU like any other process (docs/scaling.md)
+                os.environ.setdefault(NICENESS, "0")
                 ray.init(namespace=settings.namespace, include_dashboard=False)
                 self._started_ray = True
         gpus = int(ray.cluster_resources().get("GPU", 0))

@@ -75,6 +75,7 @@ class ReplicaInfo:
     loads: tuple[str, ...]  # base models loaded, in order
     finished: tuple[str, ...]  # job ids finished here (the last HISTORY), oldest first
     problem: str  # why this replica cannot run jobs ("" when it can)
+    niceness: int = 0  # its process's (Ray starts workers at 15 unless told otherwise)
 
 
 _END = object()  # the engine thread is done
@@ -222,6 +223,7 @@ class ReplicaActor:
             loads=tuple(replica.loads) if replica is not None else (),
             finished=tuple(self._finished),
             problem=self.problem,
+            niceness=os.nice(0),
         )
 
     # ------------------------------------------------------------ helpers
