@@ -87,6 +87,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="sfumato-bench-cluster-"))
     # Logical CPUs for Ray's placement: every setup's replicas exist at once (idle ones cost
     # nothing), so the setups alternate and share whatever else the machine is doing.
+    # at normal priority, as docs/scaling.md sets a node up (Ray's default niceness is 15)
+    os.environ.setdefault("RAY_worker_niceness", "0")
     ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False, namespace="sfumato")
     address = ray.get_runtime_context().gcs_address
     setups = {
