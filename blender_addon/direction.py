@@ -39,8 +39,9 @@ class SfumatoObjectPrompt(bpy.types.PropertyGroup):
 
 
 class SfumatoReference(bpy.types.PropertyGroup):
-    """``Scene.sfumato_reference``: a picture whose look World Background and Camera Backdrop
-    follow (an IP-Adapter reference on the server)."""
+    """``Scene.sfumato_reference``: a picture whose look Texture from View (and Live's Texture
+    mode), World Background and Camera Backdrop follow (an IP-Adapter reference on the
+    server)."""
 
     image: PointerProperty(
         name="Reference",

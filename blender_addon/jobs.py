@@ -193,8 +193,9 @@ def prepare_texture(context: Any, settings: Any, welcome: Server) -> Pending:
         camera, context.evaluated_depsgraph_get(), width, height
     )
     job = Job(_job_id("texture"), Task.GENERATE, job_params, controls=controls)
+    refs = direction.references(context.scene, welcome)  # the look, beside the controls
     return Pending(
-        direction.directed(job, welcome, regions=regions),
+        direction.directed(job, welcome, refs, regions),
         "TEXTURE",
         context.scene.name,
         tuple(o.name for o in meshes),

@@ -151,6 +151,38 @@ def test_world_background_carries_the_reference_picture(offer: Any) -> None:
                                            offer).job.references == ()  # fmt: skip
 
 
+def test_texture_from_view_sends_the_reference_beside_its_controls_and_regions(
+    offer: Any,
+) -> None:
+    """The scene's reference picture goes with Texture from View too: the depth and normal
+    controls keep the shapes, the picture gives the look, the objects keep their regions;
+    the server runs it and the texture is applied."""
+    scenes.camera(width=96, height=64)
+    box = scenes.cube()
+    box.sfumato_prompt.prompt = "a crate"
+    scenes.select(box)
+    rng = np.random.default_rng(11)
+    picture = rng.integers(0, 256, (18, 30, 4), dtype=np.uint8)
+    picture[..., 3] = 255
+    image = bpy.data.images.new("Look", 30, 18)
+    image.pixels.foreach_set((picture[::-1].astype(np.float32) / 255.0).ravel())
+    ref = bpy.context.scene.sfumato_reference
+    ref.image, ref.weight = image, 0.8
+    settings = bpy.context.scene.sfumato
+
+    pending = submodule("jobs").prepare_texture(bpy.context, settings, offer)
+
+    job = pending.job
+    assert [c.kind.value for c in job.controls] == ["depth", "normal"]
+    assert [r.prompt for r in job.regions] == ["a crate"]
+    (sent,) = job.references
+    assert sent.weight == pytest.approx(0.8)
+    np.testing.assert_array_equal(sent.image.to_numpy(), picture[..., :3])
+    submodule("bridge").get().run(pending, 120.0)
+    assert not pending.failure, pending.failure
+    assert settings.history[-1].kind == "TEXTURE"
+
+
 def test_texture_objects_own_prompt_joins_the_scene_prompt(offer: Any) -> None:
     """Texture Object paints one object: its own words join the scene's for every view."""
     texjob, texcams = submodule("texjob"), submodule("texcams")
