@@ -46,7 +46,8 @@ class SfumatoReference(bpy.types.PropertyGroup):
     image: PointerProperty(
         name="Reference",
         type=bpy.types.Image,
-        description="A picture whose style and content the world and the backdrop follow",
+        description="A picture whose style and content Texture from View, the world and the "
+        "backdrop follow",
     )
     weight: FloatProperty(
         name="Reference Weight", default=1.0, min=0.0, max=2.0,
@@ -70,7 +71,7 @@ class SFUMATO_PT_direction(panels._Panel, bpy.types.Panel):
         else:
             layout.label(text="Click a mesh to give it its own prompt", icon="INFO")
         ref = context.scene.sfumato_reference
-        layout.label(text="World and Backdrop", icon="IMAGE_DATA")
+        layout.label(text="Texture from View, World, Backdrop", icon="IMAGE_DATA")
         layout.template_ID(ref, "image", open="image.open")
         layout.prop(ref, "weight")
 
