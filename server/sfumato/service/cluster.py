@@ -22,11 +22,9 @@ Ray is imported here only, and this module only when the config asks for a clust
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
-import threading
 import time
 import uuid
 from dataclasses import dataclass, replace
@@ -36,6 +34,7 @@ from ..protocol import Cancelled, Error, ErrorCode, Progress
 from ..provenance import SigningIdentity
 from ..registry import Registry
 from .config import ServerConfig
+from .daemon import in_daemon
 from .fair_queue import FairQueue, JobEntry
 from .journal import Journal
 from .placement import Slot, all_down, choose
@@ -179,7 +178,7 @@ class ClusterWorker(Worker):
     async def _connect(self) -> None:
         try:
             timeout = self.settings.connect_timeout
-            await asyncio.wait_for(self._in_daemon(self._start_replicas), timeout)
+            await asyncio.wait_for(in_daemon(self._start_replicas, "sfumato-ray-connect"), timeout)
             infos = await asyncio.gather(
                 *(actor.info.options(concurrency_group=CONTROL).remote() for actor in self._actors)
             )
@@ -219,33 +218,6 @@ class ClusterWorker(Worker):
                     )  # fmt: skip
         self._ready.set()
         self._wakeup.set()
-
-    @staticmethod
-    async def _in_daemon(work: Any) -> None:
-        """Run blocking ``work`` on a daemon thread: ``ray.init`` retries an unreachable address
-        for minutes, and a stuck executor thread would hold up the process's exit."""
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
-
-        def settle(exc: BaseException | None) -> None:
-            if done.done():  # timed out already
-                return
-            if exc is None:
-                done.set_result(None)
-            else:
-                done.set_exception(exc)
-
-        def run() -> None:
-            outcome: BaseException | None = None
-            try:
-                work()
-            except BaseException as exc:
-                outcome = exc
-            with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
-                loop.call_soon_threadsafe(settle, outcome)
-
-        threading.Thread(target=run, name="sfumato-ray-connect", daemon=True).start()
-        await done
 
     def _start_replicas(self) -> None:
         """Connect to (or start) the cluster and create one named actor per replica."""
