@@ -51,10 +51,13 @@ def stored_references(doc: Any) -> list[ReferenceLayer] | None:
 
 
 def store_references(doc: Any, refs: list[ReferenceLayer]) -> None:
-    """Keep the docker's reference list with the document (saved in the .kra); unchanged,
-    the document is not touched (storing marks it modified)."""
+    """Keep the docker's reference list with the document (saved in the .kra); unchanged (or
+    empty where none was kept), the document is not touched (storing marks it modified)."""
     data = dump_references(refs)
-    if REFERENCES in doc.annotationTypes() and bytes(doc.annotation(REFERENCES)) == data:
+    if REFERENCES not in doc.annotationTypes():
+        if not refs:
+            return  # nothing to keep: an image opened or made is not marked modified
+    elif bytes(doc.annotation(REFERENCES)) == data:
         return
     doc.setAnnotation(REFERENCES, "Sfumato: the docker's reference layers and files",
                       QByteArray(data))  # fmt: skip

@@ -191,6 +191,10 @@ def direction_fields(p: dict[str, Any]) -> dict[str, Any]:
     here["doc"], here["node"] = other, None
     again.refresh()
     restarted["other"] = [len(again._rows), len(fresh.references), other.modified()]
+    blank = new_doc(w, h)  # the first image a docker with an empty list meets: untouched
+    DirectionBox(Settings(), lambda: canvas.layers(blank), lambda: blank, lambda: None)
+    restarted["first"] = [blank.modified(), "sfumato/references" in blank.annotationTypes()]
+    blank.close()
     here["doc"] = doc
     here["node"] = canvas.find_node(doc, ids[p["show"]])
     again.refresh()

@@ -152,7 +152,7 @@ def test_the_docker_keeps_a_references_kind_and_a_regions_negative(krita_env: Kr
     # another image starts with none (untouched), and coming back shows this one's again
     weighted = [[name, kind, [0.4, 0.7, 1.0][n]] for n, (name, kind) in enumerate(kinds)]
     assert out["restarted"] == {"rows": weighted, "settings": 3, "other": [0, 0, False],
-                                "back": weighted}  # fmt: skip
+                                "first": [False, False], "back": weighted}  # fmt: skip
     job = out["job"]
     assert job["size"] == [w, 64]  # the canvas, its height padded to the smallest side sent
     assert [k for k, _, _ in job["references"]] == ["style", "content", None]
