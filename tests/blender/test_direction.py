@@ -128,14 +128,20 @@ def test_a_server_without_regions_is_told_which_prompt_to_clear(offer: Any) -> N
     assert submodule("direction").texts_of([box]) == {}
 
 
-def test_world_background_carries_the_reference_picture(offer: Any) -> None:
-    rng = np.random.default_rng(3)
-    picture = rng.integers(0, 256, (24, 40, 4), dtype=np.uint8)
+def reference_picture(height: int, width: int, weight: float, seed: int) -> tuple[np.ndarray, Any]:
+    """A random opaque picture as the scene's reference image (Blender's rows bottom first),
+    at ``weight``; returns its RGBA pixels, top row first, and the scene's reference."""
+    picture = np.random.default_rng(seed).integers(0, 256, (height, width, 4), dtype=np.uint8)
     picture[..., 3] = 255
-    image = bpy.data.images.new("Look", 40, 24)
+    image = bpy.data.images.new("Look", width, height)
     image.pixels.foreach_set((picture[::-1].astype(np.float32) / 255.0).ravel())
     ref = bpy.context.scene.sfumato_reference
-    ref.image, ref.weight = image, 0.6
+    ref.image, ref.weight = image, weight
+    return picture, ref
+
+
+def test_world_background_carries_the_reference_picture(offer: Any) -> None:
+    picture, ref = reference_picture(24, 40, 0.6, seed=3)
 
     pending = submodule("jobs").prepare_world(bpy.context, bpy.context.scene.sfumato, offer)
 
@@ -161,13 +167,7 @@ def test_texture_from_view_sends_the_reference_beside_its_controls_and_regions(
     box = scenes.cube()
     box.sfumato_prompt.prompt = "a crate"
     scenes.select(box)
-    rng = np.random.default_rng(11)
-    picture = rng.integers(0, 256, (18, 30, 4), dtype=np.uint8)
-    picture[..., 3] = 255
-    image = bpy.data.images.new("Look", 30, 18)
-    image.pixels.foreach_set((picture[::-1].astype(np.float32) / 255.0).ravel())
-    ref = bpy.context.scene.sfumato_reference
-    ref.image, ref.weight = image, 0.8
+    picture, _ = reference_picture(18, 30, 0.8, seed=11)
     settings = bpy.context.scene.sfumato
 
     pending = submodule("jobs").prepare_texture(bpy.context, settings, offer)

@@ -240,21 +240,10 @@ def test_the_history_remembers_each_references_kind_and_each_regions_negative(
     assert stored["regions"] == [[f"part {n}", neg] for n, neg in enumerate(negatives)]
 
 
+numbers = {"weight": st.floats(0, 2), "start": st.floats(0, 1), "end": st.floats(0, 1)}
 references = st.builds(
-    ReferenceLayer,
-    layer_id=st.text(min_size=1, max_size=40),
-    weight=st.floats(0, 2),
-    start=st.floats(0, 1),
-    end=st.floats(0, 1),
-    kind=kinds,
-) | st.builds(
-    ReferenceLayer,
-    path=st.text(min_size=1, max_size=60),
-    weight=st.floats(0, 2),
-    start=st.floats(0, 1),
-    end=st.floats(0, 1),
-    kind=kinds,
-)
+    ReferenceLayer, layer_id=st.text(min_size=1, max_size=40), kind=kinds, **numbers
+) | st.builds(ReferenceLayer, path=st.text(min_size=1, max_size=60), kind=kinds, **numbers)
 
 
 @given(st.lists(references, max_size=6))
