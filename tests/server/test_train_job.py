@@ -149,6 +149,31 @@ def test_a_train_job_reports_the_loss_and_adds_an_unapproved_entry(trainer) -> N
 
 
 @pytest.mark.slow
+def test_train_lora_with_url_trains_on_the_server_and_says_what_it_added(  # type: ignore[no-untyped-def]
+    trainer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``sfumato train-lora NAME --url``: the server trains (its dataset, its registry), the
+    CLI shows the loss it reports and names the entry; a dataset the server refuses, or a
+    local-only option, is a clear refusal and adds nothing."""
+    server, registry, _datasets = trainer
+    args = ["train-lora", "brand", "--base", "tiny-sd", "--steps", "2", "--resolution", "32",
+            "--seed", "3", "--url", server.url]  # fmt: skip
+    assert main([*args, "--name", "remote-lora"]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == "remote-lora"
+    assert "step 2/2" in err and "loss " in err and "approved = false" in err, err
+    entry = Registry.load(registry).get("remote-lora")
+    assert not entry.approved and entry.base_model == "tiny-sd"
+
+    unlicensed = [*args[:1], "unlicensed", *args[2:]]
+    assert main([*unlicensed, "--name", "remote-x"]) == 1
+    assert "the dataset has no license" in capsys.readouterr().err
+    assert main([*args, "--name", "remote-y", "--out", "somewhere"]) != 0
+    assert "--out" in capsys.readouterr().err
+    assert not {"remote-x", "remote-y"} & set(Registry.load(registry).names())
+
+
+@pytest.mark.slow
 def test_train_jobs_that_cannot_run_are_refused_naming_the_field(trainer) -> None:  # type: ignore[no-untyped-def]
     server, registry, _datasets = trainer
     peer = Peer(server.url)

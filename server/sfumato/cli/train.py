@@ -9,14 +9,21 @@ changed file at its next hello, job or models request (service/registry_watch.py
 
 The registry file is ``--registry`` (default ``$XDG_DATA_HOME/sfumato/registry.toml``, created
 with the built-in models included); serve it with ``sfumato serve --registry <file>``.
+
+With ``--url``, the training runs on that server instead, as a job (task ``train``,
+docs/protocol.md 4.2.5): DATASET names a dataset in the server's ``--datasets`` folder, the
+server's device trains, and the LoRA goes into the server's registry, unapproved; the same
+progress bar shows the loss the server reports, and Ctrl-C cancels the job there.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
+import uuid
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
@@ -59,6 +66,13 @@ def add_train_commands(sub: Any) -> None:
     t.add_argument("--registry", type=Path, help="registry file to add the LoRA to")
     t.add_argument("--cache", type=Path, help="model cache folder (as for serve)")
     t.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: best available)")
+    t.add_argument(
+        "--url",
+        help="train on this server instead (ws://…): DATASET is then a dataset name in its "
+        "--datasets folder, and the LoRA goes into its registry",
+    )
+    t.add_argument("--token", default=os.environ.get("SFUMATO_TOKEN"),
+                   help="with --url: the server's token ($SFUMATO_TOKEN)")  # fmt: skip
     t.set_defaults(run=_train)
 
     a = sub.add_parser("approve", help="approve a registry entry (a trained LoRA) for use")
@@ -68,6 +82,8 @@ def add_train_commands(sub: Any) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    if args.url:
+        return _train_on_server(args)
     registry_path: Path = args.registry or default_registry()
     registry = Registry.load(registry_path if registry_path.exists() else None)
     base = registry.get(args.base)
@@ -124,6 +140,73 @@ def _train(args: argparse.Namespace) -> int:
         f"added {entry.name!r} to {registry_path} (approved = false). Approve it with "
         f"`sfumato approve {entry.name} --registry {registry_path}`, then serve that registry "
         f"(`sfumato serve --registry {registry_path}`)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+LOCAL_ONLY = ("resume", "out", "registry", "cache", "device", "batch_size")
+
+
+def _train_on_server(args: argparse.Namespace) -> int:
+    """``train-lora … --url``: the same training as a server job, its progress shown here."""
+    from ..client import Client, JobFailed, JobWasCancelled
+    from ..protocol import Job, JobParams, Progress, Task, TrainParams
+
+    local = [
+        f"--{n.replace('_', '-')}" for n in LOCAL_ONLY if getattr(args, n) not in (None, False)
+    ]
+    if local:
+        raise RegistryError(
+            f"{', '.join(local)} choose where a local training runs; with --url the server's "
+            "own folders, registry and device decide: leave them out"
+        )
+    train = TrainParams(
+        dataset=str(args.dataset), name=args.name, rank=args.rank, alpha=args.alpha,
+        steps=args.steps, learning_rate=args.learning_rate, resolution=args.resolution,
+        checkpoint_every=args.checkpoint_every,
+    )  # fmt: skip
+    job = Job(
+        f"train-{uuid.uuid4().hex[:12]}", Task.TRAIN,
+        JobParams(model=args.base, seed=args.seed, train=train),
+    )  # fmt: skip
+    bar = ProgressBar(sys.stderr)
+
+    def show(event: object) -> None:
+        if isinstance(event, Progress) and event.loss is not None:
+            bar.update(event)
+
+    print(f"training {args.name!r} on {args.url}, dataset {args.dataset}, base {args.base}",
+          file=sys.stderr)  # fmt: skip
+    with Client(args.url, token=args.token, name="sfumato-train-lora") as client:
+        try:
+            with CancelOnInterrupt() as cancel:
+                client.submit(job)
+                result = None
+                while result is None:
+                    try:
+                        result = client.wait(job.id, timeout=1.0, on_event=show)
+                    except TimeoutError:
+                        if cancel.requested():
+                            client.cancel(job.id)
+        except JobWasCancelled:
+            bar.close()
+            print(f"sfumato train-lora: job {job.id} cancelled; the server kept a checkpoint",
+                  file=sys.stderr)  # fmt: skip
+            return EXIT_CANCELLED
+        except JobFailed as exc:
+            bar.close()
+            print(f"sfumato train-lora: the server refused or failed the training: {exc}",
+                  file=sys.stderr)  # fmt: skip
+            return 1
+    bar.close()
+    trained = result.trained
+    assert trained is not None, "a train job's result names its entry"
+    print(trained.name)
+    print(
+        f"the server added {trained.name!r} to its registry (approved = false) after "
+        f"{trained.steps} steps, loss {trained.loss:.4f}, license {trained.license}. Approve it "
+        f"with `sfumato approve {trained.name} --registry <the server's registry file>`",
         file=sys.stderr,
     )
     return 0
