@@ -1,6 +1,8 @@
 """The live path's figures (issue 12): what the server adds to a live edit, how a burst of
 edits is absorbed, what shared memory and inputs by hash cost. Prints JSON.
 
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/live.py [--runs 9]
+
 - ``edit_overhead_ms``: a live refine (tiny sd15, 256², 1 step, strength 1) from the client's
   submit to its result, minus the bare diffusers img2img call of the same job; medians of
   --runs, alternating. Goal ≤ 30 ms.
