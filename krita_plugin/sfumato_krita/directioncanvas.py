@@ -54,10 +54,8 @@ def store_references(doc: Any, refs: list[ReferenceLayer]) -> None:
     """Keep the docker's reference list with the document (saved in the .kra); unchanged (or
     empty where none was kept), the document is not touched (storing marks it modified)."""
     data = dump_references(refs)
-    if REFERENCES not in doc.annotationTypes():
-        if not refs:
-            return  # nothing to keep: an image opened or made is not marked modified
-    elif bytes(doc.annotation(REFERENCES)) == data:
+    kept = bytes(doc.annotation(REFERENCES)) if REFERENCES in doc.annotationTypes() else None
+    if data == kept or (kept is None and not refs):  # an image opened or made stays unmodified
         return
     doc.setAnnotation(REFERENCES, "Sfumato: the docker's reference layers and files",
                       QByteArray(data))  # fmt: skip

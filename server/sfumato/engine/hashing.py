@@ -39,8 +39,9 @@ class WeightHashes:
         self._lock = threading.Lock()
         self._known: dict[str, str] = self._read()
         self.cache_dir = Path(cache_dir)
-        # hub lookups are not free: once per (source, weight); the source's root folder
-        self._locations: dict[tuple[str, str], Path | None] = {}
+        # hub lookups are not free: each source's root folder, once (entries sharing a hub
+        # repo share it; their ``weight`` is a path inside)
+        self._locations: dict[str, Path | None] = {}
 
     def verify(self, entries: Iterable[ModelEntry], field: str = "params.model") -> dict[str, str]:
         """Hash each entry's weights; an entry whose registry ``sha256`` differs is refused
@@ -111,10 +112,9 @@ class WeightHashes:
                     os.unlink(tmp)
 
     def _location(self, entry: ModelEntry) -> Path | None:
-        key = (entry.source, entry.weight)
-        if self._locations.get(key) is None:
-            self._locations[key] = self._resolve(entry)
-        return self._locations[key]
+        if self._locations.get(entry.source) is None:
+            self._locations[entry.source] = self._resolve(entry)
+        return self._locations[entry.source]
 
     def _resolve(self, entry: ModelEntry) -> Path | None:
         if entry.scheme == "tiny":

@@ -73,8 +73,3 @@ def sha256_at(root: Path, weight: str = "", file_hash: Callable[[Path], str] = f
         return ""
     files = sorted(p for p in target.rglob("*") if is_weight(p.name) and p.is_file())
     return pin_of({f.relative_to(target).as_posix(): file_hash(f) for f in files})
-
-
-def folder_sha256(folder: Path, file_hash: Callable[[Path], str] = file_sha256) -> str:
-    """The pin of ``folder``'s weight files (``sha256_at`` of a folder)."""
-    return sha256_at(folder, "", file_hash)

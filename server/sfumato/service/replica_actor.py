@@ -124,7 +124,7 @@ class ReplicaActor:
         import ray
 
         (ref,) = holder
-        new: Registry = ref if isinstance(ref, Registry) else ray.get(ref)
+        new: Registry = ray.get(ref)
         changed = weights_changed(replica.engine.registry, new)
         replica.use_registry(new, changed)
         self._generation = generation

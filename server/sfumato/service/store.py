@@ -253,10 +253,8 @@ class ResultStore:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.tmp")
-            if durable:
-                _write_synced(tmp, json.dumps(record).encode())
-            else:
-                tmp.write_bytes(json.dumps(record).encode())
+            write = _write_synced if durable else Path.write_bytes
+            write(tmp, json.dumps(record).encode())
             os.replace(tmp, path)
             if durable:
                 fsync_dir(path.parent)
