@@ -17,6 +17,7 @@ import mmap
 import os
 import re
 import secrets
+from collections.abc import Collection
 from pathlib import Path
 
 try:
@@ -116,17 +117,24 @@ def alive(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
-def sweep() -> list[str]:
+def owner_pid(name: str) -> int | None:
+    """The process that made the segment ``name`` (its name says), if it is one of ours."""
+    match = OWNED.fullmatch(name)
+    return int(match.group(1)) if match else None
+
+
+def sweep(only: Collection[int] | None = None) -> list[str]:
     """Unlink the segments of Sfumato processes that are gone (a client killed between making a
-    segment and sending it, a server killed with its probe). Linux lists them in /dev/shm;
-    elsewhere there is nothing to list and nothing is swept. Returns the names unlinked."""
+    segment and sending it, a server killed with its probe); ``only``: of those processes.
+    Linux lists them in /dev/shm; elsewhere there is nothing to list and nothing is swept.
+    Returns the names unlinked."""
     if not AVAILABLE or not DEV_SHM.is_dir():
         return []
     gone = []
     with contextlib.suppress(OSError):
         for entry in DEV_SHM.iterdir():
-            match = OWNED.fullmatch(entry.name)
-            if match and not alive(int(match.group(1))):
+            pid = owner_pid(entry.name)
+            if pid is not None and (only is None or pid in only) and not alive(pid):
                 unlink(entry.name)
                 gone.append(entry.name)
     return gone

@@ -70,6 +70,7 @@ class ConnectionResolver:
         self.owner = owner
         self.shm = shm
         self._mapped: dict[str, shmem.Mapped] = {}
+        self.pids: set[int] = set()  # the processes whose segments it read (the client's)
 
     def offer(self, field: str, array: Array, sha256: str) -> None:
         if self.cache is None:
@@ -129,6 +130,9 @@ class ConnectionResolver:
                     field=field,
                 ) from None
             self._mapped[ref.shm] = mapped
+            pid = shmem.owner_pid(ref.shm)
+            if pid is not None:
+                self.pids.add(pid)
         if ref.offset + ref.nbytes > mapped.size:
             raise ProtocolError(
                 ErrorCode.BAD_ARRAY,

@@ -51,6 +51,10 @@ from .worker import Worker
 
 log = logging.getLogger("sfumato.server")
 TERMINAL = (Result, Error, Cancelled)  # the one event that ends an accepted job
+# A client killed mid-job closes its socket while the kernel is still tearing it down (not
+# yet a zombie): the sweep at the close can find it alive and keep its segments; these look
+# again, at that client's segments only
+SWEEP_AGAIN_S = (0.5, 3.0)
 _quiet_exceptions = quiet_exceptions  # its old name here (tests/server/test_logguard.py)
 
 
@@ -328,6 +332,10 @@ class SfumatoServer:
                 resolver.close()
             if self.probe is not None:  # a client that died leaves its segments: removed
                 shmem.sweep()
+                if isinstance(resolver, ConnectionResolver) and resolver.pids:
+                    loop = asyncio.get_running_loop()
+                    for delay in SWEEP_AGAIN_S:  # its client's, once it has surely exited
+                        loop.call_later(delay, shmem.sweep, resolver.pids)
 
     async def _receive(self, conn: Connection, data: bytes | memoryview, held: int) -> None:
         """Decode and route one message; its bytes go back to the budget now, or, for an
